@@ -1,0 +1,1197 @@
+//! A persistent collection: vectors, item metadata and HNSW graphs in one sled
+//! database.
+//!
+//! # Layout
+//!
+//! One sled tree, keys by prefix (ids and segment numbers big-endian so that
+//! prefixes scan in order):
+//!
+//! | key                         | value                                   |
+//! |-----------------------------|-----------------------------------------|
+//! | `m`                         | the [`Manifest`] (JSON)                 |
+//! | `i/<id>`                    | an item's [`ItemMeta`] (JSON)           |
+//! | `v/<id>`                    | a vector of the appendable segment      |
+//! | `t/<id>`                    | tombstone of a deleted sealed item      |
+//! | `s/<seg>/<part>/<chunk>`    | a sealed segment: ids, vectors, graph   |
+//!
+//! A collection is a list of *sealed segments* — each an immutable
+//! [`AnnIndex`] whose ids, vectors and frozen graph are stored as chunked
+//! blobs — plus one *appendable segment* of recent vectors searched exactly.
+//! When the appendable segment reaches `seal_threshold` vectors its graph is
+//! built and it becomes a sealed segment. Reopening loads the stored graphs:
+//! no graph is ever rebuilt on open. (This is the design of Qdrant's
+//! appendable/immutable segments.)
+//!
+//! # Why the graph lives in sled and not in hnsw_rs dump files
+//!
+//! hnsw_rs can only dump to files (`<base>.hnsw.graph` / `.hnsw.data`), with a
+//! fresh random basename after a reload, a copy of every vector in the data
+//! file, and a reloaded index that borrows its loader. Keeping the frozen graph
+//! as sled blobs instead puts everything under one commit protocol, stores
+//! each vector once, and lets the manifest alone decide what is valid.
+//!
+//! # Commit protocol
+//!
+//! Every mutating call follows the same three steps:
+//!
+//! 1. **Write new data under keys nothing refers to yet**: items and vectors
+//!    with ids `>= manifest.next_id`, segment blobs under a segment number not
+//!    in `manifest.segments`. A crash here leaves only garbage.
+//! 2. **Switch the manifest**: one sled batch (atomic) writes the new manifest
+//!    (with the new `next_id`/segment list) together with the small removals
+//!    it implies (tombstones dropped by a compaction, appendable vectors moved
+//!    into a sealed segment), then `flush()` makes it durable. The call
+//!    returns only after this flush: **what a call acknowledged is durable**.
+//! 3. **Collect garbage** (segment blobs no longer listed). A crash here is
+//!    harmless: [`Collection::open`] repeats the collection.
+//!
+//! On open, anything the manifest does not vouch for (ids `>= next_id`,
+//! unlisted segments, appendable vectors that a listed segment already holds)
+//! is removed, so a crash between any two writes leaves a consistent,
+//! reopenable collection holding exactly the acknowledged writes.
+//!
+//! Small inserts and deletes fit in step 2 alone (a single batch).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, RwLock, RwLockReadGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::distance::Metric;
+use crate::error::{IndexError, Result};
+use crate::exact::{search_sets, TopK};
+use crate::hnsw::{AnnIndex, HnswParams};
+use crate::vectors::{prepare_query, IdFilter, Neighbor, VectorSet};
+
+/// The on-disk format this build reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Bytes per stored blob chunk.
+const CHUNK_BYTES: usize = 1 << 20;
+
+const MANIFEST_KEY: &[u8] = b"m";
+const ITEM: u8 = b'i';
+const VECTOR: u8 = b'v';
+const TOMBSTONE: u8 = b't';
+const SEGMENT: u8 = b's';
+
+/// Settings fixed when a collection is created.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CollectionSpec {
+    /// Vector dimension.
+    pub dim: usize,
+    /// Distance metric.
+    pub metric: Metric,
+    /// HNSW parameters (ef_search is only the default; queries may override).
+    pub params: HnswParams,
+}
+
+/// Settings that apply to one open handle and may change between opens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OpenOptions {
+    /// sled page cache size, in bytes.
+    pub cache_bytes: u64,
+    /// Appendable vectors that trigger building a graph segment.
+    pub seal_threshold: usize,
+    /// Share of deleted items (0..1) above which the graph is rebuilt without them.
+    pub compact_tombstone_share: f64,
+    /// More sealed segments than this triggers a merge into one.
+    pub max_segments: usize,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            cache_bytes: 64 << 20,
+            seal_threshold: 4096,
+            compact_tombstone_share: 0.2,
+            max_segments: 8,
+        }
+    }
+}
+
+impl OpenOptions {
+    fn validate(&self) -> Result<()> {
+        if !(0.0..=1.0).contains(&self.compact_tombstone_share) {
+            return Err(IndexError::InvalidParameter {
+                name: "compact_tombstone_share",
+                reason: format!("{} is not within 0..=1", self.compact_tombstone_share),
+            });
+        }
+        if self.seal_threshold == 0 || self.max_segments == 0 {
+            return Err(IndexError::InvalidParameter {
+                name: "seal_threshold/max_segments",
+                reason: "must be at least 1".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Per-item metadata stored next to each vector.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ItemMeta {
+    /// The caller's id for the item (a path, a data-set row number...).
+    pub external_id: String,
+    /// Where the item came from (a folder, a data set name...).
+    pub source: String,
+    /// When it was added, in milliseconds since the Unix epoch.
+    pub added_unix_ms: u64,
+    /// Free-form attributes.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attrs: BTreeMap<String, serde_json::Value>,
+}
+
+impl ItemMeta {
+    /// Metadata stamped with the current time.
+    pub fn new(external_id: impl Into<String>, source: impl Into<String>) -> Self {
+        ItemMeta {
+            external_id: external_id.into(),
+            source: source.into(),
+            added_unix_ms: now_ms(),
+            attrs: BTreeMap::new(),
+        }
+    }
+}
+
+/// A stored segment, as listed in the manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SegmentRef {
+    /// Segment number (unique, never reused).
+    pub id: u64,
+    /// Vectors it holds (including deleted ones until compaction).
+    pub rows: usize,
+    /// Number of stored chunks of ids, vectors and graph.
+    pub chunks: [u32; 3],
+}
+
+/// The root record: only what it lists is valid.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// On-disk format version.
+    pub format_version: u32,
+    /// Creation settings.
+    pub spec: CollectionSpec,
+    /// Next item id to hand out; ids at or above it are uncommitted.
+    pub next_id: u64,
+    /// Next segment number.
+    pub next_segment: u64,
+    /// Sealed segments.
+    pub segments: Vec<SegmentRef>,
+    /// Creation time, ms since the epoch.
+    pub created_unix_ms: u64,
+    /// Application properties (e.g. the embedder's identity).
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+/// A vector to add and its metadata.
+#[derive(Debug, Clone)]
+pub struct NewItem {
+    /// The vector (raw; it is checked and, for cosine, normalised).
+    pub vector: Vec<f32>,
+    /// Its metadata.
+    pub meta: ItemMeta,
+}
+
+/// Phases reported by long operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Writing vectors and metadata.
+    Writing,
+    /// Building the HNSW graph.
+    Building,
+    /// Loading segments on open.
+    Loading,
+}
+
+/// Progress callback: phase, done, total.
+pub type Progress<'a> = &'a (dyn Fn(Phase, usize, usize) + Sync);
+
+/// Figures about a collection.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stats {
+    /// Live (searchable) items.
+    pub count: usize,
+    /// Dimension.
+    pub dim: usize,
+    /// Metric.
+    pub metric: Metric,
+    /// HNSW parameters.
+    pub params: HnswParams,
+    /// Sealed segments.
+    pub segments: usize,
+    /// Vectors in sealed segments (including deleted).
+    pub sealed_rows: usize,
+    /// Vectors in the appendable segment.
+    pub appendable_rows: usize,
+    /// Deleted items still in a graph.
+    pub tombstones: usize,
+    /// Bytes of the collection directory on disk.
+    pub disk_bytes: u64,
+    /// Heap bytes held by vectors and graphs.
+    pub memory_bytes: usize,
+    /// Format version.
+    pub format_version: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Loc {
+    Sealed { seg: usize, row: u32 },
+    Fresh { row: u32 },
+}
+
+struct State {
+    manifest: Manifest,
+    segments: Vec<AnnIndex>,
+    fresh: VectorSet,
+    locations: HashMap<u64, Loc>,
+    tombstones: HashSet<u64>,
+}
+
+impl State {
+    fn live(&self) -> usize {
+        self.locations.len() - self.tombstones.len()
+    }
+}
+
+/// A persistent, searchable collection of vectors. Cheap to share between
+/// threads: searches run concurrently; writes are serialised.
+pub struct Collection {
+    path: PathBuf,
+    db: sled::Db,
+    options: OpenOptions,
+    state: RwLock<State>,
+    writer: Mutex<()>,
+}
+
+impl std::fmt::Debug for Collection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Collection")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn key(prefix: u8, id: u64) -> [u8; 10] {
+    let mut k = [0u8; 10];
+    k[0] = prefix;
+    k[1] = b'/';
+    k[2..].copy_from_slice(&id.to_be_bytes());
+    k
+}
+
+fn id_of(k: &[u8]) -> Result<u64> {
+    let raw: [u8; 8] = k
+        .get(2..10)
+        .and_then(|s| s.try_into().ok())
+        .ok_or_else(|| IndexError::Corrupt(format!("malformed key {k:?}")))?;
+    Ok(u64::from_be_bytes(raw))
+}
+
+fn seg_prefix(seg: u64) -> Vec<u8> {
+    let mut k = vec![SEGMENT, b'/'];
+    k.extend_from_slice(&seg.to_be_bytes());
+    k.push(b'/');
+    k
+}
+
+fn chunk_key(seg: u64, part: u8, chunk: u32) -> Vec<u8> {
+    let mut k = seg_prefix(seg);
+    k.push(part);
+    k.push(b'/');
+    k.extend_from_slice(&chunk.to_be_bytes());
+    k
+}
+
+const PARTS: [u8; 3] = [b'i', b'v', b'g'];
+
+pub(crate) fn f32s_to_bytes(v: &[f32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(v.len() * 4);
+    for x in v {
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out
+}
+
+fn bytes_to_f32s(b: &[u8], out: &mut Vec<f32>) {
+    out.extend(
+        b.chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+    );
+}
+
+fn map_open_error(path: &Path, e: sled::Error) -> IndexError {
+    if let sled::Error::Io(io) = &e {
+        let msg = io.to_string().to_ascii_lowercase();
+        if io.kind() == std::io::ErrorKind::WouldBlock || msg.contains("lock") {
+            return IndexError::Locked {
+                path: path.to_path_buf(),
+            };
+        }
+    }
+    IndexError::Storage(e)
+}
+
+fn dir_size(path: &Path) -> u64 {
+    let mut total = 0;
+    if let Ok(rd) = std::fs::read_dir(path) {
+        for e in rd.flatten() {
+            match e.metadata() {
+                Ok(m) if m.is_dir() => total += dir_size(&e.path()),
+                Ok(m) => total += m.len(),
+                Err(_) => {}
+            }
+        }
+    }
+    total
+}
+
+impl Collection {
+    /// Creates a new, empty collection in directory `path`.
+    pub fn create(path: &Path, spec: CollectionSpec, options: OpenOptions) -> Result<Collection> {
+        spec.params.validate()?;
+        options.validate()?;
+        if spec.dim == 0 {
+            return Err(IndexError::InvalidParameter {
+                name: "dim",
+                reason: "dimension must be at least 1".into(),
+            });
+        }
+        if path.join("conf").exists() || path.join("db").exists() {
+            // sled's files: something is there already; refuse to clobber it.
+            let db = Self::open_db(path, &options)?;
+            if db.contains_key(MANIFEST_KEY)? {
+                return Err(IndexError::AlreadyExists {
+                    path: path.to_path_buf(),
+                });
+            }
+        }
+        std::fs::create_dir_all(path)?;
+        let db = Self::open_db(path, &options)?;
+        if db.contains_key(MANIFEST_KEY)? {
+            return Err(IndexError::AlreadyExists {
+                path: path.to_path_buf(),
+            });
+        }
+        let manifest = Manifest {
+            format_version: FORMAT_VERSION,
+            spec: spec.clone(),
+            next_id: 0,
+            next_segment: 0,
+            segments: Vec::new(),
+            created_unix_ms: now_ms(),
+            properties: BTreeMap::new(),
+        };
+        db.insert(
+            MANIFEST_KEY,
+            serde_json::to_vec(&manifest).expect("manifest serialises"),
+        )?;
+        db.flush()?;
+        Ok(Collection {
+            path: path.to_path_buf(),
+            db,
+            options,
+            state: RwLock::new(State {
+                manifest,
+                segments: Vec::new(),
+                fresh: VectorSet::new(spec.dim),
+                locations: HashMap::new(),
+                tombstones: HashSet::new(),
+            }),
+            writer: Mutex::new(()),
+        })
+    }
+
+    fn open_db(path: &Path, options: &OpenOptions) -> Result<sled::Db> {
+        sled::Config::new()
+            .path(path)
+            .cache_capacity(options.cache_bytes)
+            .mode(sled::Mode::LowSpace)
+            .open()
+            .map_err(|e| map_open_error(path, e))
+    }
+
+    /// Opens an existing collection, loading its stored graphs (no rebuild)
+    /// and cleaning up whatever an interrupted write left behind.
+    pub fn open(path: &Path, options: OpenOptions, progress: Progress) -> Result<Collection> {
+        options.validate()?;
+        if !path.join("conf").exists() {
+            return Err(IndexError::NoCollection {
+                path: path.to_path_buf(),
+            });
+        }
+        let db = Self::open_db(path, &options)?;
+        let raw = db
+            .get(MANIFEST_KEY)?
+            .ok_or_else(|| IndexError::NoCollection {
+                path: path.to_path_buf(),
+            })?;
+        // Read the version first, leniently, so that a future format gives a
+        // version error rather than a parse error.
+        let version = serde_json::from_slice::<serde_json::Value>(&raw)
+            .ok()
+            .and_then(|v| v.get("format_version").and_then(|x| x.as_u64()))
+            .ok_or_else(|| IndexError::Corrupt("manifest is unreadable".into()))?;
+        if version != u64::from(FORMAT_VERSION) {
+            return Err(IndexError::IncompatibleVersion {
+                path: path.to_path_buf(),
+                found: version as u32,
+                supported: FORMAT_VERSION,
+            });
+        }
+        let manifest: Manifest = serde_json::from_slice(&raw)
+            .map_err(|e| IndexError::Corrupt(format!("manifest: {e}")))?;
+        let spec = manifest.spec.clone();
+
+        // Sealed segments.
+        let total: usize = manifest.segments.iter().map(|s| s.rows).sum();
+        let mut loaded = 0;
+        let mut segments = Vec::with_capacity(manifest.segments.len());
+        let mut locations = HashMap::with_capacity(total);
+        for (si, seg) in manifest.segments.iter().enumerate() {
+            let idx = Self::load_segment(&db, &spec, seg)?;
+            for (row, &id) in idx.vectors().ids().iter().enumerate() {
+                if id >= manifest.next_id
+                    || locations
+                        .insert(
+                            id,
+                            Loc::Sealed {
+                                seg: si,
+                                row: row as u32,
+                            },
+                        )
+                        .is_some()
+                {
+                    return Err(IndexError::Corrupt(format!(
+                        "segment {} lists id {id} twice or uncommitted",
+                        seg.id
+                    )));
+                }
+            }
+            loaded += seg.rows;
+            progress(Phase::Loading, loaded, total);
+            segments.push(idx);
+        }
+
+        // Garbage from interrupted writes, and the appendable segment.
+        let mut garbage: Vec<sled::IVec> = Vec::new();
+        let mut fresh = VectorSet::new(spec.dim);
+        for kv in db.scan_prefix([VECTOR, b'/']) {
+            let (k, v) = kv?;
+            let id = id_of(&k)?;
+            if id >= manifest.next_id || locations.contains_key(&id) {
+                garbage.push(k);
+                continue;
+            }
+            if v.len() != spec.dim * 4 {
+                return Err(IndexError::Corrupt(format!(
+                    "vector {id} has {} bytes",
+                    v.len()
+                )));
+            }
+            let mut buf = Vec::with_capacity(spec.dim);
+            bytes_to_f32s(&v, &mut buf);
+            locations.insert(
+                id,
+                Loc::Fresh {
+                    row: fresh.len() as u32,
+                },
+            );
+            fresh.push_prepared(id, &buf);
+        }
+        for kv in db.scan_prefix([ITEM, b'/']) {
+            let (k, _) = kv?;
+            let id = id_of(&k)?;
+            if id >= manifest.next_id {
+                garbage.push(k);
+            }
+        }
+        let mut tombstones = HashSet::new();
+        for kv in db.scan_prefix([TOMBSTONE, b'/']) {
+            let (k, _) = kv?;
+            let id = id_of(&k)?;
+            if matches!(locations.get(&id), Some(Loc::Sealed { .. })) {
+                tombstones.insert(id);
+            } else {
+                garbage.push(k);
+            }
+        }
+        let listed: HashSet<u64> = manifest.segments.iter().map(|s| s.id).collect();
+        for kv in db.scan_prefix([SEGMENT, b'/']) {
+            let (k, _) = kv?;
+            if !listed.contains(&id_of(&k)?) {
+                garbage.push(k);
+            }
+        }
+        if !garbage.is_empty() {
+            tracing::info!(
+                keys = garbage.len(),
+                "removing leftovers of an interrupted write"
+            );
+            let mut batch = sled::Batch::default();
+            for k in garbage {
+                batch.remove(k);
+            }
+            db.apply_batch(batch)?;
+            db.flush()?;
+        }
+        Ok(Collection {
+            path: path.to_path_buf(),
+            db,
+            options,
+            state: RwLock::new(State {
+                manifest,
+                segments,
+                fresh,
+                locations,
+                tombstones,
+            }),
+            writer: Mutex::new(()),
+        })
+    }
+
+    /// Opens the collection at `path`, creating it with `spec` if absent.
+    /// An existing collection must match `spec` in dimension and metric.
+    pub fn open_or_create(
+        path: &Path,
+        spec: CollectionSpec,
+        options: OpenOptions,
+        progress: Progress,
+    ) -> Result<Collection> {
+        if !path.join("conf").exists() {
+            return Self::create(path, spec, options);
+        }
+        let c = Self::open(path, options, progress)?;
+        let have = c.spec();
+        if have.dim != spec.dim || have.metric != spec.metric {
+            return Err(IndexError::SettingsMismatch(format!(
+                "collection at {} holds {}-d {} vectors, asked for {}-d {}",
+                path.display(),
+                have.dim,
+                have.metric,
+                spec.dim,
+                spec.metric
+            )));
+        }
+        Ok(c)
+    }
+
+    fn load_segment(db: &sled::Db, spec: &CollectionSpec, seg: &SegmentRef) -> Result<AnnIndex> {
+        let read_part = |pi: usize, out: &mut Vec<u8>| -> Result<()> {
+            for c in 0..seg.chunks[pi] {
+                let v = db.get(chunk_key(seg.id, PARTS[pi], c))?.ok_or_else(|| {
+                    IndexError::Corrupt(format!(
+                        "segment {} is missing chunk {c} of part {}",
+                        seg.id, PARTS[pi] as char
+                    ))
+                })?;
+                out.extend_from_slice(&v);
+            }
+            Ok(())
+        };
+        let mut raw = Vec::new();
+        read_part(0, &mut raw)?;
+        if raw.len() != seg.rows * 8 {
+            return Err(IndexError::Corrupt(format!(
+                "segment {} ids have {} bytes",
+                seg.id,
+                raw.len()
+            )));
+        }
+        let ids: Vec<u64> = raw
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+            .collect();
+        // Vectors: decode chunk by chunk so that only one copy is ever held.
+        let mut data = Vec::with_capacity(seg.rows * spec.dim);
+        for c in 0..seg.chunks[1] {
+            let v = db.get(chunk_key(seg.id, PARTS[1], c))?.ok_or_else(|| {
+                IndexError::Corrupt(format!("segment {} is missing vector chunk {c}", seg.id))
+            })?;
+            bytes_to_f32s(&v, &mut data);
+        }
+        if data.len() != seg.rows * spec.dim {
+            return Err(IndexError::Corrupt(format!(
+                "segment {} has {} floats",
+                seg.id,
+                data.len()
+            )));
+        }
+        raw.clear();
+        read_part(2, &mut raw)?;
+        let set = VectorSet::from_prepared(spec.dim, ids, data);
+        AnnIndex::from_parts(spec.metric, spec.params, set, &raw)
+    }
+
+    /// Writes a segment's blobs under its (not yet listed) number.
+    fn write_segment(&self, seg_id: u64, idx: &AnnIndex) -> Result<SegmentRef> {
+        let set = idx.vectors();
+        let mut chunks = [0u32; 3];
+        // ids
+        let ids_bytes: Vec<u8> = set.ids().iter().flat_map(|id| id.to_le_bytes()).collect();
+        chunks[0] = self.write_chunks(seg_id, 0, &ids_bytes)?;
+        // vectors, converted chunk by chunk
+        let floats_per_chunk = CHUNK_BYTES / 4;
+        let mut n = 0u32;
+        for part in set.data().chunks(floats_per_chunk) {
+            self.db
+                .insert(chunk_key(seg_id, PARTS[1], n), f32s_to_bytes(part))?;
+            n += 1;
+        }
+        chunks[1] = n;
+        chunks[2] = self.write_chunks(seg_id, 2, &idx.encode_graph())?;
+        Ok(SegmentRef {
+            id: seg_id,
+            rows: set.len(),
+            chunks,
+        })
+    }
+
+    fn write_chunks(&self, seg_id: u64, part: usize, bytes: &[u8]) -> Result<u32> {
+        let mut n = 0u32;
+        for c in bytes.chunks(CHUNK_BYTES) {
+            self.db.insert(chunk_key(seg_id, PARTS[part], n), c)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    fn remove_segment_blobs(&self, seg_id: u64) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for kv in self.db.scan_prefix(seg_prefix(seg_id)) {
+            batch.remove(kv?.0);
+        }
+        self.db.apply_batch(batch)?;
+        Ok(())
+    }
+
+    fn read_state(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_writer(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The directory holding the collection.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Creation settings.
+    pub fn spec(&self) -> CollectionSpec {
+        self.read_state().manifest.spec.clone()
+    }
+
+    /// A copy of the manifest.
+    pub fn manifest(&self) -> Manifest {
+        self.read_state().manifest.clone()
+    }
+
+    /// Live items.
+    pub fn len(&self) -> usize {
+        self.read_state().live()
+    }
+
+    /// True when no live item.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Checks and prepares incoming vectors; errors name the item's position.
+    fn prepare_all(&self, dim: usize, metric: Metric, vectors: &mut [Vec<f32>]) -> Result<()> {
+        for (i, v) in vectors.iter_mut().enumerate() {
+            if v.len() != dim {
+                return Err(IndexError::WrongDimension {
+                    index: i,
+                    expected: dim,
+                    got: v.len(),
+                });
+            }
+            metric.prepare(v, i)?;
+        }
+        Ok(())
+    }
+
+    /// Adds items; returns their new ids. All-or-nothing: a bad vector
+    /// anywhere refuses the whole call and writes nothing. Durable on return.
+    pub fn insert(&self, items: Vec<NewItem>) -> Result<Vec<u64>> {
+        let _w = self.lock_writer();
+        let spec = self.spec();
+        let (mut vectors, metas): (Vec<Vec<f32>>, Vec<ItemMeta>) =
+            items.into_iter().map(|it| (it.vector, it.meta)).unzip();
+        self.prepare_all(spec.dim, spec.metric, &mut vectors)?;
+        if vectors.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut manifest = self.read_state().manifest.clone();
+        let first = manifest.next_id;
+        manifest.next_id += vectors.len() as u64;
+        let mut batch = sled::Batch::default();
+        for (i, (v, meta)) in vectors.iter().zip(&metas).enumerate() {
+            let id = first + i as u64;
+            batch.insert(
+                &key(ITEM, id),
+                serde_json::to_vec(meta).expect("meta serialises"),
+            );
+            batch.insert(&key(VECTOR, id), f32s_to_bytes(v));
+        }
+        batch.insert(
+            MANIFEST_KEY,
+            serde_json::to_vec(&manifest).expect("manifest serialises"),
+        );
+        self.db.apply_batch(batch)?;
+        self.db.flush()?;
+        {
+            let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
+            st.manifest = manifest;
+            for (i, v) in vectors.iter().enumerate() {
+                let id = first + i as u64;
+                let row = st.fresh.len() as u32;
+                st.fresh.push_prepared(id, v);
+                st.locations.insert(id, Loc::Fresh { row });
+            }
+        }
+        let ids: Vec<u64> = (first..first + vectors.len() as u64).collect();
+        if self.read_state().fresh.len() >= self.options.seal_threshold {
+            self.seal_locked(&|_, _, _| {})?;
+        }
+        Ok(ids)
+    }
+
+    /// Adds many vectors at once (row-major `data`), building their graph
+    /// directly as a new sealed segment. `meta(i)` gives row `i`'s metadata.
+    /// Holds one copy of the vectors. Durable on return; a crash before the
+    /// return leaves the collection as it was.
+    pub fn bulk_insert(
+        &self,
+        data: Vec<f32>,
+        meta: &(dyn Fn(usize) -> ItemMeta + Sync),
+        progress: Progress,
+    ) -> Result<Vec<u64>> {
+        let _w = self.lock_writer();
+        let spec = self.spec();
+        let mut manifest = self.read_state().manifest.clone();
+        let first = manifest.next_id;
+        let rows = data.len() / spec.dim.max(1);
+        let ids: Vec<u64> = (first..first + rows as u64).collect();
+        let set = VectorSet::from_parts(spec.dim, ids.clone(), data, spec.metric)?;
+        if rows == 0 {
+            return Ok(Vec::new());
+        }
+        // Step 1: metadata under uncommitted ids.
+        let mut batch = sled::Batch::default();
+        for i in 0..rows {
+            batch.insert(
+                &key(ITEM, first + i as u64),
+                serde_json::to_vec(&meta(i)).expect("meta serialises"),
+            );
+            if (i + 1) % 8192 == 0 || i + 1 == rows {
+                self.db.apply_batch(std::mem::take(&mut batch))?;
+                progress(Phase::Writing, i + 1, rows);
+            }
+        }
+        let idx = AnnIndex::build(spec.metric, spec.params, set, &|done| {
+            progress(Phase::Building, done, rows)
+        })?;
+        let seg_id = manifest.next_segment;
+        let seg = self.write_segment(seg_id, &idx)?;
+        self.db.flush()?;
+        // Step 2: the manifest switch.
+        manifest.next_id += rows as u64;
+        manifest.next_segment += 1;
+        manifest.segments.push(seg);
+        self.db.insert(
+            MANIFEST_KEY,
+            serde_json::to_vec(&manifest).expect("manifest serialises"),
+        )?;
+        self.db.flush()?;
+        {
+            let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
+            let si = st.segments.len();
+            for (row, &id) in idx.vectors().ids().iter().enumerate() {
+                st.locations.insert(
+                    id,
+                    Loc::Sealed {
+                        seg: si,
+                        row: row as u32,
+                    },
+                );
+            }
+            st.segments.push(idx);
+            st.manifest = manifest;
+        }
+        self.maintain_locked(progress)?;
+        Ok(ids)
+    }
+
+    /// Builds a graph over the appendable vectors and turns them into a
+    /// sealed segment. A no-op when there are none.
+    pub fn seal(&self, progress: Progress) -> Result<()> {
+        let _w = self.lock_writer();
+        self.seal_locked(progress)
+    }
+
+    fn seal_locked(&self, progress: Progress) -> Result<()> {
+        let (spec, fresh, mut manifest) = {
+            let st = self.read_state();
+            (
+                st.manifest.spec.clone(),
+                st.fresh.clone(),
+                st.manifest.clone(),
+            )
+        };
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        let rows = fresh.len();
+        let idx = AnnIndex::build(spec.metric, spec.params, fresh, &|d| {
+            progress(Phase::Building, d, rows)
+        })?;
+        let seg_id = manifest.next_segment;
+        let seg = self.write_segment(seg_id, &idx)?;
+        self.db.flush()?;
+        manifest.next_segment += 1;
+        manifest.segments.push(seg);
+        let mut batch = sled::Batch::default();
+        for &id in idx.vectors().ids() {
+            batch.remove(&key(VECTOR, id));
+        }
+        batch.insert(
+            MANIFEST_KEY,
+            serde_json::to_vec(&manifest).expect("manifest serialises"),
+        );
+        self.db.apply_batch(batch)?;
+        self.db.flush()?;
+        {
+            let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
+            let si = st.segments.len();
+            for (row, &id) in idx.vectors().ids().iter().enumerate() {
+                st.locations.insert(
+                    id,
+                    Loc::Sealed {
+                        seg: si,
+                        row: row as u32,
+                    },
+                );
+            }
+            st.segments.push(idx);
+            st.fresh = VectorSet::new(spec.dim);
+            st.manifest = manifest;
+        }
+        self.maintain_locked(progress)
+    }
+
+    /// Compacts when tombstones or segments pile up past the configured limits.
+    fn maintain_locked(&self, progress: Progress) -> Result<()> {
+        let (share, segs) = {
+            let st = self.read_state();
+            let total = st.locations.len().max(1);
+            (st.tombstones.len() as f64 / total as f64, st.segments.len())
+        };
+        if (share > self.options.compact_tombstone_share && share > 0.0)
+            || segs > self.options.max_segments
+        {
+            self.compact_locked(progress)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes items by id; returns how many existed. Deleted items disappear
+    /// from searches at once (tombstones) and from the graph at the next
+    /// compaction. Durable on return.
+    pub fn delete(&self, ids: &[u64]) -> Result<usize> {
+        let _w = self.lock_writer();
+        let mut batch = sled::Batch::default();
+        let mut sealed = Vec::new();
+        let mut fresh = Vec::new();
+        {
+            let st = self.read_state();
+            for &id in ids {
+                if st.tombstones.contains(&id) {
+                    continue;
+                }
+                match st.locations.get(&id) {
+                    Some(Loc::Sealed { .. }) => {
+                        batch.insert(&key(TOMBSTONE, id), &[]);
+                        batch.remove(&key(ITEM, id));
+                        sealed.push(id);
+                    }
+                    Some(Loc::Fresh { .. }) => {
+                        batch.remove(&key(VECTOR, id));
+                        batch.remove(&key(ITEM, id));
+                        fresh.push(id);
+                    }
+                    None => {}
+                }
+            }
+        }
+        sealed.sort_unstable();
+        sealed.dedup();
+        fresh.sort_unstable();
+        fresh.dedup();
+        if sealed.is_empty() && fresh.is_empty() {
+            return Ok(0);
+        }
+        self.db.apply_batch(batch)?;
+        self.db.flush()?;
+        {
+            let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
+            st.tombstones.extend(sealed.iter().copied());
+            for id in &fresh {
+                if let Some(Loc::Fresh { row }) = st.locations.remove(id) {
+                    if let Some(moved) = st.fresh.swap_remove(row as usize) {
+                        st.locations.insert(moved, Loc::Fresh { row });
+                    }
+                }
+            }
+        }
+        self.maintain_locked(&|_, _, _| {})?;
+        Ok(sealed.len() + fresh.len())
+    }
+
+    /// Rebuilds everything live into one sealed segment, dropping deleted
+    /// items from the graph and merging segments.
+    pub fn compact(&self, progress: Progress) -> Result<()> {
+        let _w = self.lock_writer();
+        self.compact_locked(progress)
+    }
+
+    fn compact_locked(&self, progress: Progress) -> Result<()> {
+        let (spec, set, mut manifest, old) = {
+            let st = self.read_state();
+            let mut set = VectorSet::with_capacity(st.manifest.spec.dim, st.live());
+            for seg in &st.segments {
+                let v = seg.vectors();
+                for r in 0..v.len() {
+                    if !st.tombstones.contains(&v.id(r)) {
+                        set.push_prepared(v.id(r), v.row(r));
+                    }
+                }
+            }
+            for r in 0..st.fresh.len() {
+                set.push_prepared(st.fresh.id(r), st.fresh.row(r));
+            }
+            let old: Vec<u64> = st.manifest.segments.iter().map(|s| s.id).collect();
+            (st.manifest.spec.clone(), set, st.manifest.clone(), old)
+        };
+        let rows = set.len();
+        let fresh_ids: Vec<u64> = self.read_state().fresh.ids().to_vec();
+        let tomb: Vec<u64> = self.read_state().tombstones.iter().copied().collect();
+        let idx = AnnIndex::build(spec.metric, spec.params, set, &|d| {
+            progress(Phase::Building, d, rows)
+        })?;
+        let seg_id = manifest.next_segment;
+        let seg = self.write_segment(seg_id, &idx)?;
+        self.db.flush()?;
+        manifest.next_segment += 1;
+        manifest.segments = vec![seg];
+        let mut batch = sled::Batch::default();
+        for id in &fresh_ids {
+            batch.remove(&key(VECTOR, *id));
+        }
+        for id in &tomb {
+            batch.remove(&key(TOMBSTONE, *id));
+        }
+        batch.insert(
+            MANIFEST_KEY,
+            serde_json::to_vec(&manifest).expect("manifest serialises"),
+        );
+        self.db.apply_batch(batch)?;
+        self.db.flush()?;
+        {
+            let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
+            st.locations.clear();
+            for (row, &id) in idx.vectors().ids().iter().enumerate() {
+                st.locations.insert(
+                    id,
+                    Loc::Sealed {
+                        seg: 0,
+                        row: row as u32,
+                    },
+                );
+            }
+            st.segments = vec![idx];
+            st.fresh = VectorSet::new(spec.dim);
+            st.tombstones.clear();
+            st.manifest = manifest;
+        }
+        // Step 3: garbage; open() repeats this if we crash here.
+        for seg in old {
+            self.remove_segment_blobs(seg)?;
+        }
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Sets an application property in the manifest (durable on return).
+    pub fn set_property(&self, key_: &str, value: &str) -> Result<()> {
+        let _w = self.lock_writer();
+        let mut manifest = self.manifest();
+        manifest
+            .properties
+            .insert(key_.to_string(), value.to_string());
+        self.db.insert(
+            MANIFEST_KEY,
+            serde_json::to_vec(&manifest).expect("manifest serialises"),
+        )?;
+        self.db.flush()?;
+        self.state
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .manifest = manifest;
+        Ok(())
+    }
+
+    /// Metadata of a live item.
+    pub fn item(&self, id: u64) -> Result<ItemMeta> {
+        if !self.contains(id) {
+            return Err(IndexError::NotFound(id));
+        }
+        let raw = self
+            .db
+            .get(key(ITEM, id))?
+            .ok_or(IndexError::NotFound(id))?;
+        serde_json::from_slice(&raw).map_err(|e| IndexError::Corrupt(format!("item {id}: {e}")))
+    }
+
+    /// True when `id` is a live item.
+    pub fn contains(&self, id: u64) -> bool {
+        let st = self.read_state();
+        st.locations.contains_key(&id) && !st.tombstones.contains(&id)
+    }
+
+    /// The stored (prepared) vector of a live item.
+    pub fn vector(&self, id: u64) -> Result<Vec<f32>> {
+        let st = self.read_state();
+        if st.tombstones.contains(&id) {
+            return Err(IndexError::NotFound(id));
+        }
+        match st.locations.get(&id) {
+            Some(Loc::Sealed { seg, row }) => {
+                Ok(st.segments[*seg].vectors().row(*row as usize).to_vec())
+            }
+            Some(Loc::Fresh { row }) => Ok(st.fresh.row(*row as usize).to_vec()),
+            None => Err(IndexError::NotFound(id)),
+        }
+    }
+
+    /// All live ids, ascending.
+    pub fn ids(&self) -> Vec<u64> {
+        let st = self.read_state();
+        let mut v: Vec<u64> = st
+            .locations
+            .keys()
+            .filter(|id| !st.tombstones.contains(id))
+            .copied()
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Approximate k-NN: HNSW in every sealed segment, exact scan of the
+    /// appendable one, merged. `ef` defaults to the collection's `ef_search`.
+    pub fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: Option<usize>,
+        filter: Option<&dyn IdFilter>,
+    ) -> Result<Vec<Neighbor>> {
+        if k == 0 {
+            return Err(IndexError::ZeroK);
+        }
+        let st = self.read_state();
+        let spec = &st.manifest.spec;
+        let q = prepare_query(query, spec.dim, spec.metric)?;
+        let ef = ef.unwrap_or(spec.params.ef_search);
+        let tomb = &st.tombstones;
+        let combined = |id: u64| !tomb.contains(&id) && filter.is_none_or(|f| f.allows(id));
+        let f: Option<&dyn IdFilter> = if tomb.is_empty() && filter.is_none() {
+            None
+        } else {
+            Some(&combined)
+        };
+        if st.segments.len() == 1 && st.fresh.is_empty() {
+            return Ok(st.segments[0].search_prepared(&q, k, ef, f));
+        }
+        let mut top = TopK::new(k);
+        let to_internal = |d: f32| match spec.metric {
+            Metric::L2 => d * d,
+            Metric::Cosine => d,
+        };
+        for seg in &st.segments {
+            for h in seg.search_prepared(&q, k, ef, f) {
+                top.push(to_internal(h.distance), h.id);
+            }
+        }
+        if !st.fresh.is_empty() {
+            for h in search_sets(&[&st.fresh], spec.metric, &q, k, f) {
+                top.push(to_internal(h.distance), h.id);
+            }
+        }
+        Ok(top.into_sorted(spec.metric))
+    }
+
+    /// Exact k-NN over every live item (ground truth for recall).
+    pub fn search_exact(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: Option<&dyn IdFilter>,
+    ) -> Result<Vec<Neighbor>> {
+        if k == 0 {
+            return Err(IndexError::ZeroK);
+        }
+        let st = self.read_state();
+        let spec = &st.manifest.spec;
+        let q = prepare_query(query, spec.dim, spec.metric)?;
+        let tomb = &st.tombstones;
+        let combined = |id: u64| !tomb.contains(&id) && filter.is_none_or(|f| f.allows(id));
+        let f: Option<&dyn IdFilter> = if tomb.is_empty() && filter.is_none() {
+            None
+        } else {
+            Some(&combined)
+        };
+        let mut sets: Vec<&VectorSet> = st.segments.iter().map(|s| s.vectors()).collect();
+        sets.push(&st.fresh);
+        Ok(search_sets(&sets, spec.metric, &q, k, f))
+    }
+
+    /// Figures about the collection.
+    pub fn stats(&self) -> Stats {
+        let st = self.read_state();
+        Stats {
+            count: st.live(),
+            dim: st.manifest.spec.dim,
+            metric: st.manifest.spec.metric,
+            params: st.manifest.spec.params,
+            segments: st.segments.len(),
+            sealed_rows: st.segments.iter().map(|s| s.len()).sum(),
+            appendable_rows: st.fresh.len(),
+            tombstones: st.tombstones.len(),
+            disk_bytes: dir_size(&self.path),
+            memory_bytes: st.segments.iter().map(|s| s.heap_bytes()).sum::<usize>()
+                + st.fresh.heap_bytes(),
+            format_version: st.manifest.format_version,
+        }
+    }
+
+    /// Flushes sled's buffers (every acknowledged write is already durable;
+    /// this is for a clean shutdown).
+    pub fn flush(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+}

@@ -1,0 +1,129 @@
+//! The crate's one error type.
+
+use std::path::PathBuf;
+
+/// Result alias used throughout `imgsim-index`.
+pub type Result<T, E = IndexError> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the index crate.
+///
+/// The first group are *user* errors (bad input, wrong usage): the caller can
+/// fix them. The second group are *environment/internal* errors (I/O, a
+/// corrupt store, a lock held by someone else).
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    /// A vector does not have the collection's dimension.
+    #[error("vector {index} has dimension {got}, expected {expected}")]
+    WrongDimension {
+        /// Position of the offending vector in the caller's input.
+        index: usize,
+        /// The collection's dimension.
+        expected: usize,
+        /// What the vector had.
+        got: usize,
+    },
+    /// A vector holds NaN or an infinite component.
+    #[error("vector {index} has a non-finite component at position {component} ({value})")]
+    NonFinite {
+        /// Position of the offending vector in the caller's input.
+        index: usize,
+        /// Component index inside the vector.
+        component: usize,
+        /// The value found.
+        value: f32,
+    },
+    /// A zero vector cannot be normalised for the cosine metric.
+    #[error("vector {index} is all zeros and cannot be used with the cosine metric")]
+    ZeroVector {
+        /// Position of the offending vector in the caller's input.
+        index: usize,
+    },
+    /// `k` must be at least 1.
+    #[error("k must be at least 1")]
+    ZeroK,
+    /// An invalid parameter value.
+    #[error("invalid parameter {name}: {reason}")]
+    InvalidParameter {
+        /// Which parameter.
+        name: &'static str,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// Ids and vectors given in different numbers.
+    #[error("{ids} ids given for {vectors} vectors")]
+    LengthMismatch {
+        /// Number of ids.
+        ids: usize,
+        /// Number of vectors.
+        vectors: usize,
+    },
+    /// The id is not in the collection (never added, or deleted).
+    #[error("no item with id {0}")]
+    NotFound(u64),
+    /// The collection is already open in another process (sled holds a file lock).
+    #[error("collection at {path} is locked by another process (only one process may open it at a time)")]
+    Locked {
+        /// The collection directory.
+        path: PathBuf,
+    },
+    /// No collection exists at the path.
+    #[error("no collection at {path}")]
+    NoCollection {
+        /// The directory that was expected to hold a collection.
+        path: PathBuf,
+    },
+    /// A collection already exists where a new one was to be created.
+    #[error("a collection already exists at {path}")]
+    AlreadyExists {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// The collection was written by an incompatible format version.
+    #[error(
+        "collection at {path} has format version {found}, this imgsim reads version {supported}; \
+         re-create it with this version (or open it with the imgsim that wrote it)"
+    )]
+    IncompatibleVersion {
+        /// The collection directory.
+        path: PathBuf,
+        /// Version found in the manifest.
+        found: u32,
+        /// Version this build reads and writes.
+        supported: u32,
+    },
+    /// The collection's settings conflict with what the caller asked for.
+    #[error("collection settings mismatch: {0}")]
+    SettingsMismatch(String),
+    /// Stored data failed a consistency check.
+    #[error("collection data is corrupt: {0}")]
+    Corrupt(String),
+    /// An error from the sled store.
+    #[error("storage error: {0}")]
+    Storage(#[from] sled::Error),
+    /// An I/O error.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl IndexError {
+    /// True for errors caused by the caller's input rather than the environment.
+    pub fn is_user_error(&self) -> bool {
+        match self {
+            IndexError::WrongDimension { .. }
+            | IndexError::NonFinite { .. }
+            | IndexError::ZeroVector { .. }
+            | IndexError::ZeroK
+            | IndexError::InvalidParameter { .. }
+            | IndexError::LengthMismatch { .. }
+            | IndexError::NotFound(_)
+            | IndexError::NoCollection { .. }
+            | IndexError::AlreadyExists { .. }
+            | IndexError::SettingsMismatch(_) => true,
+            IndexError::Locked { .. }
+            | IndexError::IncompatibleVersion { .. }
+            | IndexError::Corrupt(_)
+            | IndexError::Storage(_)
+            | IndexError::Io(_) => false,
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! A dense, row-major set of vectors with their item ids.
+
+use crate::distance::Metric;
+use crate::error::{IndexError, Result};
+
+/// One search hit: an item id and its distance to the query (the metric's
+/// real distance: Euclidean for L2, `1 - cos` for cosine).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Neighbor {
+    /// The item's id.
+    pub id: u64,
+    /// Distance to the query; smaller is closer.
+    pub distance: f32,
+}
+
+/// Decides which item ids a search may return.
+///
+/// Rejected items are still walked through by the graph search (so that the
+/// graph stays connected), they are only kept out of the answer.
+pub trait IdFilter: Sync {
+    /// True when `id` may appear in the results.
+    fn allows(&self, id: u64) -> bool;
+}
+
+impl<F: Fn(u64) -> bool + Sync> IdFilter for F {
+    fn allows(&self, id: u64) -> bool {
+        self(id)
+    }
+}
+
+/// Rows of `dim` floats stored contiguously, each with an item id.
+///
+/// Vectors are stored *prepared* (see [`Metric::prepare`]): finite, and unit
+/// length for cosine.
+#[derive(Debug, Clone, Default)]
+pub struct VectorSet {
+    dim: usize,
+    ids: Vec<u64>,
+    data: Vec<f32>,
+}
+
+impl VectorSet {
+    /// An empty set of `dim`-dimensional vectors.
+    pub fn new(dim: usize) -> Self {
+        VectorSet {
+            dim,
+            ids: Vec::new(),
+            data: Vec::new(),
+        }
+    }
+
+    /// An empty set with room for `rows` vectors.
+    pub fn with_capacity(dim: usize, rows: usize) -> Self {
+        VectorSet {
+            dim,
+            ids: Vec::with_capacity(rows),
+            data: Vec::with_capacity(rows * dim),
+        }
+    }
+
+    /// Builds a set from ids and row-major data, preparing every vector for
+    /// `metric`. Fails on a length mismatch or a bad vector.
+    pub fn from_parts(
+        dim: usize,
+        ids: Vec<u64>,
+        mut data: Vec<f32>,
+        metric: Metric,
+    ) -> Result<Self> {
+        if dim == 0 {
+            return Err(IndexError::InvalidParameter {
+                name: "dim",
+                reason: "dimension must be at least 1".into(),
+            });
+        }
+        if data.len() % dim != 0 {
+            return Err(IndexError::WrongDimension {
+                index: data.len() / dim,
+                expected: dim,
+                got: data.len() % dim,
+            });
+        }
+        if ids.len() != data.len() / dim {
+            return Err(IndexError::LengthMismatch {
+                ids: ids.len(),
+                vectors: data.len() / dim,
+            });
+        }
+        for (i, row) in data.chunks_exact_mut(dim).enumerate() {
+            metric.prepare(row, i)?;
+        }
+        Ok(VectorSet { dim, ids, data })
+    }
+
+    /// Wraps already prepared data without checking it (used when loading
+    /// from the store, which only ever holds prepared vectors).
+    pub(crate) fn from_prepared(dim: usize, ids: Vec<u64>, data: Vec<f32>) -> Self {
+        debug_assert_eq!(ids.len() * dim, data.len());
+        VectorSet { dim, ids, data }
+    }
+
+    /// Appends one already prepared vector.
+    pub fn push_prepared(&mut self, id: u64, v: &[f32]) {
+        debug_assert_eq!(v.len(), self.dim);
+        self.ids.push(id);
+        self.data.extend_from_slice(v);
+    }
+
+    /// Removes row `row` by moving the last row into its place; returns the id
+    /// of the row that moved there, if any.
+    pub fn swap_remove(&mut self, row: usize) -> Option<u64> {
+        let last = self.ids.len() - 1;
+        if row != last {
+            let (head, tail) = self.data.split_at_mut(last * self.dim);
+            head[row * self.dim..(row + 1) * self.dim].copy_from_slice(&tail[..self.dim]);
+        }
+        self.ids.swap_remove(row);
+        self.data.truncate(last * self.dim);
+        (row != last).then(|| self.ids[row])
+    }
+
+    /// Dimension of every vector.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Number of vectors.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// True when the set holds no vector.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// The vector in row `row`.
+    #[inline]
+    pub fn row(&self, row: usize) -> &[f32] {
+        &self.data[row * self.dim..(row + 1) * self.dim]
+    }
+
+    /// The item id of row `row`.
+    #[inline]
+    pub fn id(&self, row: usize) -> u64 {
+        self.ids[row]
+    }
+
+    /// All item ids, in row order.
+    pub fn ids(&self) -> &[u64] {
+        &self.ids
+    }
+
+    /// All vector data, row-major.
+    pub fn data(&self) -> &[f32] {
+        &self.data
+    }
+
+    /// Bytes of heap memory used by ids and vectors.
+    pub fn heap_bytes(&self) -> usize {
+        self.ids.capacity() * 8 + self.data.capacity() * 4
+    }
+}
+
+/// Checks a query's dimension and prepares a copy of it for `metric`.
+pub(crate) fn prepare_query(query: &[f32], dim: usize, metric: Metric) -> Result<Vec<f32>> {
+    if query.len() != dim {
+        return Err(IndexError::WrongDimension {
+            index: 0,
+            expected: dim,
+            got: query.len(),
+        });
+    }
+    let mut q = query.to_vec();
+    metric.prepare(&mut q, 0)?;
+    Ok(q)
+}
+
+/// A candidate during search: internal distance and row.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Cand {
+    pub(crate) dist: f32,
+    pub(crate) row: u32,
+}
+
+impl PartialEq for Cand {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == std::cmp::Ordering::Equal
+    }
+}
+impl Eq for Cand {}
+impl PartialOrd for Cand {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Cand {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.dist
+            .total_cmp(&other.dist)
+            .then(self.row.cmp(&other.row))
+    }
+}
