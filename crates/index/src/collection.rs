@@ -61,7 +61,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::distance::Metric;
 use crate::error::{IndexError, Result};
-use crate::exact::{search_sets, TopK};
+use crate::exact::{search_batch_sets, search_sets, TopK};
 use crate::hnsw::{AnnIndex, HnswParams};
 use crate::vectors::{prepare_query, IdFilter, Neighbor, VectorSet};
 
@@ -1167,6 +1167,37 @@ impl Collection {
         let mut sets: Vec<&VectorSet> = st.segments.iter().map(|s| s.vectors()).collect();
         sets.push(&st.fresh);
         Ok(search_sets(&sets, spec.metric, &q, k, f))
+    }
+
+    /// Exact k-NN for many queries (row-major), in parallel: benchmark
+    /// ground truth computed from the stored vectors, without a second copy.
+    pub fn search_exact_batch(&self, queries: &[f32], k: usize) -> Result<Vec<Vec<Neighbor>>> {
+        if k == 0 {
+            return Err(IndexError::ZeroK);
+        }
+        let st = self.read_state();
+        let spec = &st.manifest.spec;
+        if !queries.len().is_multiple_of(spec.dim) {
+            return Err(IndexError::WrongDimension {
+                index: queries.len() / spec.dim,
+                expected: spec.dim,
+                got: queries.len() % spec.dim,
+            });
+        }
+        let mut prepared = queries.to_vec();
+        for (i, q) in prepared.chunks_exact_mut(spec.dim).enumerate() {
+            spec.metric.prepare(q, i)?;
+        }
+        let tomb = &st.tombstones;
+        let combined = |id: u64| !tomb.contains(&id);
+        let f: Option<&dyn IdFilter> = if tomb.is_empty() {
+            None
+        } else {
+            Some(&combined)
+        };
+        let mut sets: Vec<&VectorSet> = st.segments.iter().map(|s| s.vectors()).collect();
+        sets.push(&st.fresh);
+        Ok(search_batch_sets(&sets, spec.metric, &prepared, k, f))
     }
 
     /// Figures about the collection.

@@ -315,36 +315,35 @@ mod x86 {
     unsafe fn l2_sq_avx512_impl(a: &[f32], b: &[f32]) -> f32 {
         let n = a.len().min(b.len());
         let (pa, pb) = (a.as_ptr(), b.as_ptr());
-        let mut acc0 = _mm512_setzero_ps();
-        let mut acc1 = _mm512_setzero_ps();
+        // Four accumulators hide the FMA latency (4 cycles, 2 per cycle).
+        let mut acc = [_mm512_setzero_ps(); 4];
         let mut i = 0;
-        while i + 32 <= n {
-            let d0 = _mm512_sub_ps(unsafe { _mm512_loadu_ps(pa.add(i)) }, unsafe {
-                _mm512_loadu_ps(pb.add(i))
-            });
-            let d1 = _mm512_sub_ps(unsafe { _mm512_loadu_ps(pa.add(i + 16)) }, unsafe {
-                _mm512_loadu_ps(pb.add(i + 16))
-            });
-            acc0 = _mm512_fmadd_ps(d0, d0, acc0);
-            acc1 = _mm512_fmadd_ps(d1, d1, acc1);
-            i += 32;
+        while i + 64 <= n {
+            for (j, a_j) in acc.iter_mut().enumerate() {
+                let d = _mm512_sub_ps(unsafe { _mm512_loadu_ps(pa.add(i + 16 * j)) }, unsafe {
+                    _mm512_loadu_ps(pb.add(i + 16 * j))
+                });
+                *a_j = _mm512_fmadd_ps(d, d, *a_j);
+            }
+            i += 64;
         }
-        if i + 16 <= n {
-            let d0 = _mm512_sub_ps(unsafe { _mm512_loadu_ps(pa.add(i)) }, unsafe {
+        while i + 16 <= n {
+            let d = _mm512_sub_ps(unsafe { _mm512_loadu_ps(pa.add(i)) }, unsafe {
                 _mm512_loadu_ps(pb.add(i))
             });
-            acc0 = _mm512_fmadd_ps(d0, d0, acc0);
+            acc[0] = _mm512_fmadd_ps(d, d, acc[0]);
             i += 16;
         }
         if i < n {
             // Masked tail: the mask keeps the loads inside both slices.
             let mask: __mmask16 = ((1u32 << (n - i)) - 1) as __mmask16;
-            let d0 = _mm512_sub_ps(unsafe { _mm512_maskz_loadu_ps(mask, pa.add(i)) }, unsafe {
+            let d = _mm512_sub_ps(unsafe { _mm512_maskz_loadu_ps(mask, pa.add(i)) }, unsafe {
                 _mm512_maskz_loadu_ps(mask, pb.add(i))
             });
-            acc1 = _mm512_fmadd_ps(d0, d0, acc1);
+            acc[1] = _mm512_fmadd_ps(d, d, acc[1]);
         }
-        _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1))
+        let s = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
+        _mm512_reduce_add_ps(s)
     }
 
     #[target_feature(enable = "avx512f")]

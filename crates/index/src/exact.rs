@@ -193,7 +193,7 @@ impl ExactIndex {
             return Err(IndexError::ZeroK);
         }
         let dim = self.vectors.dim();
-        if queries.len() % dim != 0 {
+        if !queries.len().is_multiple_of(dim) {
             return Err(IndexError::WrongDimension {
                 index: queries.len() / dim,
                 expected: dim,
@@ -204,25 +204,49 @@ impl ExactIndex {
         for (i, q) in prepared.chunks_exact_mut(dim).enumerate() {
             self.metric.prepare(q, i)?;
         }
-        let kernel = self.metric.kernel();
-        let metric = self.metric;
-        let set = &self.vectors;
-        Ok(prepared
-            .par_chunks(dim * QUERY_BLOCK)
-            .flat_map_iter(|block| {
-                let qs: Vec<&[f32]> = block.chunks_exact(dim).collect();
-                let mut tops: Vec<TopK> = qs.iter().map(|_| TopK::new(k)).collect();
+        Ok(search_batch_sets(
+            &[&self.vectors],
+            self.metric,
+            &prepared,
+            k,
+            None,
+        ))
+    }
+}
+
+/// Exact k-NN for many prepared queries over several sets, in parallel over
+/// blocks of queries (each vector row is read once per block).
+pub(crate) fn search_batch_sets(
+    sets: &[&VectorSet],
+    metric: Metric,
+    prepared: &[f32],
+    k: usize,
+    filter: Option<&dyn IdFilter>,
+) -> Vec<Vec<Neighbor>> {
+    let Some(dim) = sets.first().map(|s| s.dim()) else {
+        return Vec::new();
+    };
+    let kernel = metric.kernel();
+    prepared
+        .par_chunks(dim * QUERY_BLOCK)
+        .flat_map_iter(|block| {
+            let qs: Vec<&[f32]> = block.chunks_exact(dim).collect();
+            let mut tops: Vec<TopK> = qs.iter().map(|_| TopK::new(k)).collect();
+            for set in sets {
                 for r in 0..set.len() {
-                    let row = set.row(r);
                     let id = set.id(r);
+                    if filter.is_some_and(|f| !f.allows(id)) {
+                        continue;
+                    }
+                    let row = set.row(r);
                     for (q, top) in qs.iter().zip(tops.iter_mut()) {
                         top.push(kernel(q, row), id);
                     }
                 }
-                tops.into_iter().map(move |t| t.into_sorted(metric))
-            })
-            .collect())
-    }
+            }
+            tops.into_iter().map(move |t| t.into_sorted(metric))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -331,12 +331,14 @@ impl Scratch {
 }
 
 thread_local! {
-    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch {
-        visited: Vec::new(),
-        epoch: 0,
-        candidates: BinaryHeap::new(),
-        results: BinaryHeap::new(),
-    });
+    static SCRATCH: RefCell<Scratch> = const {
+        RefCell::new(Scratch {
+            visited: Vec::new(),
+            epoch: 0,
+            candidates: BinaryHeap::new(),
+            results: BinaryHeap::new(),
+        })
+    };
 }
 
 /// An immutable HNSW index over a [`VectorSet`].
@@ -723,7 +725,7 @@ mod tests {
         // Centres and directions come from a fixed stream so that queries
         // (other seeds) share the clusters.
         let mut fixed = {
-            let mut t = 0x1234_5678_9ABC_DEFu64;
+            let mut t = 0x0123_4567_89AB_CDEF_u64;
             move || {
                 t ^= t << 13;
                 t ^= t >> 7;
@@ -810,10 +812,10 @@ mod tests {
         .unwrap();
         let idx = AnnIndex::build(Metric::L2, HnswParams::default(), set, &|_| {}).unwrap();
         let q = &clustered(1, dim, 5)[..];
-        let even = |id: u64| id % 2 == 0;
+        let even = |id: u64| id.is_multiple_of(2);
         let hits = idx.search_filtered(q, 20, 64, Some(&even)).unwrap();
         assert_eq!(hits.len(), 20);
-        assert!(hits.iter().all(|h| h.id % 2 == 0));
+        assert!(hits.iter().all(|h| h.id.is_multiple_of(2)));
         let none = |_: u64| false;
         assert!(idx
             .search_filtered(q, 5, 64, Some(&none))

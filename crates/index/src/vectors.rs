@@ -72,7 +72,7 @@ impl VectorSet {
                 reason: "dimension must be at least 1".into(),
             });
         }
-        if data.len() % dim != 0 {
+        if !data.len().is_multiple_of(dim) {
             return Err(IndexError::WrongDimension {
                 index: data.len() / dim,
                 expected: dim,

@@ -1,0 +1,421 @@
+//! Collection behaviour: persistence, deletion, compaction, bad input, crash leftovers.
+
+use std::path::Path;
+
+use imgsim_index::{
+    recall_at_k, Collection, CollectionSpec, HnswParams, IndexError, ItemMeta, Metric, NewItem,
+    OpenOptions, FORMAT_VERSION,
+};
+
+/// Seeded vectors with low intrinsic dimension (like real embeddings).
+fn data(n: usize, dim: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        (s >> 11) as f32 / (1u64 << 53) as f32 - 0.5
+    };
+    let basis: Vec<f32> = {
+        let mut t = 99u64;
+        (0..6 * dim)
+            .map(|_| {
+                t ^= t << 13;
+                t ^= t >> 7;
+                t ^= t << 17;
+                (t >> 11) as f32 / (1u64 << 53) as f32 - 0.5
+            })
+            .collect()
+    };
+    let mut out = Vec::with_capacity(n * dim);
+    for _ in 0..n {
+        let z: Vec<f32> = (0..6).map(|_| next() * 4.0).collect();
+        out.extend(
+            (0..dim)
+                .map(|d| (0..6).map(|j| z[j] * basis[j * dim + d]).sum::<f32>() + next() * 0.01),
+        );
+    }
+    out
+}
+
+fn spec(dim: usize, metric: Metric) -> CollectionSpec {
+    CollectionSpec {
+        dim,
+        metric,
+        params: HnswParams::default(),
+    }
+}
+
+fn items(v: &[f32], dim: usize) -> Vec<NewItem> {
+    v.chunks_exact(dim)
+        .enumerate()
+        .map(|(i, x)| NewItem {
+            vector: x.to_vec(),
+            meta: ItemMeta::new(format!("item-{i}"), "test"),
+        })
+        .collect()
+}
+
+fn open(p: &Path, o: OpenOptions) -> imgsim_index::Result<Collection> {
+    Collection::open(p, o, &|_, _, _| {})
+}
+
+fn mean_recall(c: &Collection, queries: &[f32], dim: usize, k: usize, ef: usize) -> f64 {
+    let mut total = 0.0;
+    let n = queries.len() / dim;
+    for q in queries.chunks_exact(dim) {
+        let a = c.search(q, k, Some(ef), None).unwrap();
+        let e = c.search_exact(q, k, None).unwrap();
+        total += recall_at_k(&a, &e, k);
+    }
+    total / n as f64
+}
+
+#[test]
+fn persistence_round_trip_reopens_without_rebuild_and_accepts_inserts() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("c");
+    let dim = 24;
+    let base = data(3000, dim, 1);
+    let queries = data(50, dim, 2);
+    let before;
+    {
+        let c = Collection::create(&p, spec(dim, Metric::L2), OpenOptions::default()).unwrap();
+        let ids = c
+            .bulk_insert(
+                base,
+                &|i| ItemMeta::new(i.to_string(), "bulk"),
+                &|_, _, _| {},
+            )
+            .unwrap();
+        assert_eq!(ids.len(), 3000);
+        c.insert(items(&data(10, dim, 3), dim)).unwrap();
+        assert_eq!(c.len(), 3010);
+        before = queries
+            .chunks_exact(dim)
+            .map(|q| c.search(q, 10, Some(64), None).unwrap())
+            .collect::<Vec<_>>();
+        assert!(mean_recall(&c, &queries, dim, 10, 64) >= 0.95);
+    }
+    let c = open(&p, OpenOptions::default()).unwrap();
+    let st = c.stats();
+    assert_eq!((st.count, st.segments, st.appendable_rows), (3010, 1, 10));
+    let after = queries
+        .chunks_exact(dim)
+        .map(|q| c.search(q, 10, Some(64), None).unwrap())
+        .collect::<Vec<_>>();
+    assert_eq!(
+        before, after,
+        "a reopened collection answers exactly as before"
+    );
+    assert_eq!(c.item(5).unwrap().external_id, "5");
+    assert_eq!(c.item(3001).unwrap().external_id, "item-1");
+    // Inserting after a reopen works and is itself durable.
+    let new = c.insert(items(&data(5, dim, 4), dim)).unwrap();
+    assert_eq!(new, vec![3010, 3011, 3012, 3013, 3014]);
+    let v = c.vector(3012).unwrap();
+    drop(c);
+    let c = open(&p, OpenOptions::default()).unwrap();
+    assert_eq!(c.len(), 3015);
+    let hit = c.search(&v, 1, None, None).unwrap();
+    assert_eq!(hit[0].id, 3012);
+}
+
+#[test]
+fn appendable_vectors_are_sealed_into_segments_and_merged() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("c");
+    let dim = 16;
+    let opts = OpenOptions {
+        seal_threshold: 500,
+        max_segments: 3,
+        ..OpenOptions::default()
+    };
+    let c = Collection::create(&p, spec(dim, Metric::Cosine), opts.clone()).unwrap();
+    let all = data(2200, dim, 7);
+    for chunk in all.chunks(dim * 100) {
+        c.insert(items(chunk, dim)).unwrap();
+    }
+    let st = c.stats();
+    // 2200 = 4 seals of 500 (the 4th merges past max_segments) + 200 appendable.
+    assert_eq!(st.count, 2200);
+    assert!(st.segments <= 3, "{st:?}");
+    assert_eq!(st.appendable_rows, 200);
+    assert!(mean_recall(&c, &data(40, dim, 8), dim, 10, 64) >= 0.95);
+    drop(c);
+    let c = open(&p, opts).unwrap();
+    assert_eq!(c.len(), 2200);
+    assert!(mean_recall(&c, &data(40, dim, 8), dim, 10, 64) >= 0.95);
+}
+
+#[test]
+fn delete_hides_items_and_compaction_rebuilds_without_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("c");
+    let dim = 16;
+    let opts = OpenOptions {
+        compact_tombstone_share: 0.3,
+        ..OpenOptions::default()
+    };
+    let c = Collection::create(&p, spec(dim, Metric::L2), opts.clone()).unwrap();
+    c.bulk_insert(
+        data(1000, dim, 11),
+        &|i| ItemMeta::new(i.to_string(), "b"),
+        &|_, _, _| {},
+    )
+    .unwrap();
+    let fresh = c.insert(items(&data(3, dim, 12), dim)).unwrap();
+    // Delete a sealed item and a fresh one; unknown ids are ignored.
+    let target = c.vector(10).unwrap();
+    assert_eq!(c.delete(&[10, fresh[0], 999_999]).unwrap(), 2);
+    assert_eq!(c.delete(&[10]).unwrap(), 0, "deleting twice is a no-op");
+    assert!(matches!(c.item(10), Err(IndexError::NotFound(10))));
+    assert!(matches!(c.vector(fresh[0]), Err(IndexError::NotFound(_))));
+    let hits = c.search(&target, 5, None, None).unwrap();
+    assert!(hits.iter().all(|h| h.id != 10));
+    assert_eq!(c.stats().tombstones, 1);
+    assert_eq!(c.len(), 1001);
+    drop(c);
+    // Tombstones survive a reopen.
+    let c = open(&p, opts.clone()).unwrap();
+    assert_eq!(c.stats().tombstones, 1);
+    assert!(c
+        .search_exact(&target, 5, None)
+        .unwrap()
+        .iter()
+        .all(|h| h.id != 10));
+    // Passing the tombstone share triggers a compaction that drops them.
+    let victims: Vec<u64> = (0..320).collect();
+    c.delete(&victims).unwrap();
+    let st = c.stats();
+    assert_eq!(st.tombstones, 0, "{st:?}");
+    assert_eq!(st.count, 1003 - 1 - 320);
+    assert_eq!(st.sealed_rows, st.count);
+    assert!(mean_recall(&c, &data(30, dim, 13), dim, 10, 64) >= 0.95);
+    drop(c);
+    let c = open(&p, opts).unwrap();
+    assert_eq!(c.len(), 682);
+    assert!(!c.contains(5) && c.contains(500));
+}
+
+#[test]
+fn bad_input_is_a_typed_error_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("c");
+    let c = Collection::create(&p, spec(4, Metric::Cosine), OpenOptions::default()).unwrap();
+    // Empty collection: search works and returns nothing.
+    assert!(c
+        .search(&[1., 0., 0., 0.], 3, None, None)
+        .unwrap()
+        .is_empty());
+    let ok = NewItem {
+        vector: vec![1., 2., 3., 4.],
+        meta: ItemMeta::default(),
+    };
+    let wrong = NewItem {
+        vector: vec![1., 2., 3.],
+        meta: ItemMeta::default(),
+    };
+    let nan = NewItem {
+        vector: vec![1., f32::NAN, 3., 4.],
+        meta: ItemMeta::default(),
+    };
+    let inf = NewItem {
+        vector: vec![1., f32::INFINITY, 3., 4.],
+        meta: ItemMeta::default(),
+    };
+    let zero = NewItem {
+        vector: vec![0.; 4],
+        meta: ItemMeta::default(),
+    };
+    assert!(matches!(
+        c.insert(vec![ok.clone(), wrong]),
+        Err(IndexError::WrongDimension {
+            index: 1,
+            expected: 4,
+            got: 3
+        })
+    ));
+    assert!(matches!(
+        c.insert(vec![ok.clone(), nan]),
+        Err(IndexError::NonFinite {
+            index: 1,
+            component: 1,
+            ..
+        })
+    ));
+    assert!(matches!(
+        c.insert(vec![inf]),
+        Err(IndexError::NonFinite { .. })
+    ));
+    assert!(matches!(
+        c.insert(vec![zero]),
+        Err(IndexError::ZeroVector { index: 0 })
+    ));
+    assert_eq!(c.len(), 0, "a refused batch writes nothing");
+    assert!(matches!(
+        c.bulk_insert(vec![1.0; 7], &|_| ItemMeta::default(), &|_, _, _| {}),
+        Err(IndexError::WrongDimension { .. })
+    ));
+    c.insert(vec![ok]).unwrap();
+    assert!(matches!(
+        c.search(&[1., 0., 0.], 1, None, None),
+        Err(IndexError::WrongDimension { .. })
+    ));
+    assert!(matches!(
+        c.search(&[1., 0., 0., 0.], 0, None, None),
+        Err(IndexError::ZeroK)
+    ));
+    assert!(matches!(
+        c.search(&[f32::NAN, 0., 0., 0.], 1, None, None),
+        Err(IndexError::NonFinite { .. })
+    ));
+    // k larger than the collection returns what there is.
+    assert_eq!(
+        c.search(&[1., 0., 0., 0.], 50, None, None).unwrap().len(),
+        1
+    );
+    assert!(matches!(c.vector(77), Err(IndexError::NotFound(77))));
+    drop(c);
+    assert_eq!(open(&p, OpenOptions::default()).unwrap().len(), 1);
+    // Creating over an existing collection is refused.
+    assert!(matches!(
+        Collection::create(&p, spec(4, Metric::Cosine), OpenOptions::default()),
+        Err(IndexError::AlreadyExists { .. })
+    ));
+    // Opening where there is none.
+    assert!(matches!(
+        open(&dir.path().join("nothing"), OpenOptions::default()),
+        Err(IndexError::NoCollection { .. })
+    ));
+    assert!(
+        !dir.path().join("nothing").exists(),
+        "open must not create a directory"
+    );
+    // Wrong settings on open_or_create.
+    assert!(matches!(
+        Collection::open_or_create(
+            &p,
+            spec(8, Metric::Cosine),
+            OpenOptions::default(),
+            &|_, _, _| {}
+        ),
+        Err(IndexError::SettingsMismatch(_))
+    ));
+    // Invalid parameters.
+    let bad = CollectionSpec {
+        dim: 4,
+        metric: Metric::L2,
+        params: HnswParams {
+            m: 0,
+            ..HnswParams::default()
+        },
+    };
+    assert!(matches!(
+        Collection::create(&dir.path().join("bad"), bad, OpenOptions::default()),
+        Err(IndexError::InvalidParameter { .. })
+    ));
+}
+
+#[test]
+fn a_second_open_of_the_same_collection_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("c");
+    let c = Collection::create(&p, spec(4, Metric::L2), OpenOptions::default()).unwrap();
+    let err = open(&p, OpenOptions::default()).unwrap_err();
+    assert!(matches!(err, IndexError::Locked { .. }), "{err}");
+    drop(c);
+    open(&p, OpenOptions::default()).unwrap();
+}
+
+#[test]
+fn incompatible_format_version_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("c");
+    drop(Collection::create(&p, spec(4, Metric::L2), OpenOptions::default()).unwrap());
+    {
+        let db = sled::open(&p).unwrap();
+        let mut m: serde_json::Value =
+            serde_json::from_slice(&db.get("m").unwrap().unwrap()).unwrap();
+        m["format_version"] = serde_json::json!(FORMAT_VERSION + 98);
+        m["something_new"] = serde_json::json!(true);
+        db.insert("m", serde_json::to_vec(&m).unwrap()).unwrap();
+        db.flush().unwrap();
+    }
+    let err = open(&p, OpenOptions::default()).unwrap_err();
+    assert!(
+        matches!(err, IndexError::IncompatibleVersion { found: 99, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("format version 99"));
+}
+
+#[test]
+fn leftovers_of_an_interrupted_write_are_discarded_on_open() {
+    // Simulates a crash after step 1 of the commit protocol (data written,
+    // manifest not switched): the collection must reopen with exactly the
+    // acknowledged items.
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("c");
+    let dim = 8;
+    {
+        let c = Collection::create(&p, spec(dim, Metric::L2), OpenOptions::default()).unwrap();
+        c.bulk_insert(
+            data(300, dim, 5),
+            &|i| ItemMeta::new(i.to_string(), "b"),
+            &|_, _, _| {},
+        )
+        .unwrap();
+        c.insert(items(&data(2, dim, 6), dim)).unwrap();
+    }
+    {
+        let db = sled::open(&p).unwrap();
+        let mut k = vec![b'v', b'/'];
+        k.extend_from_slice(&302u64.to_be_bytes());
+        db.insert(&k, vec![0u8; dim * 4]).unwrap();
+        k[0] = b'i';
+        db.insert(&k, b"{}".to_vec()).unwrap();
+        let mut s = vec![b's', b'/'];
+        s.extend_from_slice(&7u64.to_be_bytes());
+        s.extend_from_slice(b"/g/\0\0\0\0");
+        db.insert(&s, b"half a graph".to_vec()).unwrap();
+        db.flush().unwrap();
+    }
+    let c = open(&p, OpenOptions::default()).unwrap();
+    assert_eq!(c.len(), 302);
+    assert!(!c.contains(302));
+    // The next insert reuses id 302 cleanly.
+    assert_eq!(c.insert(items(&data(1, dim, 9), dim)).unwrap(), vec![302]);
+    drop(c);
+    let c = open(&p, OpenOptions::default()).unwrap();
+    assert_eq!(c.len(), 303);
+    assert_eq!(c.ids().last(), Some(&302));
+}
+
+#[test]
+fn a_damaged_stored_graph_is_reported_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("c");
+    {
+        let c = Collection::create(&p, spec(8, Metric::L2), OpenOptions::default()).unwrap();
+        c.bulk_insert(
+            data(200, 8, 5),
+            &|i| ItemMeta::new(i.to_string(), "b"),
+            &|_, _, _| {},
+        )
+        .unwrap();
+    }
+    {
+        let db = sled::open(&p).unwrap();
+        let keys: Vec<_> = db
+            .scan_prefix(b"s/")
+            .map(|kv| kv.unwrap().0)
+            .filter(|k| k[11] == b'g')
+            .collect();
+        let v = db.get(&keys[0]).unwrap().unwrap();
+        db.insert(&keys[0], &v[..v.len() / 2]).unwrap();
+        db.flush().unwrap();
+    }
+    let err = open(&p, OpenOptions::default()).unwrap_err();
+    assert!(matches!(err, IndexError::Corrupt(_)), "{err}");
+}
