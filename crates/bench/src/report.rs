@@ -62,12 +62,13 @@ pub fn render(report: &AnnReport) -> String {
     );
     let _ = writeln!(
         s,
-        "build {:.2} s (all threads) | reopen {:.3} s | ground truth {:.2} s | disk {:.1} MiB ({:.0} B/vector) | RSS {:.1} MiB (peak {:.1} MiB)\n",
+        "build {:.2} s (all threads) | reopen {:.3} s | ground truth {:.2} s | disk {:.1} MiB ({:.0} B/vector) | index in memory {:.1} MiB | RSS {:.1} MiB (peak {:.1} MiB)\n",
         report.build_seconds,
         report.reopen_seconds,
         report.ground_truth_seconds,
         mib(report.disk_bytes),
         report.disk_bytes_per_vector,
+        mib(report.index_memory_bytes),
         mib(report.rss_bytes),
         mib(report.peak_rss_bytes)
     );

@@ -3,54 +3,53 @@
 //!
 //! # Layout
 //!
-//! One sled tree, keys by prefix (ids and segment numbers big-endian so that
-//! prefixes scan in order):
+//! ```text
+//! <collection>/sled/       the sled database: manifest, items, tombstones,
+//!                          appendable vectors
+//! <collection>/segments/   one immutable file per sealed segment
+//! ```
 //!
-//! | key                         | value                                   |
-//! |-----------------------------|-----------------------------------------|
-//! | `m`                         | the [`Manifest`] (JSON)                 |
-//! | `i/<id>`                    | an item's [`ItemMeta`] (JSON)           |
-//! | `v/<id>`                    | a vector of the appendable segment      |
-//! | `t/<id>`                    | tombstone of a deleted sealed item      |
-//! | `s/<seg>/<part>/<chunk>`    | a sealed segment: ids, vectors, graph   |
+//! sled keys, by prefix (ids big-endian so that prefixes scan in order):
+//!
+//! | key        | value                                   |
+//! |------------|-----------------------------------------|
+//! | `m`        | the [`Manifest`] (JSON)                 |
+//! | `i/<id>`   | an item's [`ItemMeta`] (JSON)           |
+//! | `v/<id>`   | a vector of the appendable segment      |
+//! | `t/<id>`   | tombstone of a deleted sealed item      |
 //!
 //! A collection is a list of *sealed segments* — each an immutable
-//! [`AnnIndex`] whose ids, vectors and frozen graph are stored as chunked
-//! blobs — plus one *appendable segment* of recent vectors searched exactly.
+//! [`AnnIndex`] (ids, vectors, frozen graph) in its own file, see
+//! [`crate::segfile`] for the format and for why these large immutable blobs
+//! are files named by the manifest rather than sled values — plus one
+//! *appendable segment* of recent vectors, kept in sled and searched exactly.
 //! When the appendable segment reaches `seal_threshold` vectors its graph is
-//! built and it becomes a sealed segment. Reopening loads the stored graphs:
+//! built and it becomes a sealed segment. Reopening reads the stored graphs:
 //! no graph is ever rebuilt on open. (This is the design of Qdrant's
-//! appendable/immutable segments.)
-//!
-//! # Why the graph lives in sled and not in hnsw_rs dump files
-//!
-//! hnsw_rs can only dump to files (`<base>.hnsw.graph` / `.hnsw.data`), with a
-//! fresh random basename after a reload, a copy of every vector in the data
-//! file, and a reloaded index that borrows its loader. Keeping the frozen graph
-//! as sled blobs instead puts everything under one commit protocol, stores
-//! each vector once, and lets the manifest alone decide what is valid.
+//! appendable and immutable segments.)
 //!
 //! # Commit protocol
 //!
 //! Every mutating call follows the same three steps:
 //!
-//! 1. **Write new data under keys nothing refers to yet**: items and vectors
-//!    with ids `>= manifest.next_id`, segment blobs under a segment number not
-//!    in `manifest.segments`. A crash here leaves only garbage.
+//! 1. **Write new data where nothing refers to it yet**: items and vectors
+//!    under ids `>= manifest.next_id`; a segment file under a number not in
+//!    `manifest.segments`, written to a temporary name, fsynced, renamed, and
+//!    its folder fsynced. A crash here leaves only garbage.
 //! 2. **Switch the manifest**: one sled batch (atomic) writes the new manifest
-//!    (with the new `next_id`/segment list) together with the small removals
-//!    it implies (tombstones dropped by a compaction, appendable vectors moved
-//!    into a sealed segment), then `flush()` makes it durable. The call
-//!    returns only after this flush: **what a call acknowledged is durable**.
-//! 3. **Collect garbage** (segment blobs no longer listed). A crash here is
-//!    harmless: [`Collection::open`] repeats the collection.
+//!    (new `next_id`, segment list with each file's length and CRC-32)
+//!    together with the small changes it implies (appendable vectors moved
+//!    into a sealed segment, tombstones dropped by a compaction), then
+//!    `flush()` makes it durable. A call returns only after this flush:
+//!    **what a call acknowledged is durable**.
+//! 3. **Collect garbage**: delete segment files no longer listed. A crash here
+//!    is harmless: [`Collection::open`] repeats the collection.
 //!
 //! On open, anything the manifest does not vouch for (ids `>= next_id`,
-//! unlisted segments, appendable vectors that a listed segment already holds)
-//! is removed, so a crash between any two writes leaves a consistent,
-//! reopenable collection holding exactly the acknowledged writes.
-//!
-//! Small inserts and deletes fit in step 2 alone (a single batch).
+//! unlisted or temporary segment files, appendable vectors that a listed
+//! segment already holds, tombstones of unknown ids) is removed, so a crash
+//! between any two writes leaves a consistent, reopenable collection holding
+//! exactly the acknowledged writes. Small inserts and deletes are step 2 alone.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -63,19 +62,22 @@ use crate::distance::Metric;
 use crate::error::{IndexError, Result};
 use crate::exact::{search_batch_sets, search_sets, TopK};
 use crate::hnsw::{AnnIndex, HnswParams};
+use crate::segfile;
 use crate::vectors::{prepare_query, IdFilter, Neighbor, VectorSet};
 
 /// The on-disk format this build reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
 
-/// Bytes per stored blob chunk.
-const CHUNK_BYTES: usize = 1 << 20;
-
 const MANIFEST_KEY: &[u8] = b"m";
+/// How long an open waits for a lock released by a handle just dropped.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+/// Sub-folder holding the sled database.
+const SLED_DIR: &str = "sled";
+/// Sub-folder holding the sealed segment files.
+const SEGMENTS_DIR: &str = "segments";
 const ITEM: u8 = b'i';
 const VECTOR: u8 = b'v';
 const TOMBSTONE: u8 = b't';
-const SEGMENT: u8 = b's';
 
 /// Settings fixed when a collection is created.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -164,8 +166,10 @@ pub struct SegmentRef {
     pub id: u64,
     /// Vectors it holds (including deleted ones until compaction).
     pub rows: usize,
-    /// Number of stored chunks of ids, vectors and graph.
-    pub chunks: [u32; 3],
+    /// Length of its file, bytes.
+    pub bytes: u64,
+    /// CRC-32 of its file (without the trailing checksum).
+    pub crc32: u32,
 }
 
 /// The root record: only what it lists is valid.
@@ -262,6 +266,7 @@ impl State {
 /// threads: searches run concurrently; writes are serialised.
 pub struct Collection {
     path: PathBuf,
+    seg_dir: PathBuf,
     db: sled::Db,
     options: OpenOptions,
     state: RwLock<State>,
@@ -283,6 +288,10 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+fn manifest_bytes(m: &Manifest) -> Vec<u8> {
+    serde_json::to_vec(m).expect("a manifest always serialises")
+}
+
 fn key(prefix: u8, id: u64) -> [u8; 10] {
     let mut k = [0u8; 10];
     k[0] = prefix;
@@ -298,23 +307,6 @@ fn id_of(k: &[u8]) -> Result<u64> {
         .ok_or_else(|| IndexError::Corrupt(format!("malformed key {k:?}")))?;
     Ok(u64::from_be_bytes(raw))
 }
-
-fn seg_prefix(seg: u64) -> Vec<u8> {
-    let mut k = vec![SEGMENT, b'/'];
-    k.extend_from_slice(&seg.to_be_bytes());
-    k.push(b'/');
-    k
-}
-
-fn chunk_key(seg: u64, part: u8, chunk: u32) -> Vec<u8> {
-    let mut k = seg_prefix(seg);
-    k.push(part);
-    k.push(b'/');
-    k.extend_from_slice(&chunk.to_be_bytes());
-    k
-}
-
-const PARTS: [u8; 3] = [b'i', b'v', b'g'];
 
 pub(crate) fn f32s_to_bytes(v: &[f32]) -> Vec<u8> {
     let mut out = Vec::with_capacity(v.len() * 4);
@@ -368,14 +360,10 @@ impl Collection {
                 reason: "dimension must be at least 1".into(),
             });
         }
-        if path.join("conf").exists() || path.join("db").exists() {
-            // sled's files: something is there already; refuse to clobber it.
-            let db = Self::open_db(path, &options)?;
-            if db.contains_key(MANIFEST_KEY)? {
-                return Err(IndexError::AlreadyExists {
-                    path: path.to_path_buf(),
-                });
-            }
+        if Self::exists(path) {
+            return Err(IndexError::AlreadyExists {
+                path: path.to_path_buf(),
+            });
         }
         std::fs::create_dir_all(path)?;
         let db = Self::open_db(path, &options)?;
@@ -393,13 +381,11 @@ impl Collection {
             created_unix_ms: now_ms(),
             properties: BTreeMap::new(),
         };
-        db.insert(
-            MANIFEST_KEY,
-            serde_json::to_vec(&manifest).expect("manifest serialises"),
-        )?;
+        db.insert(MANIFEST_KEY, manifest_bytes(&manifest))?;
         db.flush()?;
         Ok(Collection {
             path: path.to_path_buf(),
+            seg_dir: path.join(SEGMENTS_DIR),
             db,
             options,
             state: RwLock::new(State {
@@ -413,20 +399,38 @@ impl Collection {
         })
     }
 
+    /// True when `path` holds a collection (or at least its database).
+    pub fn exists(path: &Path) -> bool {
+        path.join(SLED_DIR).join("conf").exists()
+    }
+
     fn open_db(path: &Path, options: &OpenOptions) -> Result<sled::Db> {
-        sled::Config::new()
-            .path(path)
-            .cache_capacity(options.cache_bytes)
-            .mode(sled::Mode::LowSpace)
-            .open()
-            .map_err(|e| map_open_error(path, e))
+        // sled releases its file lock from background threads a moment after
+        // the last handle is dropped, so a reopen right after a close (in the
+        // same process) can find it still held: retry briefly before calling
+        // the collection locked by someone else.
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        loop {
+            let res = sled::Config::new()
+                .path(path.join(SLED_DIR))
+                .cache_capacity(options.cache_bytes)
+                .mode(sled::Mode::LowSpace)
+                .open()
+                .map_err(|e| map_open_error(path, e));
+            match res {
+                Err(IndexError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Opens an existing collection, loading its stored graphs (no rebuild)
     /// and cleaning up whatever an interrupted write left behind.
     pub fn open(path: &Path, options: OpenOptions, progress: Progress) -> Result<Collection> {
         options.validate()?;
-        if !path.join("conf").exists() {
+        if !Self::exists(path) {
             return Err(IndexError::NoCollection {
                 path: path.to_path_buf(),
             });
@@ -453,6 +457,7 @@ impl Collection {
         let manifest: Manifest = serde_json::from_slice(&raw)
             .map_err(|e| IndexError::Corrupt(format!("manifest: {e}")))?;
         let spec = manifest.spec.clone();
+        let seg_dir = path.join(SEGMENTS_DIR);
 
         // Sealed segments.
         let total: usize = manifest.segments.iter().map(|s| s.rows).sum();
@@ -460,7 +465,7 @@ impl Collection {
         let mut segments = Vec::with_capacity(manifest.segments.len());
         let mut locations = HashMap::with_capacity(total);
         for (si, seg) in manifest.segments.iter().enumerate() {
-            let idx = Self::load_segment(&db, &spec, seg)?;
+            let idx = Self::load_segment(&seg_dir, &spec, seg)?;
             for (row, &id) in idx.vectors().ids().iter().enumerate() {
                 if id >= manifest.next_id
                     || locations
@@ -528,10 +533,10 @@ impl Collection {
             }
         }
         let listed: HashSet<u64> = manifest.segments.iter().map(|s| s.id).collect();
-        for kv in db.scan_prefix([SEGMENT, b'/']) {
-            let (k, _) = kv?;
-            if !listed.contains(&id_of(&k)?) {
-                garbage.push(k);
+        for (file, id) in segfile::list(&seg_dir)? {
+            if id.is_none_or(|id| !listed.contains(&id)) {
+                tracing::info!(file = %file.display(), "removing a segment file the manifest does not name");
+                std::fs::remove_file(&file)?;
             }
         }
         if !garbage.is_empty() {
@@ -548,6 +553,7 @@ impl Collection {
         }
         Ok(Collection {
             path: path.to_path_buf(),
+            seg_dir,
             db,
             options,
             state: RwLock::new(State {
@@ -569,7 +575,7 @@ impl Collection {
         options: OpenOptions,
         progress: Progress,
     ) -> Result<Collection> {
-        if !path.join("conf").exists() {
+        if !Self::exists(path) {
             return Self::create(path, spec, options);
         }
         let c = Self::open(path, options, progress)?;
@@ -587,93 +593,93 @@ impl Collection {
         Ok(c)
     }
 
-    fn load_segment(db: &sled::Db, spec: &CollectionSpec, seg: &SegmentRef) -> Result<AnnIndex> {
-        let read_part = |pi: usize, out: &mut Vec<u8>| -> Result<()> {
-            for c in 0..seg.chunks[pi] {
-                let v = db.get(chunk_key(seg.id, PARTS[pi], c))?.ok_or_else(|| {
-                    IndexError::Corrupt(format!(
-                        "segment {} is missing chunk {c} of part {}",
-                        seg.id, PARTS[pi] as char
-                    ))
-                })?;
-                out.extend_from_slice(&v);
-            }
-            Ok(())
-        };
-        let mut raw = Vec::new();
-        read_part(0, &mut raw)?;
-        if raw.len() != seg.rows * 8 {
-            return Err(IndexError::Corrupt(format!(
-                "segment {} ids have {} bytes",
-                seg.id,
-                raw.len()
-            )));
-        }
-        let ids: Vec<u64> = raw
-            .chunks_exact(8)
-            .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
-            .collect();
-        // Vectors: decode chunk by chunk so that only one copy is ever held.
-        let mut data = Vec::with_capacity(seg.rows * spec.dim);
-        for c in 0..seg.chunks[1] {
-            let v = db.get(chunk_key(seg.id, PARTS[1], c))?.ok_or_else(|| {
-                IndexError::Corrupt(format!("segment {} is missing vector chunk {c}", seg.id))
-            })?;
-            bytes_to_f32s(&v, &mut data);
-        }
-        if data.len() != seg.rows * spec.dim {
-            return Err(IndexError::Corrupt(format!(
-                "segment {} has {} floats",
-                seg.id,
-                data.len()
-            )));
-        }
-        raw.clear();
-        read_part(2, &mut raw)?;
-        let set = VectorSet::from_prepared(spec.dim, ids, data);
-        AnnIndex::from_parts(spec.metric, spec.params, set, &raw)
+    fn load_segment(seg_dir: &Path, spec: &CollectionSpec, seg: &SegmentRef) -> Result<AnnIndex> {
+        segfile::read(
+            &seg_dir.join(segfile::file_name(seg.id)),
+            segfile::Written {
+                bytes: seg.bytes,
+                crc32: seg.crc32,
+            },
+            seg.rows,
+            spec.dim,
+            spec.metric,
+            spec.params,
+        )
     }
 
-    /// Writes a segment's blobs under its (not yet listed) number.
-    fn write_segment(&self, seg_id: u64, idx: &AnnIndex) -> Result<SegmentRef> {
-        let set = idx.vectors();
-        let mut chunks = [0u32; 3];
-        // ids
-        let ids_bytes: Vec<u8> = set.ids().iter().flat_map(|id| id.to_le_bytes()).collect();
-        chunks[0] = self.write_chunks(seg_id, 0, &ids_bytes)?;
-        // vectors, converted chunk by chunk
-        let floats_per_chunk = CHUNK_BYTES / 4;
-        let mut n = 0u32;
-        for part in set.data().chunks(floats_per_chunk) {
-            self.db
-                .insert(chunk_key(seg_id, PARTS[1], n), f32s_to_bytes(part))?;
-            n += 1;
-        }
-        chunks[1] = n;
-        chunks[2] = self.write_chunks(seg_id, 2, &idx.encode_graph())?;
-        Ok(SegmentRef {
+    /// Commit protocol steps 1 and 2 for a new sealed segment: writes `idx`'s
+    /// file, then switches to `manifest` plus the segment (replacing every
+    /// listed segment when `replace_all`), applying `removals` in the same
+    /// atomic batch. Updates the in-memory state to match and returns the
+    /// numbers of the segments that were replaced (for step 3).
+    fn commit_segment(
+        &self,
+        idx: AnnIndex,
+        mut manifest: Manifest,
+        replace_all: bool,
+        removals: &[[u8; 10]],
+    ) -> Result<Vec<u64>> {
+        let seg_id = manifest.next_segment;
+        let written = segfile::write(&self.seg_dir, seg_id, &idx)?;
+        let seg = SegmentRef {
             id: seg_id,
-            rows: set.len(),
-            chunks,
-        })
-    }
-
-    fn write_chunks(&self, seg_id: u64, part: usize, bytes: &[u8]) -> Result<u32> {
-        let mut n = 0u32;
-        for c in bytes.chunks(CHUNK_BYTES) {
-            self.db.insert(chunk_key(seg_id, PARTS[part], n), c)?;
-            n += 1;
-        }
-        Ok(n)
-    }
-
-    fn remove_segment_blobs(&self, seg_id: u64) -> Result<()> {
+            rows: idx.len(),
+            bytes: written.bytes,
+            crc32: written.crc32,
+        };
+        manifest.next_segment += 1;
+        let replaced = if replace_all {
+            std::mem::take(&mut manifest.segments)
+                .into_iter()
+                .map(|s| s.id)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        manifest.segments.push(seg);
         let mut batch = sled::Batch::default();
-        for kv in self.db.scan_prefix(seg_prefix(seg_id)) {
-            batch.remove(kv?.0);
+        for k in removals {
+            batch.remove(k);
         }
-        self.db.apply_batch(batch)?;
-        Ok(())
+        batch.insert(MANIFEST_KEY, manifest_bytes(&manifest));
+        if let Err(e) = self.db.apply_batch(batch).and_then(|_| self.db.flush()) {
+            // Not committed: the file is garbage (open() would remove it too).
+            let _ = std::fs::remove_file(self.seg_dir.join(segfile::file_name(seg_id)));
+            return Err(e.into());
+        }
+        let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
+        if replace_all {
+            st.segments.clear();
+            st.locations.clear();
+            st.tombstones.clear();
+        }
+        let si = st.segments.len();
+        for (row, &id) in idx.vectors().ids().iter().enumerate() {
+            st.locations.insert(
+                id,
+                Loc::Sealed {
+                    seg: si,
+                    row: row as u32,
+                },
+            );
+        }
+        let sealed: HashSet<u64> = idx.vectors().ids().iter().copied().collect();
+        if st.fresh.ids().iter().any(|id| sealed.contains(id)) {
+            st.fresh = VectorSet::new(manifest.spec.dim);
+        }
+        st.segments.push(idx);
+        st.manifest = manifest;
+        Ok(replaced)
+    }
+
+    /// Commit protocol step 3: deletes the files of replaced segments.
+    fn remove_segment_files(&self, ids: &[u64]) {
+        for id in ids {
+            let f = self.seg_dir.join(segfile::file_name(*id));
+            if let Err(e) = std::fs::remove_file(&f) {
+                tracing::warn!(file = %f.display(), error = %e, "could not remove an old segment file; it will be removed on next open");
+            }
+        }
     }
 
     fn read_state(&self) -> RwLockReadGuard<'_, State> {
@@ -747,10 +753,7 @@ impl Collection {
             );
             batch.insert(&key(VECTOR, id), f32s_to_bytes(v));
         }
-        batch.insert(
-            MANIFEST_KEY,
-            serde_json::to_vec(&manifest).expect("manifest serialises"),
-        );
+        batch.insert(MANIFEST_KEY, manifest_bytes(&manifest));
         self.db.apply_batch(batch)?;
         self.db.flush()?;
         {
@@ -805,33 +808,8 @@ impl Collection {
         let idx = AnnIndex::build(spec.metric, spec.params, set, &|done| {
             progress(Phase::Building, done, rows)
         })?;
-        let seg_id = manifest.next_segment;
-        let seg = self.write_segment(seg_id, &idx)?;
-        self.db.flush()?;
-        // Step 2: the manifest switch.
         manifest.next_id += rows as u64;
-        manifest.next_segment += 1;
-        manifest.segments.push(seg);
-        self.db.insert(
-            MANIFEST_KEY,
-            serde_json::to_vec(&manifest).expect("manifest serialises"),
-        )?;
-        self.db.flush()?;
-        {
-            let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
-            let si = st.segments.len();
-            for (row, &id) in idx.vectors().ids().iter().enumerate() {
-                st.locations.insert(
-                    id,
-                    Loc::Sealed {
-                        seg: si,
-                        row: row as u32,
-                    },
-                );
-            }
-            st.segments.push(idx);
-            st.manifest = manifest;
-        }
+        self.commit_segment(idx, manifest, false, &[])?;
         self.maintain_locked(progress)?;
         Ok(ids)
     }
@@ -844,7 +822,7 @@ impl Collection {
     }
 
     fn seal_locked(&self, progress: Progress) -> Result<()> {
-        let (spec, fresh, mut manifest) = {
+        let (spec, fresh, manifest) = {
             let st = self.read_state();
             (
                 st.manifest.spec.clone(),
@@ -859,37 +837,13 @@ impl Collection {
         let idx = AnnIndex::build(spec.metric, spec.params, fresh, &|d| {
             progress(Phase::Building, d, rows)
         })?;
-        let seg_id = manifest.next_segment;
-        let seg = self.write_segment(seg_id, &idx)?;
-        self.db.flush()?;
-        manifest.next_segment += 1;
-        manifest.segments.push(seg);
-        let mut batch = sled::Batch::default();
-        for &id in idx.vectors().ids() {
-            batch.remove(&key(VECTOR, id));
-        }
-        batch.insert(
-            MANIFEST_KEY,
-            serde_json::to_vec(&manifest).expect("manifest serialises"),
-        );
-        self.db.apply_batch(batch)?;
-        self.db.flush()?;
-        {
-            let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
-            let si = st.segments.len();
-            for (row, &id) in idx.vectors().ids().iter().enumerate() {
-                st.locations.insert(
-                    id,
-                    Loc::Sealed {
-                        seg: si,
-                        row: row as u32,
-                    },
-                );
-            }
-            st.segments.push(idx);
-            st.fresh = VectorSet::new(spec.dim);
-            st.manifest = manifest;
-        }
+        let moved: Vec<[u8; 10]> = idx
+            .vectors()
+            .ids()
+            .iter()
+            .map(|&id| key(VECTOR, id))
+            .collect();
+        self.commit_segment(idx, manifest, false, &moved)?;
         self.maintain_locked(progress)
     }
 
@@ -969,7 +923,7 @@ impl Collection {
     }
 
     fn compact_locked(&self, progress: Progress) -> Result<()> {
-        let (spec, set, mut manifest, old) = {
+        let (spec, set, manifest, removals) = {
             let st = self.read_state();
             let mut set = VectorSet::with_capacity(st.manifest.spec.dim, st.live());
             for seg in &st.segments {
@@ -983,55 +937,22 @@ impl Collection {
             for r in 0..st.fresh.len() {
                 set.push_prepared(st.fresh.id(r), st.fresh.row(r));
             }
-            let old: Vec<u64> = st.manifest.segments.iter().map(|s| s.id).collect();
-            (st.manifest.spec.clone(), set, st.manifest.clone(), old)
+            let removals: Vec<[u8; 10]> = st
+                .fresh
+                .ids()
+                .iter()
+                .map(|&id| key(VECTOR, id))
+                .chain(st.tombstones.iter().map(|&id| key(TOMBSTONE, id)))
+                .collect();
+            (st.manifest.spec.clone(), set, st.manifest.clone(), removals)
         };
         let rows = set.len();
-        let fresh_ids: Vec<u64> = self.read_state().fresh.ids().to_vec();
-        let tomb: Vec<u64> = self.read_state().tombstones.iter().copied().collect();
         let idx = AnnIndex::build(spec.metric, spec.params, set, &|d| {
             progress(Phase::Building, d, rows)
         })?;
-        let seg_id = manifest.next_segment;
-        let seg = self.write_segment(seg_id, &idx)?;
-        self.db.flush()?;
-        manifest.next_segment += 1;
-        manifest.segments = vec![seg];
-        let mut batch = sled::Batch::default();
-        for id in &fresh_ids {
-            batch.remove(&key(VECTOR, *id));
-        }
-        for id in &tomb {
-            batch.remove(&key(TOMBSTONE, *id));
-        }
-        batch.insert(
-            MANIFEST_KEY,
-            serde_json::to_vec(&manifest).expect("manifest serialises"),
-        );
-        self.db.apply_batch(batch)?;
-        self.db.flush()?;
-        {
-            let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
-            st.locations.clear();
-            for (row, &id) in idx.vectors().ids().iter().enumerate() {
-                st.locations.insert(
-                    id,
-                    Loc::Sealed {
-                        seg: 0,
-                        row: row as u32,
-                    },
-                );
-            }
-            st.segments = vec![idx];
-            st.fresh = VectorSet::new(spec.dim);
-            st.tombstones.clear();
-            st.manifest = manifest;
-        }
+        let replaced = self.commit_segment(idx, manifest, true, &removals)?;
         // Step 3: garbage; open() repeats this if we crash here.
-        for seg in old {
-            self.remove_segment_blobs(seg)?;
-        }
-        self.db.flush()?;
+        self.remove_segment_files(&replaced);
         Ok(())
     }
 
@@ -1042,10 +963,7 @@ impl Collection {
         manifest
             .properties
             .insert(key_.to_string(), value.to_string());
-        self.db.insert(
-            MANIFEST_KEY,
-            serde_json::to_vec(&manifest).expect("manifest serialises"),
-        )?;
+        self.db.insert(MANIFEST_KEY, manifest_bytes(&manifest))?;
         self.db.flush()?;
         self.state
             .write()

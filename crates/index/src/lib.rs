@@ -21,6 +21,7 @@ pub mod error;
 pub mod exact;
 pub mod hnsw;
 pub mod recall;
+mod segfile;
 pub mod vectors;
 
 pub use collection::{

@@ -38,6 +38,18 @@ fn data(n: usize, dim: usize, seed: u64) -> Vec<f32> {
     out
 }
 
+/// The collection's sled database opened directly, to damage it. Retries
+/// while the lock of a just-dropped handle is being released.
+fn raw_db(p: &Path) -> sled::Db {
+    for _ in 0..100 {
+        if let Ok(db) = sled::open(p.join("sled")) {
+            return db;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("sled database stays locked");
+}
+
 fn spec(dim: usize, metric: Metric) -> CollectionSpec {
     CollectionSpec {
         dim,
@@ -334,7 +346,7 @@ fn incompatible_format_version_is_a_clear_error() {
     let p = dir.path().join("c");
     drop(Collection::create(&p, spec(4, Metric::L2), OpenOptions::default()).unwrap());
     {
-        let db = sled::open(&p).unwrap();
+        let db = raw_db(&p);
         let mut m: serde_json::Value =
             serde_json::from_slice(&db.get("m").unwrap().unwrap()).unwrap();
         m["format_version"] = serde_json::json!(FORMAT_VERSION + 98);
@@ -369,21 +381,31 @@ fn leftovers_of_an_interrupted_write_are_discarded_on_open() {
         c.insert(items(&data(2, dim, 6), dim)).unwrap();
     }
     {
-        let db = sled::open(&p).unwrap();
+        let db = raw_db(&p);
         let mut k = vec![b'v', b'/'];
         k.extend_from_slice(&302u64.to_be_bytes());
         db.insert(&k, vec![0u8; dim * 4]).unwrap();
         k[0] = b'i';
         db.insert(&k, b"{}".to_vec()).unwrap();
-        let mut s = vec![b's', b'/'];
-        s.extend_from_slice(&7u64.to_be_bytes());
-        s.extend_from_slice(b"/g/\0\0\0\0");
-        db.insert(&s, b"half a graph".to_vec()).unwrap();
         db.flush().unwrap();
     }
+    // A segment file the manifest never named (crash before the switch) and
+    // a temporary one (crash while writing).
+    let segs = p.join("segments");
+    std::fs::write(segs.join("0000000000000007.seg"), b"half a segment").unwrap();
+    std::fs::write(segs.join("0000000000000008.seg.tmp"), b"partial").unwrap();
     let c = open(&p, OpenOptions::default()).unwrap();
     assert_eq!(c.len(), 302);
     assert!(!c.contains(302));
+    let left: Vec<_> = std::fs::read_dir(&segs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        left.len(),
+        1,
+        "only the listed segment file remains: {left:?}"
+    );
     // The next insert reuses id 302 cleanly.
     assert_eq!(c.insert(items(&data(1, dim, 9), dim)).unwrap(), vec![302]);
     drop(c);
@@ -405,17 +427,27 @@ fn a_damaged_stored_graph_is_reported_not_a_panic() {
         )
         .unwrap();
     }
-    {
-        let db = sled::open(&p).unwrap();
-        let keys: Vec<_> = db
-            .scan_prefix(b"s/")
-            .map(|kv| kv.unwrap().0)
-            .filter(|k| k[11] == b'g')
-            .collect();
-        let v = db.get(&keys[0]).unwrap().unwrap();
-        db.insert(&keys[0], &v[..v.len() / 2]).unwrap();
-        db.flush().unwrap();
-    }
+    let seg = std::fs::read_dir(p.join("segments"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let bytes = std::fs::read(&seg).unwrap();
+    // A flipped byte in the graph: the checksum catches it.
+    let mut flipped = bytes.clone();
+    let at = bytes.len() - 100;
+    flipped[at] ^= 0x40;
+    std::fs::write(&seg, &flipped).unwrap();
+    let err = open(&p, OpenOptions::default()).unwrap_err();
+    assert!(matches!(err, IndexError::Corrupt(_)), "{err}");
+    assert!(err.to_string().contains("checksum"), "{err}");
+    // A truncated file.
+    std::fs::write(&seg, &bytes[..bytes.len() / 2]).unwrap();
+    let err = open(&p, OpenOptions::default()).unwrap_err();
+    assert!(matches!(err, IndexError::Corrupt(_)), "{err}");
+    // A missing file.
+    std::fs::remove_file(&seg).unwrap();
     let err = open(&p, OpenOptions::default()).unwrap_err();
     assert!(matches!(err, IndexError::Corrupt(_)), "{err}");
 }
