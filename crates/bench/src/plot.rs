@@ -78,6 +78,8 @@ pub fn plot_svg(title: &str, curves: &[Curve], path: &Path) -> Result<()> {
         .configure_mesh()
         .x_desc("Recall@10")
         .y_desc("Queries per second (1 thread, log scale)")
+        .y_label_formatter(&|y| format!("{y:.0}"))
+        .x_label_formatter(&|x| format!("{x:.2}"))
         .draw()
         .map_err(|e| err(&e))?;
     for (i, c) in curves.iter().enumerate() {

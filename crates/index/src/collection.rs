@@ -63,7 +63,7 @@ use crate::error::{IndexError, Result};
 use crate::exact::{search_batch_sets, search_sets, TopK};
 use crate::hnsw::{AnnIndex, HnswParams};
 use crate::segfile;
-use crate::vectors::{prepare_query, IdFilter, Neighbor, VectorSet};
+use crate::vectors::{prepare_queries, prepare_query, IdFilter, Neighbor, VectorSet};
 
 /// The on-disk format this build reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
@@ -259,6 +259,27 @@ struct State {
 impl State {
     fn live(&self) -> usize {
         self.locations.len() - self.tombstones.len()
+    }
+
+    /// The filter a search needs: tombstones out, then the caller's filter.
+    /// None when neither applies (the fast path).
+    fn live_filter<'a>(&'a self, user: Option<&'a dyn IdFilter>) -> Option<LiveFilter<'a>> {
+        (!self.tombstones.is_empty() || user.is_some()).then_some(LiveFilter {
+            tombstones: &self.tombstones,
+            user,
+        })
+    }
+}
+
+/// Hides deleted items and applies the caller's filter.
+struct LiveFilter<'a> {
+    tombstones: &'a HashSet<u64>,
+    user: Option<&'a dyn IdFilter>,
+}
+
+impl IdFilter for LiveFilter<'_> {
+    fn allows(&self, id: u64) -> bool {
+        !self.tombstones.contains(&id) && self.user.is_none_or(|f| f.allows(id))
     }
 }
 
@@ -1034,13 +1055,8 @@ impl Collection {
         let spec = &st.manifest.spec;
         let q = prepare_query(query, spec.dim, spec.metric)?;
         let ef = ef.unwrap_or(spec.params.ef_search);
-        let tomb = &st.tombstones;
-        let combined = |id: u64| !tomb.contains(&id) && filter.is_none_or(|f| f.allows(id));
-        let f: Option<&dyn IdFilter> = if tomb.is_empty() && filter.is_none() {
-            None
-        } else {
-            Some(&combined)
-        };
+        let live = st.live_filter(filter);
+        let f = live.as_ref().map(|l| l as &dyn IdFilter);
         if st.segments.len() == 1 && st.fresh.is_empty() {
             return Ok(st.segments[0].search_prepared(&q, k, ef, f));
         }
@@ -1075,13 +1091,8 @@ impl Collection {
         let st = self.read_state();
         let spec = &st.manifest.spec;
         let q = prepare_query(query, spec.dim, spec.metric)?;
-        let tomb = &st.tombstones;
-        let combined = |id: u64| !tomb.contains(&id) && filter.is_none_or(|f| f.allows(id));
-        let f: Option<&dyn IdFilter> = if tomb.is_empty() && filter.is_none() {
-            None
-        } else {
-            Some(&combined)
-        };
+        let live = st.live_filter(filter);
+        let f = live.as_ref().map(|l| l as &dyn IdFilter);
         let mut sets: Vec<&VectorSet> = st.segments.iter().map(|s| s.vectors()).collect();
         sets.push(&st.fresh);
         Ok(search_sets(&sets, spec.metric, &q, k, f))
@@ -1095,24 +1106,9 @@ impl Collection {
         }
         let st = self.read_state();
         let spec = &st.manifest.spec;
-        if !queries.len().is_multiple_of(spec.dim) {
-            return Err(IndexError::WrongDimension {
-                index: queries.len() / spec.dim,
-                expected: spec.dim,
-                got: queries.len() % spec.dim,
-            });
-        }
-        let mut prepared = queries.to_vec();
-        for (i, q) in prepared.chunks_exact_mut(spec.dim).enumerate() {
-            spec.metric.prepare(q, i)?;
-        }
-        let tomb = &st.tombstones;
-        let combined = |id: u64| !tomb.contains(&id);
-        let f: Option<&dyn IdFilter> = if tomb.is_empty() {
-            None
-        } else {
-            Some(&combined)
-        };
+        let prepared = prepare_queries(queries, spec.dim, spec.metric)?;
+        let live = st.live_filter(None);
+        let f = live.as_ref().map(|l| l as &dyn IdFilter);
         let mut sets: Vec<&VectorSet> = st.segments.iter().map(|s| s.vectors()).collect();
         sets.push(&st.fresh);
         Ok(search_batch_sets(&sets, spec.metric, &prepared, k, f))

@@ -13,7 +13,7 @@ use rayon::prelude::*;
 
 use crate::distance::{DistFn, Metric};
 use crate::error::{IndexError, Result};
-use crate::vectors::{prepare_query, IdFilter, Neighbor, VectorSet};
+use crate::vectors::{prepare_queries, prepare_query, IdFilter, Neighbor, VectorSet};
 
 /// Rows per parallel task when scanning for one query.
 const ROWS_PER_TASK: usize = 4096;
@@ -192,18 +192,7 @@ impl ExactIndex {
         if k == 0 {
             return Err(IndexError::ZeroK);
         }
-        let dim = self.vectors.dim();
-        if !queries.len().is_multiple_of(dim) {
-            return Err(IndexError::WrongDimension {
-                index: queries.len() / dim,
-                expected: dim,
-                got: queries.len() % dim,
-            });
-        }
-        let mut prepared = queries.to_vec();
-        for (i, q) in prepared.chunks_exact_mut(dim).enumerate() {
-            self.metric.prepare(q, i)?;
-        }
+        let prepared = prepare_queries(queries, self.vectors.dim(), self.metric)?;
         Ok(search_batch_sets(
             &[&self.vectors],
             self.metric,

@@ -175,6 +175,23 @@ pub(crate) fn prepare_query(query: &[f32], dim: usize, metric: Metric) -> Result
     Ok(q)
 }
 
+/// Checks that `queries` holds whole rows of `dim` and prepares a copy of
+/// them for `metric`; errors name the offending query.
+pub(crate) fn prepare_queries(queries: &[f32], dim: usize, metric: Metric) -> Result<Vec<f32>> {
+    if dim == 0 || !queries.len().is_multiple_of(dim) {
+        return Err(IndexError::WrongDimension {
+            index: queries.len() / dim.max(1),
+            expected: dim,
+            got: queries.len() % dim.max(1),
+        });
+    }
+    let mut prepared = queries.to_vec();
+    for (i, q) in prepared.chunks_exact_mut(dim).enumerate() {
+        metric.prepare(q, i)?;
+    }
+    Ok(prepared)
+}
+
 /// A candidate during search: internal distance and row.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Cand {
