@@ -141,6 +141,15 @@ fn exit_code(e: &anyhow::Error) -> u8 {
         if let Some(ie) = cause.downcast_ref::<imgsim_index::IndexError>() {
             return if ie.is_user_error() { 2 } else { 1 };
         }
+        if let Some(be) = cause.downcast_ref::<imgsim_bench::BenchError>() {
+            return match be {
+                imgsim_bench::BenchError::Index(ie) if !ie.is_user_error() => 1,
+                imgsim_bench::BenchError::Index(_)
+                | imgsim_bench::BenchError::Dataset(_)
+                | imgsim_bench::BenchError::Invalid(_) => 2,
+                imgsim_bench::BenchError::Write { .. } | imgsim_bench::BenchError::Plot(_) => 1,
+            };
+        }
         if cause
             .downcast_ref::<imgsim_datasets::DatasetError>()
             .is_some()

@@ -151,6 +151,31 @@ fn missing_fashion_mnist_names_the_debian_package() {
 }
 
 #[test]
+fn invalid_index_parameters_exit_with_code_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = imgsim(
+        &[
+            "bench",
+            "ann",
+            "--dataset",
+            "synthetic",
+            "--n",
+            "100",
+            "--dim",
+            "4",
+            "--m",
+            "1000",
+            "--out",
+            "o",
+            "-q",
+        ],
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("invalid parameter m"), "{}", text(&o));
+}
+
+#[test]
 fn config_command_prints_effective_settings_with_overrides() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("c.toml"), "[index]\nm = 24\n").unwrap();
