@@ -340,6 +340,45 @@ fn a_second_open_of_the_same_collection_is_refused() {
     open(&p, OpenOptions::default()).unwrap();
 }
 
+/// Set in the child process of `a_second_process_is_refused`.
+const CHILD_ENV: &str = "IMGSIM_TEST_OPEN_FROM_CHILD";
+
+#[test]
+fn a_second_process_is_refused() {
+    if let Ok(path) = std::env::var(CHILD_ENV) {
+        // Child: try to open the collection the parent holds open.
+        let code = match open(Path::new(&path), OpenOptions::default()) {
+            Err(IndexError::Locked { .. }) => 3,
+            Ok(_) => 0,
+            Err(e) => {
+                eprintln!("unexpected: {e}");
+                4
+            }
+        };
+        std::process::exit(code);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("c");
+    let c = Collection::create(&p, spec(4, Metric::L2), OpenOptions::default()).unwrap();
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_second_process_is_refused",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env(CHILD_ENV, &p)
+        .status()
+        .unwrap();
+    assert_eq!(
+        status.code(),
+        Some(3),
+        "the second process must get IndexError::Locked"
+    );
+    drop(c);
+}
+
 #[test]
 fn incompatible_format_version_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
