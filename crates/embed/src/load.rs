@@ -1,0 +1,167 @@
+//! Decoding image files into 8-bit RGB, safely.
+
+use std::io::{Cursor, Read};
+use std::path::Path;
+
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, RgbImage};
+
+use crate::error::{EmbedError, Result};
+
+/// Limits applied before and during decoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageLimits {
+    /// Largest accepted width, pixels.
+    pub max_width: u32,
+    /// Largest accepted height, pixels.
+    pub max_height: u32,
+    /// Largest decoder allocation, bytes (the decoded image must fit).
+    pub max_alloc_bytes: u64,
+    /// Largest file read, bytes.
+    pub max_file_bytes: u64,
+}
+
+impl Default for ImageLimits {
+    /// 16,384 px a side, 1 GiB of decoded pixels, 256 MiB files: every real
+    /// photo passes (a 100-MP RGB image is 300 MB); a 50,000 × 50,000 bomb does not.
+    fn default() -> Self {
+        ImageLimits {
+            max_width: 16_384,
+            max_height: 16_384,
+            max_alloc_bytes: 1 << 30,
+            max_file_bytes: 256 << 20,
+        }
+    }
+}
+
+/// Formats decoded, by content sniffing.
+const SUPPORTED: [ImageFormat; 6] = [
+    ImageFormat::Jpeg,
+    ImageFormat::Png,
+    ImageFormat::WebP,
+    ImageFormat::Gif,
+    ImageFormat::Bmp,
+    ImageFormat::Tiff,
+];
+
+/// Reads and decodes the image file at `path` (see [`decode_rgb`]).
+pub fn load_rgb(path: &Path, limits: &ImageLimits) -> Result<RgbImage> {
+    let file = std::fs::File::open(path).map_err(|source| EmbedError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut bytes = Vec::new();
+    file.take(limits.max_file_bytes + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|source| EmbedError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    if bytes.len() as u64 > limits.max_file_bytes {
+        return Err(EmbedError::TooLarge {
+            path: path.to_path_buf(),
+            reason: format!("file larger than {} bytes", limits.max_file_bytes),
+        });
+    }
+    decode_rgb(&bytes, path, limits)
+}
+
+/// Decodes `bytes` (named `name` in errors) into RGB8: the format is sniffed
+/// from the content, the declared dimensions are checked against `limits`
+/// before any pixel is decoded, the EXIF orientation is applied, and every
+/// colour type (grey, alpha, 16-bit, palette, CMYK JPEG) becomes 8-bit RGB.
+/// Animated GIFs give their first frame.
+pub fn decode_rgb(bytes: &[u8], name: &Path, limits: &ImageLimits) -> Result<RgbImage> {
+    let path = name.to_path_buf();
+    if bytes.is_empty() {
+        return Err(EmbedError::Empty { path });
+    }
+    let format = image::guess_format(bytes).map_err(|_| EmbedError::Unsupported {
+        path: path.clone(),
+        reason: "unrecognised content (magic bytes)".into(),
+    })?;
+    if !SUPPORTED.contains(&format) {
+        return Err(EmbedError::Unsupported {
+            path,
+            reason: format!("{format:?} is not decoded here"),
+        });
+    }
+    // The declared size first, from the header alone, so that a bomb is
+    // refused by its numbers before any decoder allocates for it.
+    let (w, h) = ImageReader::with_format(Cursor::new(bytes), format)
+        .into_dimensions()
+        .map_err(|e| classify(&path, e, None))?;
+    if w == 0 || h == 0 {
+        return Err(EmbedError::Decode {
+            path,
+            reason: format!("image has no pixels ({w} × {h})"),
+        });
+    }
+    if w > limits.max_width || h > limits.max_height {
+        return Err(EmbedError::TooLarge {
+            path,
+            reason: format!(
+                "{w} × {h} exceeds the {} × {} limit",
+                limits.max_width, limits.max_height
+            ),
+        });
+    }
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+    let mut lim = image::Limits::default();
+    lim.max_image_width = Some(limits.max_width);
+    lim.max_image_height = Some(limits.max_height);
+    lim.max_alloc = Some(limits.max_alloc_bytes);
+    reader.limits(lim);
+    let mut decoder = reader
+        .into_decoder()
+        .map_err(|e| classify(&path, e, Some((w, h))))?;
+    // Decoded pixels plus their RGB8 conversion must fit the allocation limit.
+    let need = decoder
+        .total_bytes()
+        .saturating_add(u64::from(w) * u64::from(h) * 3);
+    if need > limits.max_alloc_bytes {
+        return Err(EmbedError::TooLarge {
+            path,
+            reason: format!(
+                "{w} × {h} needs {need} bytes to decode, over the {} byte limit",
+                limits.max_alloc_bytes
+            ),
+        });
+    }
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut img =
+        DynamicImage::from_decoder(decoder).map_err(|e| classify(&path, e, Some((w, h))))?;
+    img.apply_orientation(orientation);
+    Ok(match img {
+        DynamicImage::ImageRgb8(rgb) => rgb,
+        other => other.to_rgb8(),
+    })
+}
+
+fn classify(path: &Path, e: image::ImageError, dims: Option<(u32, u32)>) -> EmbedError {
+    let path = path.to_path_buf();
+    match e {
+        image::ImageError::Limits(l) => EmbedError::TooLarge {
+            path,
+            reason: match dims {
+                Some((w, h)) => {
+                    format!("{w} × {h}: {l} (decoded pixels over the allocation limit)")
+                }
+                None => l.to_string(),
+            },
+        },
+        image::ImageError::Unsupported(u) => EmbedError::Unsupported {
+            path,
+            reason: u.to_string(),
+        },
+        image::ImageError::IoError(io) => EmbedError::Decode {
+            path,
+            reason: format!("truncated or unreadable data ({io})"),
+        },
+        other => EmbedError::Decode {
+            path,
+            reason: other.to_string(),
+        },
+    }
+}

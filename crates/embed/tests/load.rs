@@ -1,0 +1,231 @@
+//! Decoding under limits, with broken and unusual files made here.
+
+use std::io::Cursor;
+use std::path::Path;
+
+use image::{DynamicImage, ImageFormat, Rgb, RgbImage};
+use imgsim_embed::{decode_rgb, load_rgb, EmbedError, ImageLimits};
+
+fn encode(img: &DynamicImage, format: ImageFormat) -> Vec<u8> {
+    let mut buf = Cursor::new(Vec::new());
+    img.write_to(&mut buf, format).unwrap();
+    buf.into_inner()
+}
+
+fn gradient(w: u32, h: u32) -> RgbImage {
+    RgbImage::from_fn(w, h, |x, y| {
+        Rgb([(x * 255 / w.max(1)) as u8, (y * 255 / h.max(1)) as u8, 77])
+    })
+}
+
+fn decode(bytes: &[u8]) -> imgsim_embed::Result<RgbImage> {
+    decode_rgb(bytes, Path::new("test-input"), &ImageLimits::default())
+}
+
+#[test]
+fn every_supported_format_and_colour_type_becomes_rgb8() {
+    let rgb = DynamicImage::ImageRgb8(gradient(40, 30));
+    for f in [
+        ImageFormat::Png,
+        ImageFormat::Jpeg,
+        ImageFormat::Bmp,
+        ImageFormat::Tiff,
+        ImageFormat::Gif,
+        ImageFormat::WebP,
+    ] {
+        let img = decode(&encode(&rgb, f)).unwrap_or_else(|e| panic!("{f:?}: {e}"));
+        assert_eq!(img.dimensions(), (40, 30), "{f:?}");
+    }
+    // Grey, grey+alpha, RGBA, 16-bit.
+    let grey = DynamicImage::ImageLuma8(image::GrayImage::from_pixel(5, 4, image::Luma([200])));
+    assert_eq!(
+        decode(&encode(&grey, ImageFormat::Png))
+            .unwrap()
+            .get_pixel(0, 0)
+            .0,
+        [200, 200, 200]
+    );
+    let la = DynamicImage::ImageLumaA8(image::GrayAlphaImage::from_pixel(
+        5,
+        4,
+        image::LumaA([10, 128]),
+    ));
+    assert_eq!(
+        decode(&encode(&la, ImageFormat::Png))
+            .unwrap()
+            .get_pixel(1, 1)
+            .0,
+        [10, 10, 10]
+    );
+    let rgba = DynamicImage::ImageRgba8(image::RgbaImage::from_pixel(
+        3,
+        3,
+        image::Rgba([1, 2, 3, 0]),
+    ));
+    assert_eq!(
+        decode(&encode(&rgba, ImageFormat::Png))
+            .unwrap()
+            .get_pixel(2, 2)
+            .0,
+        [1, 2, 3]
+    );
+    let wide = DynamicImage::ImageRgb16(image::ImageBuffer::from_pixel(
+        3,
+        2,
+        Rgb([65535u16, 0, 32896]),
+    ));
+    assert_eq!(
+        decode(&encode(&wide, ImageFormat::Png))
+            .unwrap()
+            .get_pixel(0, 0)
+            .0,
+        [255, 0, 128]
+    );
+}
+
+#[test]
+fn content_decides_not_the_extension() {
+    let dir = tempfile::tempdir().unwrap();
+    // A PNG named .jpg decodes; a text file named .jpg is refused, by name.
+    let png = encode(&DynamicImage::ImageRgb8(gradient(4, 4)), ImageFormat::Png);
+    std::fs::write(dir.path().join("really-a-png.jpg"), &png).unwrap();
+    assert_eq!(
+        load_rgb(
+            &dir.path().join("really-a-png.jpg"),
+            &ImageLimits::default()
+        )
+        .unwrap()
+        .width(),
+        4
+    );
+    let txt = dir.path().join("notes.jpg");
+    std::fs::write(&txt, "hello, not an image").unwrap();
+    let err = load_rgb(&txt, &ImageLimits::default()).unwrap_err();
+    assert!(matches!(err, EmbedError::Unsupported { .. }), "{err}");
+    assert!(err.to_string().contains("notes.jpg"));
+}
+
+#[test]
+fn empty_truncated_and_missing_files_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.png");
+    std::fs::write(&empty, b"").unwrap();
+    assert!(matches!(
+        load_rgb(&empty, &ImageLimits::default()),
+        Err(EmbedError::Empty { .. })
+    ));
+    for f in [
+        ImageFormat::Jpeg,
+        ImageFormat::Png,
+        ImageFormat::Gif,
+        ImageFormat::WebP,
+    ] {
+        let bytes = encode(&DynamicImage::ImageRgb8(gradient(64, 64)), f);
+        for cut in [bytes.len() / 3, bytes.len() / 2] {
+            match decode(&bytes[..cut]) {
+                Err(EmbedError::Decode { .. }) | Err(EmbedError::Unsupported { .. }) => {}
+                // Some decoders fill a truncated tail with grey; what matters is no panic.
+                Ok(img) => assert_eq!(img.dimensions(), (64, 64), "{f:?}"),
+                Err(e) => panic!("{f:?} cut at {cut}: unexpected {e}"),
+            }
+        }
+    }
+    let err = load_rgb(&dir.path().join("absent.jpg"), &ImageLimits::default()).unwrap_err();
+    assert!(matches!(err, EmbedError::Io { .. }) && err.to_string().contains("absent.jpg"));
+}
+
+/// A PNG whose header declares `w × h` followed by a tiny, wrong IDAT: a
+/// decompression bomb's signature. It must be refused before allocating.
+fn png_claiming(w: u32, h: u32) -> Vec<u8> {
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut chunk = |kind: &[u8], data: &[u8]| {
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let mut crc = crc32(kind);
+        crc = crc32_update(crc, data);
+        out.extend_from_slice(kind);
+        out.extend_from_slice(data);
+        out.extend_from_slice(&(!crc).to_be_bytes());
+    };
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&w.to_be_bytes());
+    ihdr.extend_from_slice(&h.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    chunk(b"IHDR", &ihdr);
+    chunk(b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]);
+    chunk(b"IEND", &[]);
+    out
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    crc32_update(0xFFFF_FFFF, data)
+}
+
+fn crc32_update(mut crc: u32, data: &[u8]) -> u32 {
+    for &b in data {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    crc
+}
+
+#[test]
+fn a_decompression_bomb_is_refused_by_its_declared_size() {
+    let err = decode(&png_claiming(50_000, 50_000)).unwrap_err();
+    assert!(matches!(err, EmbedError::TooLarge { .. }), "{err}");
+    assert!(err.to_string().contains("50000"), "{err}");
+    // Within width/height limits but over the allocation limit.
+    let tight = ImageLimits {
+        max_alloc_bytes: 1 << 20,
+        ..ImageLimits::default()
+    };
+    let err = decode_rgb(&png_claiming(4000, 4000), Path::new("bomb.png"), &tight).unwrap_err();
+    assert!(matches!(err, EmbedError::TooLarge { .. }), "{err}");
+}
+
+/// Inserts an EXIF APP1 segment with the given orientation after a JPEG's SOI.
+fn with_exif_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
+    let mut tiff = b"II*\0\x08\0\0\0".to_vec();
+    tiff.extend_from_slice(&1u16.to_le_bytes()); // one entry
+    tiff.extend_from_slice(&0x0112u16.to_le_bytes()); // Orientation
+    tiff.extend_from_slice(&3u16.to_le_bytes()); // SHORT
+    tiff.extend_from_slice(&1u32.to_le_bytes()); // count
+    tiff.extend_from_slice(&orientation.to_le_bytes());
+    tiff.extend_from_slice(&[0, 0]);
+    tiff.extend_from_slice(&0u32.to_le_bytes()); // no next IFD
+    let mut app1 = b"Exif\0\0".to_vec();
+    app1.extend_from_slice(&tiff);
+    let mut out = jpeg[..2].to_vec();
+    out.extend_from_slice(&[0xFF, 0xE1]);
+    out.extend_from_slice(&((app1.len() + 2) as u16).to_be_bytes());
+    out.extend_from_slice(&app1);
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
+#[test]
+fn exif_orientation_is_applied() {
+    let jpeg = encode(
+        &DynamicImage::ImageRgb8(gradient(40, 20)),
+        ImageFormat::Jpeg,
+    );
+    assert_eq!(decode(&jpeg).unwrap().dimensions(), (40, 20));
+    // 6 = rotate 90° clockwise to display.
+    assert_eq!(
+        decode(&with_exif_orientation(&jpeg, 6))
+            .unwrap()
+            .dimensions(),
+        (20, 40)
+    );
+    assert_eq!(
+        decode(&with_exif_orientation(&jpeg, 3))
+            .unwrap()
+            .dimensions(),
+        (40, 20)
+    );
+}
