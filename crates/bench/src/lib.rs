@@ -89,7 +89,7 @@ pub struct AnnBenchConfig {
 pub struct RunRow {
     /// ef_search.
     pub ef: usize,
-    /// Mean recall@10 by id.
+    /// Mean recall@k by id (k = 10 from the CLI, as the name says).
     pub recall_at_10: f64,
     /// ann-benchmarks' distance-based recall@10 (ties forgiven, epsilon 1e-3).
     pub recall_at_10_ab: f64,
@@ -213,6 +213,14 @@ pub fn run_ann(data: BenchData, cfg: &AnnBenchConfig) -> Result<AnnReport> {
         ));
     }
     if cfg.collection_dir.exists() {
+        // Replace a previous benchmark collection, and nothing else.
+        let empty = std::fs::read_dir(&cfg.collection_dir).is_ok_and(|mut d| d.next().is_none());
+        if !empty && !Collection::exists(&cfg.collection_dir) {
+            return Err(BenchError::Invalid(format!(
+                "{} exists and is not an imgsim collection; refusing to replace it",
+                cfg.collection_dir.display()
+            )));
+        }
         std::fs::remove_dir_all(&cfg.collection_dir).map_err(|source| BenchError::Write {
             path: cfg.collection_dir.clone(),
             source,
@@ -366,6 +374,32 @@ pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
 mod tests {
     use super::*;
     use imgsim_datasets::synthetic::Clustered;
+
+    #[test]
+    fn refuses_to_replace_a_folder_that_is_not_a_collection() {
+        let dir = tempfile::tempdir().unwrap();
+        let precious = dir.path().join("photos");
+        std::fs::create_dir(&precious).unwrap();
+        std::fs::write(precious.join("a.jpg"), b"x").unwrap();
+        let data = BenchData {
+            name: "s".into(),
+            dim: 2,
+            base: vec![0.0, 1.0, 1.0, 0.0],
+            queries: vec![0.5, 0.5],
+            metric: Metric::L2,
+        };
+        let cfg = AnnBenchConfig {
+            params: HnswParams::default(),
+            efs: vec![10],
+            k: 1,
+            collection_dir: precious.clone(),
+            options: OpenOptions::default(),
+            runs: 1,
+            progress: false,
+        };
+        assert!(matches!(run_ann(data, &cfg), Err(BenchError::Invalid(_))));
+        assert!(precious.join("a.jpg").exists());
+    }
 
     #[test]
     fn small_sweep_reports_sane_figures() {

@@ -53,6 +53,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, RwLock, RwLockReadGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -292,6 +293,8 @@ pub struct Collection {
     options: OpenOptions,
     state: RwLock<State>,
     writer: Mutex<()>,
+    /// Set when a commit was applied but its flush failed.
+    poisoned: AtomicBool,
 }
 
 impl std::fmt::Debug for Collection {
@@ -386,7 +389,11 @@ impl Collection {
                 path: path.to_path_buf(),
             });
         }
-        std::fs::create_dir_all(path)?;
+        std::fs::create_dir_all(path.join(SEGMENTS_DIR))?;
+        segfile::sync_dir(path)?;
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            segfile::sync_dir(parent)?;
+        }
         let db = Self::open_db(path, &options)?;
         if db.contains_key(MANIFEST_KEY)? {
             return Err(IndexError::AlreadyExists {
@@ -417,6 +424,7 @@ impl Collection {
                 tombstones: HashSet::new(),
             }),
             writer: Mutex::new(()),
+            poisoned: AtomicBool::new(false),
         })
     }
 
@@ -481,10 +489,15 @@ impl Collection {
         let seg_dir = path.join(SEGMENTS_DIR);
 
         // Sealed segments.
-        let total: usize = manifest.segments.iter().map(|s| s.rows).sum();
+        let total = manifest
+            .segments
+            .iter()
+            .try_fold(0usize, |a, s| a.checked_add(s.rows))
+            .ok_or_else(|| IndexError::Corrupt("manifest segment sizes overflow".into()))?;
         let mut loaded = 0;
         let mut segments = Vec::with_capacity(manifest.segments.len());
-        let mut locations = HashMap::with_capacity(total);
+        // Sized from the manifest, but capped: it is checked against the files below.
+        let mut locations = HashMap::with_capacity(total.min(1 << 24));
         for (si, seg) in manifest.segments.iter().enumerate() {
             let idx = Self::load_segment(&seg_dir, &spec, seg)?;
             for (row, &id) in idx.vectors().ids().iter().enumerate() {
@@ -555,7 +568,10 @@ impl Collection {
         }
         let listed: HashSet<u64> = manifest.segments.iter().map(|s| s.id).collect();
         for (file, id) in segfile::list(&seg_dir)? {
-            if id.is_none_or(|id| !listed.contains(&id)) {
+            if id.is_some_and(|id| listed.contains(&id)) {
+                continue;
+            }
+            if segfile::is_ours(&file) {
                 tracing::info!(file = %file.display(), "removing a segment file the manifest does not name");
                 std::fs::remove_file(&file)?;
             }
@@ -585,6 +601,7 @@ impl Collection {
                 tombstones,
             }),
             writer: Mutex::new(()),
+            poisoned: AtomicBool::new(false),
         })
     }
 
@@ -663,11 +680,14 @@ impl Collection {
             batch.remove(k);
         }
         batch.insert(MANIFEST_KEY, manifest_bytes(&manifest));
-        if let Err(e) = self.db.apply_batch(batch).and_then(|_| self.db.flush()) {
-            // Not committed: the file is garbage (open() would remove it too).
+        if let Err(e) = self.db.apply_batch(batch) {
+            // Not applied: the file is garbage (open() would remove it too).
             let _ = std::fs::remove_file(self.seg_dir.join(segfile::file_name(seg_id)));
             return Err(e.into());
         }
+        // Applied: from here on the new manifest may reach the disk (sled also
+        // flushes on its own), so the file must stay.
+        self.flush_or_poison()?;
         let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
         if replace_all {
             st.segments.clear();
@@ -691,6 +711,40 @@ impl Collection {
         st.segments.push(idx);
         st.manifest = manifest;
         Ok(replaced)
+    }
+
+    /// Makes an applied batch durable. If that fails, what reached the disk
+    /// is unknown: the handle refuses further writes (reads go on) until the
+    /// collection is reopened, which settles the state from what is on disk.
+    fn flush_or_poison(&self) -> Result<()> {
+        self.db.flush().map(|_| ()).map_err(|e| {
+            self.poisoned.store(true, Ordering::SeqCst);
+            IndexError::NeedsReopen(format!("flushing a commit failed ({e})"))
+        })
+    }
+
+    /// Applies a small commit (step 2 alone) and makes it durable.
+    fn commit_batch(&self, batch: sled::Batch) -> Result<()> {
+        self.db.apply_batch(batch)?;
+        self.flush_or_poison()
+    }
+
+    /// Refuses writes on a handle whose last commit has an unknown outcome.
+    fn check_writable(&self) -> Result<()> {
+        if self.poisoned.load(Ordering::SeqCst) {
+            return Err(IndexError::NeedsReopen(
+                "an earlier commit could not be confirmed on disk".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Maintenance after a committed write (sealing, compaction) must not
+    /// turn that write into an error: it is retried at the next write.
+    fn maintain_after_commit(&self, result: Result<()>) {
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "maintenance after a committed write failed; will retry on the next write");
+        }
     }
 
     /// Commit protocol step 3: deletes the files of replaced segments.
@@ -755,6 +809,7 @@ impl Collection {
     /// anywhere refuses the whole call and writes nothing. Durable on return.
     pub fn insert(&self, items: Vec<NewItem>) -> Result<Vec<u64>> {
         let _w = self.lock_writer();
+        self.check_writable()?;
         let spec = self.spec();
         let (mut vectors, metas): (Vec<Vec<f32>>, Vec<ItemMeta>) =
             items.into_iter().map(|it| (it.vector, it.meta)).unzip();
@@ -775,8 +830,7 @@ impl Collection {
             batch.insert(&key(VECTOR, id), f32s_to_bytes(v));
         }
         batch.insert(MANIFEST_KEY, manifest_bytes(&manifest));
-        self.db.apply_batch(batch)?;
-        self.db.flush()?;
+        self.commit_batch(batch)?;
         {
             let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
             st.manifest = manifest;
@@ -789,7 +843,7 @@ impl Collection {
         }
         let ids: Vec<u64> = (first..first + vectors.len() as u64).collect();
         if self.read_state().fresh.len() >= self.options.seal_threshold {
-            self.seal_locked(&|_, _, _| {})?;
+            self.maintain_after_commit(self.seal_locked(&|_, _, _| {}));
         }
         Ok(ids)
     }
@@ -805,6 +859,7 @@ impl Collection {
         progress: Progress,
     ) -> Result<Vec<u64>> {
         let _w = self.lock_writer();
+        self.check_writable()?;
         let spec = self.spec();
         let mut manifest = self.read_state().manifest.clone();
         let first = manifest.next_id;
@@ -831,7 +886,7 @@ impl Collection {
         })?;
         manifest.next_id += rows as u64;
         self.commit_segment(idx, manifest, false, &[])?;
-        self.maintain_locked(progress)?;
+        self.maintain_after_commit(self.maintain_locked(progress));
         Ok(ids)
     }
 
@@ -839,6 +894,7 @@ impl Collection {
     /// sealed segment. A no-op when there are none.
     pub fn seal(&self, progress: Progress) -> Result<()> {
         let _w = self.lock_writer();
+        self.check_writable()?;
         self.seal_locked(progress)
     }
 
@@ -888,6 +944,7 @@ impl Collection {
     /// compaction. Durable on return.
     pub fn delete(&self, ids: &[u64]) -> Result<usize> {
         let _w = self.lock_writer();
+        self.check_writable()?;
         let mut batch = sled::Batch::default();
         let mut sealed = Vec::new();
         let mut fresh = Vec::new();
@@ -919,8 +976,7 @@ impl Collection {
         if sealed.is_empty() && fresh.is_empty() {
             return Ok(0);
         }
-        self.db.apply_batch(batch)?;
-        self.db.flush()?;
+        self.commit_batch(batch)?;
         {
             let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
             st.tombstones.extend(sealed.iter().copied());
@@ -932,7 +988,7 @@ impl Collection {
                 }
             }
         }
-        self.maintain_locked(&|_, _, _| {})?;
+        self.maintain_after_commit(self.maintain_locked(&|_, _, _| {}));
         Ok(sealed.len() + fresh.len())
     }
 
@@ -940,6 +996,7 @@ impl Collection {
     /// items from the graph and merging segments.
     pub fn compact(&self, progress: Progress) -> Result<()> {
         let _w = self.lock_writer();
+        self.check_writable()?;
         self.compact_locked(progress)
     }
 
@@ -980,12 +1037,13 @@ impl Collection {
     /// Sets an application property in the manifest (durable on return).
     pub fn set_property(&self, key_: &str, value: &str) -> Result<()> {
         let _w = self.lock_writer();
+        self.check_writable()?;
         let mut manifest = self.manifest();
         manifest
             .properties
             .insert(key_.to_string(), value.to_string());
         self.db.insert(MANIFEST_KEY, manifest_bytes(&manifest))?;
-        self.db.flush()?;
+        self.flush_or_poison()?;
         self.state
             .write()
             .unwrap_or_else(|p| p.into_inner())

@@ -59,7 +59,8 @@ impl Metric {
     pub fn to_user(self, internal: f32) -> f32 {
         match self {
             Metric::L2 => internal.max(0.0).sqrt(),
-            Metric::Cosine => internal,
+            // Rounding can take 1 - dot a hair below zero for identical vectors.
+            Metric::Cosine => internal.max(0.0),
         }
     }
 

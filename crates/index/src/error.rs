@@ -97,6 +97,11 @@ pub enum IndexError {
     /// Stored data failed a consistency check.
     #[error("collection data is corrupt: {0}")]
     Corrupt(String),
+    /// A commit was applied but could not be confirmed on disk (e.g. an I/O
+    /// error while flushing): this handle refuses writes; reopen the
+    /// collection to continue from what is on disk.
+    #[error("collection must be reopened: {0}")]
+    NeedsReopen(String),
     /// An error from the sled store.
     #[error("storage error: {0}")]
     Storage(#[from] sled::Error),
@@ -121,6 +126,7 @@ impl IndexError {
             | IndexError::SettingsMismatch(_) => true,
             IndexError::Locked { .. }
             | IndexError::IncompatibleVersion { .. }
+            | IndexError::NeedsReopen(_)
             | IndexError::Corrupt(_)
             | IndexError::Storage(_)
             | IndexError::Io(_) => false,

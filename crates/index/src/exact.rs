@@ -54,7 +54,8 @@ impl TopK {
     pub(crate) fn new(k: usize) -> Self {
         TopK {
             k,
-            heap: BinaryHeap::with_capacity(k + 1),
+            // Grown as needed: k comes from callers and may be huge.
+            heap: BinaryHeap::with_capacity(k.min(1024) + 1),
         }
     }
 

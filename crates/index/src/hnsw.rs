@@ -221,7 +221,7 @@ impl Graph {
     fn check(&self, rows: usize) -> std::result::Result<(), String> {
         let stride0 = self.m0 as usize + 1;
         let stride = self.m as usize + 1;
-        if self.m0 != 2 * self.m {
+        if self.m.checked_mul(2) != Some(self.m0) {
             return Err("layer-0 width is not 2m".into());
         }
         if self.links0.len() != rows * stride0 {

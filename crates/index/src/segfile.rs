@@ -79,7 +79,12 @@ fn io_at(path: &Path) -> impl Fn(std::io::Error) -> IndexError + '_ {
 /// renamed and the folder fsynced, so the final name only ever holds a
 /// complete file. On error the temporary file is removed.
 pub(crate) fn write(dir: &Path, id: u64, idx: &AnnIndex) -> Result<Written> {
-    std::fs::create_dir_all(dir)?;
+    if !dir.exists() {
+        std::fs::create_dir_all(dir)?;
+        if let Some(parent) = dir.parent() {
+            sync_dir(parent)?;
+        }
+    }
     let final_path = dir.join(file_name(id));
     let tmp = dir.join(format!("{}.tmp", file_name(id)));
     let res = write_to(&tmp, idx);
@@ -202,6 +207,20 @@ pub(crate) fn read(
     }
     let set = VectorSet::from_prepared(dim, ids, data);
     AnnIndex::from_parts(metric, params, set, &graph)
+}
+
+/// Fsyncs a folder, so that the entries created in it are durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_at(dir)(e))
+}
+
+/// True for names this module writes (`*.seg`, `*.seg.tmp`) that are plain
+/// files: the only entries `open` may delete as leftovers.
+pub(crate) fn is_ours(path: &Path) -> bool {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    (name.ends_with(".seg") || name.ends_with(".seg.tmp")) && path.is_file()
 }
 
 /// Segment files in `dir` (and leftover temporaries), with their ids when the

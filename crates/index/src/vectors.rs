@@ -17,6 +17,9 @@ pub struct Neighbor {
 ///
 /// Rejected items are still walked through by the graph search (so that the
 /// graph stays connected), they are only kept out of the answer.
+///
+/// A filter runs inside the search loop: it must be cheap and must not
+/// itself search an index on the same thread.
 pub trait IdFilter: Sync {
     /// True when `id` may appear in the results.
     fn allows(&self, id: u64) -> bool;

@@ -490,3 +490,68 @@ fn a_damaged_stored_graph_is_reported_not_a_panic() {
     let err = open(&p, OpenOptions::default()).unwrap_err();
     assert!(matches!(err, IndexError::Corrupt(_)), "{err}");
 }
+
+#[test]
+fn regression_failed_sealing_does_not_fail_the_committed_insert() {
+    // Review finding: a seal that failed after the insert's commit turned a
+    // durable write into an error (and a retry into duplicates).
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("c");
+    let opts = OpenOptions {
+        seal_threshold: 5,
+        ..OpenOptions::default()
+    };
+    let c = Collection::create(&p, spec(8, Metric::L2), opts.clone()).unwrap();
+    // Make every segment write fail: `segments` becomes a plain file.
+    std::fs::remove_dir(p.join("segments")).unwrap();
+    std::fs::write(p.join("segments"), b"in the way").unwrap();
+    let ids = c.insert(items(&data(10, 8, 1), 8)).unwrap();
+    assert_eq!(ids.len(), 10);
+    assert_eq!(
+        c.stats().appendable_rows,
+        10,
+        "sealing failed, the items stay appendable"
+    );
+    let more = c.insert(items(&data(2, 8, 2), 8)).unwrap();
+    assert_eq!(more, vec![10, 11]);
+    drop(c);
+    std::fs::remove_file(p.join("segments")).unwrap();
+    let c = open(&p, opts).unwrap();
+    assert_eq!(c.len(), 12, "every acknowledged item is there, once");
+    c.seal(&|_, _, _| {}).unwrap();
+    assert_eq!(c.stats().segments, 1);
+}
+
+#[test]
+fn regression_huge_k_does_not_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Collection::create(
+        &dir.path().join("c"),
+        spec(4, Metric::L2),
+        OpenOptions::default(),
+    )
+    .unwrap();
+    c.bulk_insert(
+        data(50, 4, 3),
+        &|i| ItemMeta::new(i.to_string(), "b"),
+        &|_, _, _| {},
+    )
+    .unwrap();
+    c.insert(items(&data(3, 4, 4), 4)).unwrap();
+    let q = [0.1, 0.2, 0.3, 0.4];
+    assert_eq!(c.search(&q, usize::MAX, None, None).unwrap().len(), 53);
+    assert_eq!(c.search_exact(&q, usize::MAX, None).unwrap().len(), 53);
+    assert_eq!(c.search_exact_batch(&q, 1 << 40).unwrap()[0].len(), 53);
+}
+
+#[test]
+fn regression_open_leaves_foreign_entries_in_segments_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("c");
+    drop(Collection::create(&p, spec(4, Metric::L2), OpenOptions::default()).unwrap());
+    std::fs::create_dir(p.join("segments").join("notes")).unwrap();
+    std::fs::write(p.join("segments").join("README.txt"), b"mine").unwrap();
+    open(&p, OpenOptions::default()).unwrap();
+    assert!(p.join("segments").join("README.txt").exists());
+    assert!(p.join("segments").join("notes").is_dir());
+}
