@@ -161,11 +161,14 @@ pub fn rss() -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-/// Returns freed heap memory to the operating system (glibc only).
+/// Returns freed heap memory to the operating system, whichever of glibc's
+/// allocator or mimalloc (the `imgsim` binary's) holds it.
 fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    // SAFETY: both calls only walk the allocators' own free lists; calling
+    // mi_collect when mimalloc is not the global allocator is harmless.
     unsafe {
+        libmimalloc_sys::mi_collect(true);
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
         libc::malloc_trim(0);
     }
 }

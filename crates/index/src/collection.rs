@@ -870,6 +870,7 @@ impl Collection {
             return Ok(Vec::new());
         }
         // Step 1: metadata under uncommitted ids.
+        let t0 = std::time::Instant::now();
         let mut batch = sled::Batch::default();
         for i in 0..rows {
             batch.insert(
@@ -881,11 +882,20 @@ impl Collection {
                 progress(Phase::Writing, i + 1, rows);
             }
         }
+        let t1 = std::time::Instant::now();
         let idx = AnnIndex::build(spec.metric, spec.params, set, &|done| {
             progress(Phase::Building, done, rows)
         })?;
+        let t2 = std::time::Instant::now();
         manifest.next_id += rows as u64;
         self.commit_segment(idx, manifest, false, &[])?;
+        tracing::info!(
+            rows,
+            metadata_s = (t1 - t0).as_secs_f64(),
+            graph_s = (t2 - t1).as_secs_f64(),
+            segment_and_commit_s = t2.elapsed().as_secs_f64(),
+            "bulk insert committed"
+        );
         self.maintain_after_commit(self.maintain_locked(progress));
         Ok(ids)
     }
