@@ -359,14 +359,20 @@ pub fn run_ann(data: BenchData, cfg: &AnnBenchConfig) -> Result<AnnReport> {
     })
 }
 
-/// Writes `bytes` to `path`, creating parent folders.
-pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Creates the folder that will hold `path`, if it has one.
+pub(crate) fn create_parent(path: &Path) -> Result<()> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|source| BenchError::Write {
             path: parent.to_path_buf(),
             source,
         })?;
     }
+    Ok(())
+}
+
+/// Writes `bytes` to `path`, creating parent folders.
+pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    create_parent(path)?;
     std::fs::write(path, bytes).map_err(|source| BenchError::Write {
         path: path.to_path_buf(),
         source,

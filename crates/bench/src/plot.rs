@@ -59,12 +59,7 @@ pub fn plot_svg(title: &str, curves: &[Curve], path: &Path) -> Result<()> {
     let qmax = all.iter().map(|p| p.1).fold(0.0, f64::max).max(qmin * 1.1);
     let y0 = 10f64.powf(qmin.log10().floor());
     let y1 = 10f64.powf(qmax.log10().ceil());
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|source| BenchError::Write {
-            path: parent.to_path_buf(),
-            source,
-        })?;
-    }
+    crate::create_parent(path)?;
     let root = SVGBackend::new(path, (900, 600)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let mut chart = ChartBuilder::on(&root)

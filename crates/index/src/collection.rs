@@ -332,21 +332,6 @@ fn id_of(k: &[u8]) -> Result<u64> {
     Ok(u64::from_be_bytes(raw))
 }
 
-pub(crate) fn f32s_to_bytes(v: &[f32]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(v.len() * 4);
-    for x in v {
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out
-}
-
-fn bytes_to_f32s(b: &[u8], out: &mut Vec<f32>) {
-    out.extend(
-        b.chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
-    );
-}
-
 fn map_open_error(path: &Path, e: sled::Error) -> IndexError {
     if let sled::Error::Io(io) = &e {
         let msg = io.to_string().to_ascii_lowercase();
@@ -539,8 +524,8 @@ impl Collection {
                     v.len()
                 )));
             }
-            let mut buf = Vec::with_capacity(spec.dim);
-            bytes_to_f32s(&v, &mut buf);
+            // sled values carry no alignment guarantee: copy, don't cast.
+            let buf: Vec<f32> = bytemuck::pod_collect_to_vec(&v);
             locations.insert(
                 id,
                 Loc::Fresh {
@@ -827,7 +812,7 @@ impl Collection {
                 &key(ITEM, id),
                 serde_json::to_vec(meta).expect("meta serialises"),
             );
-            batch.insert(&key(VECTOR, id), f32s_to_bytes(v));
+            batch.insert(&key(VECTOR, id), bytemuck::cast_slice::<f32, u8>(v));
         }
         batch.insert(MANIFEST_KEY, manifest_bytes(&manifest));
         self.commit_batch(batch)?;
