@@ -51,4 +51,71 @@ pub enum EmbedError {
     /// A transform parameter is invalid.
     #[error("invalid transform: {0}")]
     InvalidTransform(String),
+    /// A weights file could not be read or parsed as safetensors.
+    #[error("{source_name}: cannot load weights: {reason}")]
+    Weights {
+        /// The file (or hub location) the weights came from.
+        source_name: String,
+        /// Why.
+        reason: String,
+    },
+    /// A tensor the model needs is not in the weights.
+    #[error("{source_name}: missing tensor `{name}` (is this a checkpoint of {model}?)")]
+    MissingTensor {
+        /// The weights' origin.
+        source_name: String,
+        /// The tensor's name.
+        name: String,
+        /// The model being built.
+        model: String,
+    },
+    /// A tensor has another shape than the model expects.
+    #[error("{source_name}: tensor `{name}` has shape {found:?}, {model} expects {expected:?}")]
+    TensorShape {
+        /// The weights' origin.
+        source_name: String,
+        /// The tensor's name.
+        name: String,
+        /// The model being built.
+        model: String,
+        /// The shape the model needs.
+        expected: Vec<usize>,
+        /// The shape in the file.
+        found: Vec<usize>,
+    },
+    /// Weights could not be fetched from the Hugging Face Hub.
+    #[error(
+        "cannot get `{file}` of `{repo}` from the Hugging Face Hub: {reason}. \
+         Offline? Download the file elsewhere and pass it with --weights PATH \
+         (a .safetensors file), or put it in the hub cache (HF_HOME)"
+    )]
+    Hub {
+        /// Repository id.
+        repo: String,
+        /// File in the repository.
+        file: String,
+        /// Why.
+        reason: String,
+    },
+    /// A model checkpoint (autoencoder) does not fit: other architecture,
+    /// size, or a damaged config.
+    #[error("{path}: unusable checkpoint: {reason}")]
+    Checkpoint {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// Input to a model has the wrong shape, or a configuration is invalid.
+    #[error("invalid input: {0}")]
+    Input(String),
+    /// The model produced non-finite values.
+    #[error("{model}: output contains NaN or infinity")]
+    NonFinite {
+        /// The model.
+        model: String,
+    },
+    /// An error inside the tensor library (a bug, or out of memory).
+    #[error("tensor computation failed: {0}")]
+    Candle(#[from] candle_core::Error),
 }

@@ -1,21 +1,36 @@
 //! Turning images into vectors: decoding under limits, the preprocessing
-//! each model expects, and (in later work) the embedders themselves.
+//! each model expects, pretrained backbones run with candle, and a
+//! convolutional autoencoder trained here without labels.
 //!
 //! - [`load`]: decode any supported file (JPEG, PNG, WebP, GIF's first frame,
 //!   BMP, TIFF) chosen by its content, not its name; apply the EXIF
 //!   orientation; convert every colour type to 8-bit RGB; refuse decompression
 //!   bombs by their declared size before allocating.
 //! - [`transform`]: the torchvision-style transform (resize the shorter side,
-//!   centre crop, scale to `[0, 1]`, normalise by mean and std) into a CHW
-//!   `f32` tensor.
+//!   centre crop, scale to `[0, 1]`, normalise by mean and std).
+//! - [`Embedder`]: the one trait; [`PretrainedEmbedder`] runs a
+//!   [`Backbone`] (ResNet-18/50, MobileNetV4-small, DINOv2 ViT-S/14) with
+//!   weights from a local safetensors file or the Hugging Face Hub
+//!   ([`WeightsSource`]).
+//! - [`synthetic`]: deterministic weights shared with the PyTorch reference
+//!   script, for the parity tests and throughput benchmarks.
 //!
 //! This crate knows images, not indexes: it never sees sled or hnsw_rs.
 #![deny(missing_docs)]
 
+pub mod backbones;
+pub mod embedder;
 pub mod error;
 pub mod load;
+pub(crate) mod nn;
+pub mod resample;
+pub mod synthetic;
 pub mod transform;
+pub mod weights;
 
+pub use backbones::{Backbone, Network};
+pub use embedder::{Embedder, EmbedderIdentity, Metric, PretrainedEmbedder};
 pub use error::{EmbedError, Result};
 pub use load::{decode_rgb, load_rgb, ImageLimits};
-pub use transform::Transform;
+pub use transform::{Interpolation, Transform};
+pub use weights::{Weights, WeightsSource};

@@ -1,10 +1,25 @@
 //! The torchvision-style evaluation transform:
 //! `Resize(shorter side) → CenterCrop → ToTensor → Normalize`.
+//!
+//! The resize is Pillow's antialiased convolution resampling, bit-exact
+//! ([`crate::resample`]): what torchvision's `Resize` does on a PIL image.
+//! The parity tests check it against torchvision on a fixed image.
 
-use image::imageops::FilterType;
 use image::RgbImage;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{EmbedError, Result};
+
+/// Resampling filter for the resize step (Pillow's, antialiased).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Interpolation {
+    /// Triangle filter (`InterpolationMode.BILINEAR`), torchvision's default.
+    #[default]
+    Bilinear,
+    /// Keys cubic, a = −0.5 (`InterpolationMode.BICUBIC`), timm's usual choice.
+    Bicubic,
+}
 
 /// ImageNet channel means (torchvision's constants).
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
@@ -12,7 +27,7 @@ pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 
 /// Resize, crop and normalise an RGB image into a CHW `f32` tensor.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Transform {
     /// The shorter side is resized to this (aspect ratio kept).
     pub resize_shorter: u32,
@@ -22,6 +37,16 @@ pub struct Transform {
     pub mean: [f32; 3],
     /// Per-channel standard deviation divided by.
     pub std: [f32; 3],
+    /// Resampling filter.
+    #[serde(default)]
+    pub interpolation: Interpolation,
+    /// Output channels: 3 (RGB) or 1 (grey, ITU-R 601 luma as PIL's `L`).
+    #[serde(default = "three")]
+    pub channels: usize,
+}
+
+fn three() -> usize {
+    3
 }
 
 impl Transform {
@@ -32,7 +57,40 @@ impl Transform {
             crop,
             mean: IMAGENET_MEAN,
             std: IMAGENET_STD,
+            interpolation: Interpolation::Bilinear,
+            channels: 3,
         }
+    }
+
+    /// The same with another resampling filter.
+    pub fn with_interpolation(self, interpolation: Interpolation) -> Self {
+        Transform {
+            interpolation,
+            ..self
+        }
+    }
+
+    /// Scale to `[0, 1]` only (no normalisation), `side × side`, `channels` 1 or 3:
+    /// the autoencoder's input.
+    pub fn unit(side: u32, channels: usize) -> Self {
+        Transform {
+            resize_shorter: side,
+            crop: side,
+            mean: [0.0; 3],
+            std: [1.0; 3],
+            interpolation: Interpolation::Bilinear,
+            channels,
+        }
+    }
+
+    /// Number of values [`Transform::apply`] produces.
+    pub fn len(&self) -> usize {
+        self.channels * (self.crop as usize).pow(2)
+    }
+
+    /// Whether the output is empty (never, for a valid transform).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Checks the parameters.
@@ -41,6 +99,12 @@ impl Transform {
             return Err(EmbedError::InvalidTransform(format!(
                 "crop {} must be between 1 and the resize size {}",
                 self.crop, self.resize_shorter
+            )));
+        }
+        if self.channels != 1 && self.channels != 3 {
+            return Err(EmbedError::InvalidTransform(format!(
+                "channels must be 1 or 3, not {}",
+                self.channels
             )));
         }
         if self.std.iter().any(|s| !(s.is_finite() && *s > 0.0))
@@ -70,35 +134,67 @@ impl Transform {
         }
     }
 
-    /// Applies the transform; the result is `3 × crop × crop` values, channel-major.
+    /// Applies the transform; the result is `channels × crop × crop` values,
+    /// channel-major.
     pub fn apply(&self, img: &RgbImage) -> Result<Vec<f32>> {
         self.validate()?;
         let (w, h) = img.dimensions();
+        if w == 0 || h == 0 {
+            return Err(EmbedError::InvalidTransform("empty image".into()));
+        }
         let (rw, rh) = self.resized_dims(w, h);
         let resized;
-        let src = if (rw, rh) == (w, h) {
-            img
+        let (src, sw): (&[u8], u32) = if (rw, rh) == (w, h) {
+            (img.as_raw(), w)
         } else {
-            resized = image::imageops::resize(img, rw, rh, FilterType::Triangle);
-            &resized
+            resized = resize_rgb(img, rw, rh, self.interpolation)?;
+            (&resized, rw)
         };
         let c = self.crop;
-        // torchvision: top = round((h - crop) / 2), left likewise.
-        let top = ((rh - c) as f32 / 2.0).round() as u32;
-        let left = ((rw - c) as f32 / 2.0).round() as u32;
+        // torchvision: top = int(round((h - crop) / 2)), left likewise, with
+        // Python's round (half to even: 58.5 → 58).
+        let top = ((rh - c) as f64 / 2.0).round_ties_even() as u32;
+        let left = ((rw - c) as f64 / 2.0).round_ties_even() as u32;
         let plane = (c * c) as usize;
-        let mut out = vec![0f32; 3 * plane];
+        let mut out = vec![0f32; self.channels * plane];
+        let lut: [[f32; 256]; 3] = std::array::from_fn(|ch| {
+            std::array::from_fn(|v| (v as f32 / 255.0 - self.mean[ch]) / self.std[ch])
+        });
         for y in 0..c {
-            for x in 0..c {
-                let p = src.get_pixel(left + x, top + y).0;
-                let i = (y * c + x) as usize;
-                for ch in 0..3 {
-                    out[ch * plane + i] = (p[ch] as f32 / 255.0 - self.mean[ch]) / self.std[ch];
+            let row = ((top + y) * sw + left) as usize * 3;
+            for x in 0..c as usize {
+                let p = &src[row + 3 * x..row + 3 * x + 3];
+                let i = y as usize * c as usize + x;
+                if self.channels == 3 {
+                    for ch in 0..3 {
+                        out[ch * plane + i] = lut[ch][p[ch] as usize];
+                    }
+                } else {
+                    // PIL's L conversion: (R*299 + G*587 + B*114) / 1000, rounded.
+                    let l = (u32::from(p[0]) * 19595
+                        + u32::from(p[1]) * 38470
+                        + u32::from(p[2]) * 7471
+                        + 0x8000)
+                        >> 16;
+                    out[i] = lut[0][l as usize];
                 }
             }
         }
         Ok(out)
     }
+}
+
+/// Resizes RGB8 pixels with Pillow's antialiased convolution.
+pub fn resize_rgb(img: &RgbImage, w: u32, h: u32, interp: Interpolation) -> Result<Vec<u8>> {
+    let (sw, sh) = img.dimensions();
+    Ok(crate::resample::resize_rgb8(
+        img.as_raw(),
+        sw as usize,
+        sh as usize,
+        w as usize,
+        h as usize,
+        interp,
+    ))
 }
 
 #[cfg(test)]
@@ -145,8 +241,7 @@ mod tests {
         let t = Transform {
             resize_shorter: 4,
             crop: 2,
-            mean: [0.0; 3],
-            std: [1.0; 3],
+            ..Transform::unit(4, 3)
         };
         let v = t.apply(&img).unwrap();
         // Columns 3 and 4 of the 8: one black, one white.

@@ -1,0 +1,385 @@
+//! Building blocks shared by the backbones: convolutions with batch norm
+//! folded in at load time, a direct depthwise convolution, linear layers,
+//! layer norm, and an antialiased bicubic resampler for position embeddings.
+
+use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
+
+use crate::error::Result;
+use crate::weights::Weights;
+
+/// Activation after a convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Act {
+    None,
+    Relu,
+}
+
+/// Geometry of a convolution.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConvSpec {
+    pub c_in: usize,
+    pub c_out: usize,
+    pub k: usize,
+    pub stride: usize,
+    pub groups: usize,
+}
+
+impl ConvSpec {
+    pub fn new(c_in: usize, c_out: usize, k: usize, stride: usize) -> Self {
+        ConvSpec {
+            c_in,
+            c_out,
+            k,
+            stride,
+            groups: 1,
+        }
+    }
+    pub fn depthwise(c: usize, k: usize, stride: usize) -> Self {
+        ConvSpec {
+            c_in: c,
+            c_out: c,
+            k,
+            stride,
+            groups: c,
+        }
+    }
+}
+
+/// A convolution followed by batch norm (folded into the kernel and a bias
+/// at load time: `w' = w·γ/√(σ²+ε)`, `b' = β − μ·γ/√(σ²+ε)`) and an activation.
+pub(crate) struct ConvBn {
+    weight: Tensor,
+    bias: Tensor,
+    bias_vec: Vec<f32>,
+    weight_vec: Vec<f32>,
+    spec: ConvSpec,
+    act: Act,
+}
+
+impl ConvBn {
+    /// Loads `{conv}.weight` and the batch norm `{bn}.*` (eps `eps`).
+    pub fn load(
+        w: &Weights,
+        model: &str,
+        conv: &str,
+        bn: &str,
+        spec: ConvSpec,
+        act: Act,
+        eps: f64,
+    ) -> Result<Self> {
+        let cin_g = spec.c_in / spec.groups;
+        let shape = [spec.c_out, cin_g, spec.k, spec.k];
+        let mut kernel = w.get_vec(model, &format!("{conv}.weight"), &shape)?;
+        let c = spec.c_out;
+        let gamma = w.get_vec(model, &format!("{bn}.weight"), &[c])?;
+        let beta = w.get_vec(model, &format!("{bn}.bias"), &[c])?;
+        let mean = w.get_vec(model, &format!("{bn}.running_mean"), &[c])?;
+        let var = w.get_vec(model, &format!("{bn}.running_var"), &[c])?;
+        let conv_bias =
+            if w.contains(&format!("{conv}.bias")) && w.dims(&format!("{conv}.bias")).is_some() {
+                Some(w.get_vec(model, &format!("{conv}.bias"), &[c])?)
+            } else {
+                None
+            };
+        let per = cin_g * spec.k * spec.k;
+        let mut bias = vec![0f32; c];
+        for o in 0..c {
+            let scale = (f64::from(gamma[o]) / (f64::from(var[o]) + eps).sqrt()) as f32;
+            for v in &mut kernel[o * per..(o + 1) * per] {
+                *v *= scale;
+            }
+            let cb = conv_bias.as_ref().map_or(0.0, |b| b[o]);
+            bias[o] = beta[o] + (cb - mean[o]) * scale;
+        }
+        Self::from_parts(kernel, bias, spec, act)
+    }
+
+    /// A convolution with an explicit kernel and bias (no batch norm).
+    pub fn from_parts(kernel: Vec<f32>, bias: Vec<f32>, spec: ConvSpec, act: Act) -> Result<Self> {
+        let cin_g = spec.c_in / spec.groups;
+        let weight = Tensor::from_vec(
+            kernel.clone(),
+            (spec.c_out, cin_g, spec.k, spec.k),
+            &candle_core::Device::Cpu,
+        )?;
+        let b = Tensor::from_vec(
+            bias.clone(),
+            (1, spec.c_out, 1, 1),
+            &candle_core::Device::Cpu,
+        )?;
+        Ok(ConvBn {
+            weight,
+            bias: b,
+            bias_vec: bias,
+            weight_vec: kernel,
+            spec,
+            act,
+        })
+    }
+
+    /// Applies the layer to an NCHW tensor; `residual`, when given, is added
+    /// before the activation.
+    pub fn forward_res(&self, x: &Tensor, residual: Option<&Tensor>) -> Result<Tensor> {
+        let pad = self.spec.k / 2;
+        if self.spec.groups == self.spec.c_in
+            && self.spec.groups == self.spec.c_out
+            && self.spec.groups > 1
+            && residual.is_none()
+        {
+            let op = DepthwiseConv {
+                kernel: &self.weight_vec,
+                bias: &self.bias_vec,
+                k: self.spec.k,
+                stride: self.spec.stride,
+                pad,
+                relu: self.act == Act::Relu,
+            };
+            return Ok(x.contiguous()?.apply_op1_no_bwd(&op)?);
+        }
+        let mut y = x.conv2d(&self.weight, pad, self.spec.stride, 1, self.spec.groups)?;
+        y = y.broadcast_add(&self.bias)?;
+        if let Some(r) = residual {
+            y = (y + r)?;
+        }
+        Ok(match self.act {
+            Act::None => y,
+            Act::Relu => y.relu()?,
+        })
+    }
+
+    /// Applies the layer to an NCHW tensor.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_res(x, None)
+    }
+}
+
+/// Direct depthwise convolution (one filter per channel) with bias and an
+/// optional ReLU, parallel over (image, channel) planes. candle runs grouped
+/// convolutions one group at a time, which is slow for depthwise layers.
+struct DepthwiseConv<'a> {
+    kernel: &'a [f32],
+    bias: &'a [f32],
+    k: usize,
+    stride: usize,
+    pad: usize,
+    relu: bool,
+}
+
+impl CustomOp1 for DepthwiseConv<'_> {
+    fn name(&self) -> &'static str {
+        "depthwise-conv2d"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        use rayon::prelude::*;
+        let (b, c, h, w) = l.shape().dims4()?;
+        let data = match s {
+            CpuStorage::F32(d) => d,
+            _ => candle_core::bail!("depthwise conv: f32 only"),
+        };
+        let Some((start, end)) = l.contiguous_offsets() else {
+            candle_core::bail!("depthwise conv: input must be contiguous")
+        };
+        let input = &data[start..end];
+        let (k, s_, p) = (self.k, self.stride, self.pad);
+        if h + 2 * p < k || w + 2 * p < k {
+            candle_core::bail!("depthwise conv: input {h}x{w} smaller than kernel {k}");
+        }
+        let oh = (h + 2 * p - k) / s_ + 1;
+        let ow = (w + 2 * p - k) / s_ + 1;
+        let mut out = vec![0f32; b * c * oh * ow];
+        out.par_chunks_mut(oh * ow)
+            .enumerate()
+            .for_each(|(plane, o)| {
+                let ch = plane % c;
+                let src = &input[plane * h * w..(plane + 1) * h * w];
+                let ker = &self.kernel[ch * k * k..(ch + 1) * k * k];
+                o.fill(self.bias[ch]);
+                for oy in 0..oh {
+                    let orow = &mut o[oy * ow..(oy + 1) * ow];
+                    for ky in 0..k {
+                        let iy = (oy * s_ + ky) as isize - p as isize;
+                        if iy < 0 || iy >= h as isize {
+                            continue;
+                        }
+                        let irow = &src[iy as usize * w..(iy as usize + 1) * w];
+                        for kx in 0..k {
+                            let wv = ker[ky * k + kx];
+                            // ox range with 0 <= ox*s + kx - p < w
+                            let lo = if kx >= p { 0 } else { (p - kx).div_ceil(s_) };
+                            let hi_excl = if w + p > kx {
+                                ((w + p - kx - 1) / s_ + 1).min(ow)
+                            } else {
+                                0
+                            };
+                            if lo >= hi_excl {
+                                continue;
+                            }
+                            if s_ == 1 {
+                                let off = lo + kx - p;
+                                let n = hi_excl - lo;
+                                for (ov, iv) in
+                                    orow[lo..hi_excl].iter_mut().zip(&irow[off..off + n])
+                                {
+                                    *ov += wv * iv;
+                                }
+                            } else {
+                                for ox in lo..hi_excl {
+                                    orow[ox] += wv * irow[ox * s_ + kx - p];
+                                }
+                            }
+                        }
+                    }
+                }
+                if self.relu {
+                    for v in o.iter_mut() {
+                        *v = v.max(0.0);
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(out), Shape::from((b, c, oh, ow))))
+    }
+}
+
+/// A linear layer `y = x Wᵀ + b` over the last dimension.
+pub(crate) struct Linear {
+    wt: Tensor,
+    bias: Tensor,
+    out: usize,
+}
+
+impl Linear {
+    pub fn load(w: &Weights, model: &str, name: &str, d_in: usize, d_out: usize) -> Result<Self> {
+        let weight = w.get(model, &format!("{name}.weight"), &[d_out, d_in])?;
+        let bias = w.get(model, &format!("{name}.bias"), &[d_out])?;
+        Ok(Linear {
+            wt: weight.t()?.contiguous()?,
+            bias,
+            out: d_out,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let d_in = *dims.last().expect("rank >= 1");
+        let rows: usize = dims[..dims.len() - 1].iter().product();
+        let y = x
+            .reshape((rows, d_in))?
+            .matmul(&self.wt)?
+            .broadcast_add(&self.bias)?;
+        let mut od = dims;
+        *od.last_mut().expect("rank >= 1") = self.out;
+        Ok(y.reshape(od)?)
+    }
+}
+
+/// Layer norm over the last dimension.
+pub(crate) struct LayerNorm {
+    gamma: Tensor,
+    beta: Tensor,
+    eps: f32,
+}
+
+impl LayerNorm {
+    pub fn load(w: &Weights, model: &str, name: &str, d: usize, eps: f32) -> Result<Self> {
+        Ok(LayerNorm {
+            gamma: w.get(model, &format!("{name}.weight"), &[d])?,
+            beta: w.get(model, &format!("{name}.bias"), &[d])?,
+            eps,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(candle_nn::ops::layer_norm(
+            x,
+            &self.gamma,
+            &self.beta,
+            self.eps,
+        )?)
+    }
+}
+
+/// Max pooling 3×3, stride 2, padding 1 (ResNet's stem). Inputs are ReLU
+/// outputs (≥ 0), so zero padding equals PyTorch's −∞ padding.
+pub(crate) fn max_pool_3x3_s2(x: &Tensor) -> Result<Tensor> {
+    let x = x.pad_with_zeros(2, 1, 1)?.pad_with_zeros(3, 1, 1)?;
+    Ok(x.max_pool2d_with_stride(3, 2)?)
+}
+
+/// Global average pooling NCHW → NC.
+pub(crate) fn global_avg_pool(x: &Tensor) -> Result<Tensor> {
+    Ok(x.mean((2, 3))?)
+}
+
+/// Resamples `src` (`c` channels of `ih × iw`, channel-major) to `oh × ow`
+/// as PyTorch's `F.interpolate(mode="bicubic", antialias=True,
+/// align_corners=False)` does (timm's `resample_abs_pos_embed`): separable
+/// Keys cubic with a = −0.5, support widened by the scale when downsampling.
+pub(crate) fn resample_bicubic_aa(
+    src: &[f32],
+    c: usize,
+    (ih, iw): (usize, usize),
+    (oh, ow): (usize, usize),
+) -> Vec<f32> {
+    fn cubic(x: f64) -> f64 {
+        let a = -0.5;
+        let x = x.abs();
+        if x < 1.0 {
+            ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
+        } else if x < 2.0 {
+            (((x - 5.0) * x + 8.0) * x - 4.0) * a
+        } else {
+            0.0
+        }
+    }
+    // Per output index: (first input index, weights).
+    fn weights(n_in: usize, n_out: usize) -> Vec<(usize, Vec<f64>)> {
+        let scale = n_in as f64 / n_out as f64;
+        let support = if scale >= 1.0 { 2.0 * scale } else { 2.0 };
+        let invscale = if scale >= 1.0 { 1.0 / scale } else { 1.0 };
+        (0..n_out)
+            .map(|i| {
+                let center = scale * (i as f64 + 0.5);
+                let xmin = ((center - support + 0.5).trunc() as isize).max(0) as usize;
+                let xmax = ((center + support + 0.5).trunc() as usize).min(n_in);
+                let mut ws: Vec<f64> = (xmin..xmax)
+                    .map(|j| cubic((j as f64 - center + 0.5) * invscale))
+                    .collect();
+                let total: f64 = ws.iter().sum();
+                if total != 0.0 {
+                    for v in &mut ws {
+                        *v /= total;
+                    }
+                }
+                (xmin, ws)
+            })
+            .collect()
+    }
+    let wy = weights(ih, oh);
+    let wx = weights(iw, ow);
+    let mut out = vec![0f32; c * oh * ow];
+    for ch in 0..c {
+        let plane = &src[ch * ih * iw..(ch + 1) * ih * iw];
+        // Horizontal pass then vertical, in f32 like PyTorch's CPU kernel.
+        let mut tmp = vec![0f32; ih * ow];
+        for y in 0..ih {
+            for (x, (x0, ws)) in wx.iter().enumerate() {
+                let mut acc = 0f32;
+                for (j, wv) in ws.iter().enumerate() {
+                    acc += plane[y * iw + x0 + j] * *wv as f32;
+                }
+                tmp[y * ow + x] = acc;
+            }
+        }
+        for (y, (y0, ws)) in wy.iter().enumerate() {
+            for x in 0..ow {
+                let mut acc = 0f32;
+                for (j, wv) in ws.iter().enumerate() {
+                    acc += tmp[(y0 + j) * ow + x] * *wv as f32;
+                }
+                out[ch * oh * ow + y * ow + x] = acc;
+            }
+        }
+    }
+    out
+}
