@@ -42,6 +42,22 @@ pub enum Command {
     Bench(BenchCommand),
     /// Print the effective configuration (defaults < file < environment < flags) as TOML.
     Config,
+    /// Print the embedding of image files.
+    Embed(crate::models::EmbedArgs),
+    /// List the pretrained backbones.
+    Models,
+    /// Train a model.
+    #[command(subcommand)]
+    Train(TrainCommand),
+    /// Retrieval quality with labels (precision@10, mAP@100) on Fashion-MNIST.
+    Eval(crate::models::EvalArgs),
+}
+
+/// `imgsim train ...`
+#[derive(Debug, Subcommand)]
+pub enum TrainCommand {
+    /// A convolutional autoencoder, without labels; its bottleneck is the embedding.
+    Autoencoder(Box<crate::models::TrainArgs>),
 }
 
 /// `imgsim bench ...`
@@ -49,6 +65,8 @@ pub enum Command {
 pub enum BenchCommand {
     /// Recall versus queries per second, like ann-benchmarks.
     Ann(Box<AnnArgs>),
+    /// Images per second of each backbone's forward pass.
+    Embed(crate::models::BenchEmbedArgs),
 }
 
 /// Data sets `bench ann` knows.
@@ -150,6 +168,16 @@ fn exit_code(e: &anyhow::Error) -> u8 {
                 imgsim_bench::BenchError::Write { .. } | imgsim_bench::BenchError::Plot(_) => 1,
             };
         }
+        if let Some(ee) = cause.downcast_ref::<imgsim_embed::EmbedError>() {
+            return if matches!(
+                ee,
+                imgsim_embed::EmbedError::Candle(_) | imgsim_embed::EmbedError::NonFinite { .. }
+            ) {
+                1
+            } else {
+                2
+            };
+        }
         if cause
             .downcast_ref::<imgsim_datasets::DatasetError>()
             .is_some()
@@ -184,6 +212,18 @@ fn execute(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Bench(BenchCommand::Ann(args)) => bench_ann(&settings, *args, !cli.quiet),
+        Command::Bench(BenchCommand::Embed(args)) => crate::models::bench_embed(&args),
+        Command::Embed(args) => crate::models::embed(&args),
+        Command::Models => {
+            crate::models::list_models();
+            Ok(())
+        }
+        Command::Train(TrainCommand::Autoencoder(args)) => crate::models::train_autoencoder(
+            &args,
+            &settings.bench.fashion_mnist_dir,
+            !cli.quiet,
+        ),
+        Command::Eval(args) => crate::models::eval(&args, &settings.bench.fashion_mnist_dir),
     }
 }
 

@@ -4,5 +4,6 @@
 
 pub mod cli;
 pub mod config;
+pub mod models;
 
 pub use cli::run;

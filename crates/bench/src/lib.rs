@@ -19,6 +19,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+pub mod eval;
 pub mod plot;
 pub mod report;
 

@@ -103,6 +103,45 @@ pub fn plot_svg(title: &str, curves: &[Curve], path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Draws a training loss curve (epoch on x, loss on a logarithmic y axis)
+/// to an SVG file.
+pub fn plot_loss_svg(title: &str, points: &[(f64, f64)], path: &Path) -> Result<()> {
+    let pts: Vec<(f64, f64)> = points
+        .iter()
+        .copied()
+        .filter(|p| p.1 > 0.0 && p.1.is_finite())
+        .collect();
+    if pts.is_empty() {
+        return Err(BenchError::Plot("no loss values to plot".into()));
+    }
+    let err = |e: &dyn std::fmt::Display| BenchError::Plot(e.to_string());
+    let xmax = pts.iter().map(|p| p.0).fold(1.0, f64::max);
+    let lmin = pts.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
+    let lmax = pts.iter().map(|p| p.1).fold(0.0, f64::max);
+    crate::create_parent(path)?;
+    let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(80)
+        .build_cartesian_2d(0f64..xmax, ((lmin * 0.9)..(lmax * 1.1)).log_scale())
+        .map_err(|e| err(&e))?;
+    chart
+        .configure_mesh()
+        .x_desc("epoch")
+        .y_desc("training loss (MSE, log scale)")
+        .y_label_formatter(&|y| format!("{y:.4}"))
+        .draw()
+        .map_err(|e| err(&e))?;
+    chart
+        .draw_series(LineSeries::new(pts.clone(), COLOURS[0].stroke_width(2)))
+        .map_err(|e| err(&e))?;
+    root.present().map_err(|e| err(&e))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,5 +164,8 @@ mod tests {
         let svg = std::fs::read_to_string(&p).unwrap();
         assert!(svg.contains("<svg") && svg.contains("imgsim") && svg.contains("hnswlib"));
         assert!(plot_svg("empty", &[], &p).is_err());
+        plot_loss_svg("loss", &[(0.5, 0.1), (1.0, 0.05)], &p).unwrap();
+        assert!(std::fs::read_to_string(&p).unwrap().contains("epoch"));
+        assert!(plot_loss_svg("loss", &[], &p).is_err());
     }
 }

@@ -12,12 +12,15 @@
 //!   [`Backbone`] (ResNet-18/50, MobileNetV4-small, DINOv2 ViT-S/14) with
 //!   weights from a local safetensors file or the Hugging Face Hub
 //!   ([`WeightsSource`]).
+//! - [`autoencoder`]: a convolutional autoencoder trained here on unlabelled
+//!   images; its bottleneck is the embedding ([`AutoencoderEmbedder`]).
 //! - [`synthetic`]: deterministic weights shared with the PyTorch reference
 //!   script, for the parity tests and throughput benchmarks.
 //!
 //! This crate knows images, not indexes: it never sees sled or hnsw_rs.
 #![deny(missing_docs)]
 
+pub mod autoencoder;
 pub mod backbones;
 pub mod embedder;
 pub mod error;
@@ -28,6 +31,7 @@ pub mod synthetic;
 pub mod transform;
 pub mod weights;
 
+pub use autoencoder::{Autoencoder, AutoencoderConfig, AutoencoderEmbedder};
 pub use backbones::{Backbone, Network};
 pub use embedder::{Embedder, EmbedderIdentity, Metric, PretrainedEmbedder};
 pub use error::{EmbedError, Result};
