@@ -218,11 +218,9 @@ fn execute(cli: Cli) -> Result<()> {
             crate::models::list_models();
             Ok(())
         }
-        Command::Train(TrainCommand::Autoencoder(args)) => crate::models::train_autoencoder(
-            &args,
-            &settings.bench.fashion_mnist_dir,
-            !cli.quiet,
-        ),
+        Command::Train(TrainCommand::Autoencoder(args)) => {
+            crate::models::train_autoencoder(&args, &settings.bench.fashion_mnist_dir, !cli.quiet)
+        }
         Command::Eval(args) => crate::models::eval(&args, &settings.bench.fashion_mnist_dir),
     }
 }

@@ -41,8 +41,15 @@ impl EmbedderArgs {
             return Ok(Box::new(AutoencoderEmbedder::load(p)?));
         }
         let backbone = Backbone::parse(&self.backbone)?;
-        let source = self.weights.as_deref().map(WeightsSource::parse).transpose()?;
-        Ok(Box::new(PretrainedEmbedder::load(backbone, source.as_ref())?))
+        let source = self
+            .weights
+            .as_deref()
+            .map(WeightsSource::parse)
+            .transpose()?;
+        Ok(Box::new(PretrainedEmbedder::load(
+            backbone,
+            source.as_ref(),
+        )?))
     }
 }
 
@@ -111,7 +118,10 @@ pub fn embed(args: &EmbedArgs) -> Result<()> {
 
 /// `imgsim models`: the backbones, their sizes and default weights.
 pub fn list_models() {
-    println!("{:<20} {:>5}  {:<10} default weights", "backbone", "dim", "input");
+    println!(
+        "{:<20} {:>5}  {:<10} default weights",
+        "backbone", "dim", "input"
+    );
     for b in Backbone::ALL {
         let t = b.transform();
         let w = match b.hub_weights() {
@@ -125,7 +135,10 @@ pub fn list_models() {
             format!("{}/{}", t.resize_shorter, t.crop)
         );
     }
-    println!("{:<20} {:>5}  {:<10} trained here: imgsim train autoencoder", "autoencoder", "D", "28 or 64");
+    println!(
+        "{:<20} {:>5}  {:<10} trained here: imgsim train autoencoder",
+        "autoencoder", "D", "28 or 64"
+    );
 }
 
 /// Training data sources.
@@ -139,7 +152,12 @@ pub enum TrainDataset {
 #[derive(Debug, Args)]
 pub struct TrainArgs {
     /// Train on a built-in data set (28×28 grey).
-    #[arg(long, value_enum, conflicts_with = "images", required_unless_present = "images")]
+    #[arg(
+        long,
+        value_enum,
+        conflicts_with = "images",
+        required_unless_present = "images"
+    )]
     pub dataset: Option<TrainDataset>,
     /// Train on the images in a folder (recursively), resized to --image-size, RGB.
     #[arg(long)]
@@ -185,7 +203,8 @@ fn load_folder(dir: &Path, t: &Transform, progress: bool) -> Result<(Vec<f32>, u
     let mut files = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let rd = std::fs::read_dir(&d).with_context(|| format!("reading folder {}", d.display()))?;
+        let rd =
+            std::fs::read_dir(&d).with_context(|| format!("reading folder {}", d.display()))?;
         for entry in rd {
             let entry = entry.with_context(|| format!("reading folder {}", d.display()))?;
             let ft = entry.file_type()?;
@@ -227,7 +246,11 @@ fn load_folder(dir: &Path, t: &Transform, progress: bool) -> Result<(Vec<f32>, u
         }
     }
     if pixels.is_empty() {
-        bail!("{}: none of the {} files is a readable image", dir.display(), files.len());
+        bail!(
+            "{}: none of the {} files is a readable image",
+            dir.display(),
+            files.len()
+        );
     }
     Ok((pixels, failed))
 }
@@ -238,9 +261,11 @@ fn bar(show: bool, len: u64, what: &str) -> ProgressBar {
     }
     let b = ProgressBar::new(len);
     b.set_style(
-        ProgressStyle::with_template("{msg:>14} [{bar:30}] {pos}/{len} {per_sec} ETA {eta} {prefix}")
-            .expect("valid template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{msg:>14} [{bar:30}] {pos}/{len} {per_sec} ETA {eta} {prefix}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
     );
     b.set_message(what.to_string());
     b
@@ -284,9 +309,16 @@ pub fn train_autoencoder(args: &TrainArgs, fm_dir: &Path, progress: bool) -> Res
             AutoencoderConfig::grey28(args.dim)
         };
         if cfg.channels != 1 || cfg.input_size != 28 {
-            bail!("the checkpoint in {} is not a 28×28 grey model; it cannot train on Fashion-MNIST", args.out.display());
+            bail!(
+                "the checkpoint in {} is not a 28×28 grey model; it cannot train on Fashion-MNIST",
+                args.out.display()
+            );
         }
-        (cfg, unit_pixels(&fm.train.data), "fashion-mnist".to_string())
+        (
+            cfg,
+            unit_pixels(&fm.train.data),
+            "fashion-mnist".to_string(),
+        )
     };
     let mut trainer = if args.resume {
         let t = Trainer::resume(&args.out, &opts)?;
@@ -306,7 +338,10 @@ pub fn train_autoencoder(args: &TrainArgs, fm_dir: &Path, progress: bool) -> Res
         Trainer::new(&cfg, &opts, &name)?
     };
     let len = cfg.transform().len();
-    let data = TrainData { pixels: &pixels, len };
+    let data = TrainData {
+        pixels: &pixels,
+        len,
+    };
     let first = trainer.epochs_done() + 1;
     let last = trainer.epochs_done() + args.epochs;
     eprintln!(
@@ -320,7 +355,11 @@ pub fn train_autoencoder(args: &TrainArgs, fm_dir: &Path, progress: bool) -> Res
     );
     for _ in 0..args.epochs {
         let epoch = trainer.epochs_done() + 1;
-        let b = bar(progress, data.n().div_ceil(opts.batch_size) as u64, &format!("epoch {epoch}/{last}"));
+        let b = bar(
+            progress,
+            data.n().div_ceil(opts.batch_size) as u64,
+            &format!("epoch {epoch}/{last}"),
+        );
         let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
         let stats = trainer.run_epoch(data, &mut |p| {
             b.set_position(p.batch as u64);
@@ -359,8 +398,13 @@ pub fn train_autoencoder(args: &TrainArgs, fm_dir: &Path, progress: bool) -> Res
         .collect();
     let grid = imgsim_embed::autoencoder::reconstruction_grid(trainer.model(), &samples, 3)?;
     let png = args.out.join("reconstructions.png");
-    grid.save(&png).with_context(|| format!("writing {}", png.display()))?;
-    eprintln!("wrote {}, {}", args.out.join("loss.svg").display(), png.display());
+    grid.save(&png)
+        .with_context(|| format!("writing {}", png.display()))?;
+    eprintln!(
+        "wrote {}, {}",
+        args.out.join("loss.svg").display(),
+        png.display()
+    );
     Ok(())
 }
 
@@ -392,22 +436,38 @@ pub fn eval(args: &EvalArgs, fm_dir: &Path) -> Result<()> {
     let (base, queries, dim) = if args.embedder == "raw" {
         (fm.train.data.clone(), fm.test.data.clone(), fm.train.dim)
     } else if let Some(d) = args.embedder.strip_prefix("pca:") {
-        let k: usize = d.parse().with_context(|| format!("`{d}` is not a number of components"))?;
+        let k: usize = d
+            .parse()
+            .with_context(|| format!("`{d}` is not a number of components"))?;
         let pca = Pca::fit(&fm.train.data, fm.train.dim, k)?;
-        (pca.transform(&fm.train.data), pca.transform(&fm.test.data), k)
+        (
+            pca.transform(&fm.train.data),
+            pca.transform(&fm.test.data),
+            k,
+        )
     } else if let Some(p) = args.embedder.strip_prefix("autoencoder:") {
         let e = AutoencoderEmbedder::load(Path::new(p))?;
         let b = encode_fashion(&e, &fm.train.data)?;
         let q = encode_fashion(&e, &fm.test.data)?;
         (b, q, e.dim())
     } else {
-        bail!("--embedder must be raw, pca:D or autoencoder:PATH, not `{}`", args.embedder);
+        bail!(
+            "--embedder must be raw, pca:D or autoencoder:PATH, not `{}`",
+            args.embedder
+        );
     };
     let embed_seconds = start.elapsed().as_secs_f64();
     let nb = base.len() / dim;
     let nq = queries.len() / dim;
     let t = Instant::now();
-    let (p10, map) = retrieval_quality(base, &fm.train_labels, &queries, &fm.test_labels, dim, metric)?;
+    let (p10, map) = retrieval_quality(
+        base,
+        &fm.train_labels,
+        &queries,
+        &fm.test_labels,
+        dim,
+        metric,
+    )?;
     let report = QualityReport {
         embedder: args.embedder.clone(),
         dim,
@@ -498,7 +558,10 @@ pub fn bench_embed(args: &BenchEmbedArgs) -> Result<()> {
     let source = WeightsSource::parse(&args.weights)?;
     let threads = rayon::current_num_threads();
     println!("threads {threads}, weights {}", source.describe());
-    println!("{:<20} {:>5} {:>12} {:>12} {:>6}", "backbone", "batch", "images/s", "ms/batch", "iters");
+    println!(
+        "{:<20} {:>5} {:>12} {:>12} {:>6}",
+        "backbone", "batch", "images/s", "ms/batch", "iters"
+    );
     let mut rows = Vec::new();
     for name in &names {
         let b = Backbone::parse(name)?;
@@ -509,7 +572,9 @@ pub fn bench_embed(args: &BenchEmbedArgs) -> Result<()> {
                 bail!("batch sizes must be at least 1");
             }
             let input: Vec<Vec<f32>> = (0..bs)
-                .map(|i| imgsim_embed::synthetic::values(i as u64, "bench-input", t.len(), -2.0, 2.0))
+                .map(|i| {
+                    imgsim_embed::synthetic::values(i as u64, "bench-input", t.len(), -2.0, 2.0)
+                })
                 .collect();
             e.embed_batch(&input)?; // warm-up
             let mut times = Vec::new();
@@ -523,7 +588,14 @@ pub fn bench_embed(args: &BenchEmbedArgs) -> Result<()> {
             times.sort_by(f64::total_cmp);
             let median = times[times.len() / 2] * 1e3;
             let ips = (bs * times.len()) as f64 / total;
-            println!("{:<20} {:>5} {:>12.1} {:>12.2} {:>6}", name, bs, ips, median, times.len());
+            println!(
+                "{:<20} {:>5} {:>12.1} {:>12.2} {:>6}",
+                name,
+                bs,
+                ips,
+                median,
+                times.len()
+            );
             rows.push(serde_json::json!({
                 "backbone": name, "batch": bs, "images_per_s": ips,
                 "ms_per_batch_median": median, "iterations": times.len()

@@ -186,7 +186,13 @@ impl Pca {
             .chunks(dim)
             .map(|v| {
                 (0..dim)
-                    .map(|i| cov[i * dim..(i + 1) * dim].iter().zip(v).map(|(a, b)| a * b).sum())
+                    .map(|i| {
+                        cov[i * dim..(i + 1) * dim]
+                            .iter()
+                            .zip(v)
+                            .map(|(a, b)| a * b)
+                            .sum()
+                    })
                     .collect()
             })
             .collect();
@@ -241,9 +247,9 @@ impl Pca {
                     .zip(&self.mean)
                     .map(|(v, m)| f64::from(v - m))
                     .collect();
-                self.components.chunks(d).map(move |c| {
-                    c.iter().zip(&centred).map(|(a, b)| a * b).sum::<f64>() as f32
-                })
+                self.components
+                    .chunks(d)
+                    .map(move |c| c.iter().zip(&centred).map(|(a, b)| a * b).sum::<f64>() as f32)
             })
             .collect()
     }
@@ -342,7 +348,10 @@ mod tests {
         }
         let pca = Pca::fit(&data, 4, 2).unwrap();
         let c0 = &pca.components[0..4];
-        assert!((c0[0].abs() - std::f64::consts::FRAC_1_SQRT_2).abs() < 1e-3, "{c0:?}");
+        assert!(
+            (c0[0].abs() - std::f64::consts::FRAC_1_SQRT_2).abs() < 1e-3,
+            "{c0:?}"
+        );
         assert!((c0[1].abs() - std::f64::consts::FRAC_1_SQRT_2).abs() < 1e-3);
         assert!(pca.components[4 + 2].abs() > 0.999);
         assert!(pca.variances[0] > pca.variances[1]);

@@ -433,33 +433,41 @@ impl CustomOp1 for Im2Col {
         let (oh, ow) = self.out_dims(h, w);
         let row = c * k * k;
         let mut out = vec![0f32; b * oh * ow * row];
-        out.par_chunks_mut(ow * row).enumerate().for_each(|(bo, dst)| {
-            let (bi, oy) = (bo / oh, bo % oh);
-            let img = &x[bi * c * h * w..(bi + 1) * c * h * w];
-            for ox in 0..ow {
-                let d = &mut dst[ox * row..(ox + 1) * row];
-                for ci in 0..c {
-                    for ky in 0..k {
-                        let iy = (oy * st + ky) as isize - p as isize;
-                        let base = ci * k * k + ky * k;
-                        if iy < 0 || iy >= h as isize {
-                            continue;
-                        }
-                        let src = &img[ci * h * w + iy as usize * w..ci * h * w + (iy as usize + 1) * w];
-                        for kx in 0..k {
-                            let ix = (ox * st + kx) as isize - p as isize;
-                            if ix >= 0 && ix < w as isize {
-                                d[base + kx] = src[ix as usize];
+        out.par_chunks_mut(ow * row)
+            .enumerate()
+            .for_each(|(bo, dst)| {
+                let (bi, oy) = (bo / oh, bo % oh);
+                let img = &x[bi * c * h * w..(bi + 1) * c * h * w];
+                for ox in 0..ow {
+                    let d = &mut dst[ox * row..(ox + 1) * row];
+                    for ci in 0..c {
+                        for ky in 0..k {
+                            let iy = (oy * st + ky) as isize - p as isize;
+                            let base = ci * k * k + ky * k;
+                            if iy < 0 || iy >= h as isize {
+                                continue;
+                            }
+                            let src = &img
+                                [ci * h * w + iy as usize * w..ci * h * w + (iy as usize + 1) * w];
+                            for kx in 0..k {
+                                let ix = (ox * st + kx) as isize - p as isize;
+                                if ix >= 0 && ix < w as isize {
+                                    d[base + kx] = src[ix as usize];
+                                }
                             }
                         }
                     }
                 }
-            }
-        });
+            });
         Ok((CpuStorage::F32(out), Shape::from((b, oh * ow, row))))
     }
 
-    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Option<Tensor>> {
+    fn bwd(
+        &self,
+        arg: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
         let (b, c, h, w) = arg.dims4()?;
         let op = Col2Im {
             im: *self,
@@ -488,47 +496,64 @@ impl CustomOp1 for Col2Im {
         let (oh, ow) = self.im.out_dims(h, w);
         let row = c * k * k;
         if g.len() != b * oh * ow * row {
-            candle_core::bail!("col2im: gradient has {} values, expected {}", g.len(), b * oh * ow * row);
+            candle_core::bail!(
+                "col2im: gradient has {} values, expected {}",
+                g.len(),
+                b * oh * ow * row
+            );
         }
         let mut out = vec![0f32; b * c * h * w];
-        out.par_chunks_mut(c * h * w).enumerate().for_each(|(bi, img)| {
-            let gb = &g[bi * oh * ow * row..(bi + 1) * oh * ow * row];
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let src = &gb[(oy * ow + ox) * row..(oy * ow + ox + 1) * row];
-                    for ci in 0..c {
-                        for ky in 0..k {
-                            let iy = (oy * st + ky) as isize - p as isize;
-                            if iy < 0 || iy >= h as isize {
-                                continue;
-                            }
-                            let drow = ci * h * w + iy as usize * w;
-                            for kx in 0..k {
-                                let ix = (ox * st + kx) as isize - p as isize;
-                                if ix >= 0 && ix < w as isize {
-                                    img[drow + ix as usize] += src[ci * k * k + ky * k + kx];
+        out.par_chunks_mut(c * h * w)
+            .enumerate()
+            .for_each(|(bi, img)| {
+                let gb = &g[bi * oh * ow * row..(bi + 1) * oh * ow * row];
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let src = &gb[(oy * ow + ox) * row..(oy * ow + ox + 1) * row];
+                        for ci in 0..c {
+                            for ky in 0..k {
+                                let iy = (oy * st + ky) as isize - p as isize;
+                                if iy < 0 || iy >= h as isize {
+                                    continue;
+                                }
+                                let drow = ci * h * w + iy as usize * w;
+                                for kx in 0..k {
+                                    let ix = (ox * st + kx) as isize - p as isize;
+                                    if ix >= 0 && ix < w as isize {
+                                        img[drow + ix as usize] += src[ci * k * k + ky * k + kx];
+                                    }
                                 }
                             }
                         }
                     }
                 }
-            }
-        });
+            });
         Ok((CpuStorage::F32(out), Shape::from((b, c, h, w))))
     }
 }
 
 /// A differentiable convolution as im2col + one matrix product:
 /// `x (B, C, H, W)`, `weight (O, C, k, k)`, `bias (O)` → `(B, O, OH, OW)`.
-pub(crate) fn conv2d_im2col(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, stride: usize, pad: usize) -> candle_core::Result<Tensor> {
+pub(crate) fn conv2d_im2col(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    stride: usize,
+    pad: usize,
+) -> candle_core::Result<Tensor> {
     let (o, c, k, _) = weight.dims4()?;
     let (b, _, h, w) = x.dims4()?;
     let op = Im2Col { k, stride, pad };
     let (oh, ow) = op.out_dims(h, w);
-    let cols = x.contiguous()?.apply_op1(op)?.reshape((b * oh * ow, c * k * k))?;
+    let cols = x
+        .contiguous()?
+        .apply_op1(op)?
+        .reshape((b * oh * ow, c * k * k))?;
     let mut y = cols.matmul(&weight.reshape((o, c * k * k))?.t()?)?;
     if let Some(bias) = bias {
         y = y.broadcast_add(bias)?;
     }
-    y.reshape((b, oh, ow, o))?.permute((0, 3, 1, 2))?.contiguous()
+    y.reshape((b, oh, ow, o))?
+        .permute((0, 3, 1, 2))?
+        .contiguous()
 }

@@ -116,7 +116,7 @@ pub fn hub_file(repo: &str, file: &str) -> Result<PathBuf> {
 
 enum Store {
     Tensors(HashMap<String, Tensor>),
-    Synthetic(u64),
+    Synthetic(u64, Option<std::sync::Mutex<Vec<(String, Vec<usize>)>>>),
 }
 
 /// Loaded weights: tensors by name, checked against the shapes a model asks for.
@@ -188,10 +188,39 @@ impl Weights {
     /// The deterministic synthetic weights for `seed`.
     pub fn synthetic(seed: u64) -> Self {
         Weights {
-            store: Store::Synthetic(seed),
+            store: Store::Synthetic(seed, None),
             origin: format!("synthetic:{seed}"),
             digest: format!("synthetic-{seed}"),
         }
+    }
+
+    /// Synthetic weights that remember every tensor a model asks for, so
+    /// that [`Weights::recorded_tensors`] can write them out as a
+    /// checkpoint (for tests and for feeding the same weights to PyTorch).
+    pub fn synthetic_recording(seed: u64) -> Self {
+        Weights {
+            store: Store::Synthetic(seed, Some(std::sync::Mutex::new(Vec::new()))),
+            ..Weights::synthetic(seed)
+        }
+    }
+
+    /// The tensors requested so far from [`Weights::synthetic_recording`]
+    /// weights, by name (empty for other weights).
+    pub fn recorded_tensors(&self) -> Result<HashMap<String, Tensor>> {
+        let mut out = HashMap::new();
+        if let Store::Synthetic(seed, Some(rec)) = &self.store {
+            for (name, shape) in rec.lock().expect("recording lock").iter() {
+                out.insert(
+                    name.clone(),
+                    Tensor::from_vec(
+                        synthetic::tensor_values(*seed, name, shape),
+                        shape.as_slice(),
+                        &Device::Cpu,
+                    )?,
+                );
+            }
+        }
+        Ok(out)
     }
 
     /// Where these weights came from.
@@ -209,7 +238,7 @@ impl Weights {
     pub fn contains(&self, name: &str) -> bool {
         match &self.store {
             Store::Tensors(t) => t.contains_key(name),
-            Store::Synthetic(_) => true,
+            Store::Synthetic(..) => true,
         }
     }
 
@@ -218,18 +247,25 @@ impl Weights {
     pub fn dims(&self, name: &str) -> Option<Vec<usize>> {
         match &self.store {
             Store::Tensors(t) => t.get(name).map(|t| t.dims().to_vec()),
-            Store::Synthetic(_) => None,
+            Store::Synthetic(..) => None,
         }
     }
 
     /// The tensor `name`, which must have `shape`, as f32 on the CPU.
     pub fn get(&self, model: &str, name: &str, shape: &[usize]) -> Result<Tensor> {
         match &self.store {
-            Store::Synthetic(seed) => Ok(Tensor::from_vec(
-                synthetic::tensor_values(*seed, name, shape),
-                shape,
-                &Device::Cpu,
-            )?),
+            Store::Synthetic(seed, rec) => {
+                if let Some(rec) = rec {
+                    rec.lock()
+                        .expect("recording lock")
+                        .push((name.to_string(), shape.to_vec()));
+                }
+                Ok(Tensor::from_vec(
+                    synthetic::tensor_values(*seed, name, shape),
+                    shape,
+                    &Device::Cpu,
+                )?)
+            }
             Store::Tensors(map) => {
                 let t = map.get(name).ok_or_else(|| EmbedError::MissingTensor {
                     source_name: self.origin.clone(),

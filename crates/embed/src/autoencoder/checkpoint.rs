@@ -92,8 +92,8 @@ pub fn read_config(path: &Path) -> Result<CheckpointConfig> {
         reason,
     };
     let text = std::fs::read_to_string(&cfg_path).map_err(|e| err(format!("cannot read: {e}")))?;
-    let cfg: CheckpointConfig =
-        serde_json::from_str(&text).map_err(|e| err(format!("not an imgsim autoencoder config: {e}")))?;
+    let cfg: CheckpointConfig = serde_json::from_str(&text)
+        .map_err(|e| err(format!("not an imgsim autoencoder config: {e}")))?;
     cfg.model.validate().map_err(|e| err(e.to_string()))?;
     Ok(cfg)
 }
@@ -118,7 +118,8 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
     })?;
     // Run one input to catch anything the builder did not (it is cheap).
     let s = cfg.model.input_size;
-    let probe = candle_core::Tensor::zeros((1, cfg.model.channels, s, s), DType::F32, &Device::Cpu)?;
+    let probe =
+        candle_core::Tensor::zeros((1, cfg.model.channels, s, s), DType::F32, &Device::Cpu)?;
     model
         .reconstruct(&probe)
         .map_err(|e| err(format!("weights do not run: {e}")))?;

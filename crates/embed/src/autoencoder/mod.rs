@@ -189,7 +189,11 @@ impl Decoder {
         let mut convs = Vec::new();
         for i in (0..n).rev() {
             let c_in = cfg.widths[i];
-            let c_out = if i == 0 { cfg.channels } else { cfg.widths[i - 1] };
+            let c_out = if i == 0 {
+                cfg.channels
+            } else {
+                cfg.widths[i - 1]
+            };
             convs.push(conv3(c_in, c_out, vb.pp(format!("conv{i}")))?);
         }
         Ok(Decoder {
@@ -270,7 +274,11 @@ impl Autoencoder {
 
 /// A picture of `inputs` (each `channels × side × side` in `[0, 1]`) in a
 /// row above their reconstructions, each cell `scale` times enlarged.
-pub fn reconstruction_grid(model: &Autoencoder, inputs: &[Vec<f32>], scale: u32) -> Result<image::RgbImage> {
+pub fn reconstruction_grid(
+    model: &Autoencoder,
+    inputs: &[Vec<f32>],
+    scale: u32,
+) -> Result<image::RgbImage> {
     let cfg = model.config();
     let t = cfg.transform();
     let x = stack(inputs, &t)?;
@@ -280,7 +288,11 @@ pub fn reconstruction_grid(model: &Autoencoder, inputs: &[Vec<f32>], scale: u32)
     let n = inputs.len() as u32;
     let cell = s * scale.max(1);
     let gap = 2;
-    let mut img = image::RgbImage::from_pixel(n * (cell + gap) + gap, 2 * (cell + gap) + gap, image::Rgb([255, 255, 255]));
+    let mut img = image::RgbImage::from_pixel(
+        n * (cell + gap) + gap,
+        2 * (cell + gap) + gap,
+        image::Rgb([255, 255, 255]),
+    );
     let len = t.len();
     for (i, row) in [inputs.concat(), r].iter().enumerate() {
         for k in 0..n {
@@ -292,8 +304,16 @@ pub fn reconstruction_grid(model: &Autoencoder, inputs: &[Vec<f32>], scale: u32)
                         let v = px[ch * (s * s) as usize + sy * s as usize + sx];
                         (v.clamp(0.0, 1.0) * 255.0).round() as u8
                     };
-                    let rgb = if c == 1 { [at(0); 3] } else { [at(0), at(1), at(2)] };
-                    img.put_pixel(gap + k * (cell + gap) + xx, gap + i as u32 * (cell + gap) + y, image::Rgb(rgb));
+                    let rgb = if c == 1 {
+                        [at(0); 3]
+                    } else {
+                        [at(0), at(1), at(2)]
+                    };
+                    img.put_pixel(
+                        gap + k * (cell + gap) + xx,
+                        gap + i as u32 * (cell + gap) + y,
+                        image::Rgb(rgb),
+                    );
                 }
             }
         }

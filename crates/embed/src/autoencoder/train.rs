@@ -126,10 +126,12 @@ impl Trainer {
         let mut varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
         let model = Autoencoder::new(&ck.model, vb)?;
-        varmap.load(&weights_path).map_err(|e| EmbedError::Checkpoint {
-            path: weights_path.clone(),
-            reason: format!("cannot resume: {e}"),
-        })?;
+        varmap
+            .load(&weights_path)
+            .map_err(|e| EmbedError::Checkpoint {
+                path: weights_path.clone(),
+                reason: format!("cannot resume: {e}"),
+            })?;
         let mut state = ck.training;
         state.seed = opts.seed;
         state.batch_size = opts.batch_size;
@@ -153,7 +155,9 @@ impl Trainer {
             return Err(EmbedError::Input("learning rate must be positive".into()));
         }
         if !(opts.noise_std >= 0.0 && opts.noise_std.is_finite()) {
-            return Err(EmbedError::Input("noise must be a non-negative number".into()));
+            return Err(EmbedError::Input(
+                "noise must be a non-negative number".into(),
+            ));
         }
         let opt = AdamW::new(
             varmap.all_vars(),

@@ -1,0 +1,301 @@
+//! Weights and checkpoints, good and bad: real files written by the tests,
+//! loaded through the same paths users take; every broken input gives a
+//! typed error naming the file and the problem.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use imgsim_embed::autoencoder::checkpoint;
+use imgsim_embed::autoencoder::train::{TrainData, TrainOptions, Trainer};
+use imgsim_embed::{
+    AutoencoderConfig, AutoencoderEmbedder, Backbone, EmbedError, Embedder, PretrainedEmbedder,
+    Weights, WeightsSource,
+};
+
+fn resnet18_tensors() -> HashMap<String, Tensor> {
+    let w = Weights::synthetic_recording(3);
+    Backbone::Resnet18.build(&w, 224).unwrap();
+    w.recorded_tensors().unwrap()
+}
+
+fn save(t: &HashMap<String, Tensor>, path: &Path) {
+    candle_core::safetensors::save(t, path).unwrap();
+}
+
+fn file_source(p: &Path) -> WeightsSource {
+    WeightsSource::File {
+        path: p.to_path_buf(),
+    }
+}
+
+fn input() -> Vec<f32> {
+    imgsim_embed::synthetic::values(9, "img", 3 * 224 * 224, -1.0, 1.0)
+}
+
+#[test]
+fn safetensors_file_gives_the_same_embedding_as_the_weights_it_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("resnet18.safetensors");
+    let tensors = resnet18_tensors();
+    // conv1 + bn1 (5 tensors), 8 blocks of 2 conv+bn (5 each), 3 downsamples (5 each).
+    assert_eq!(tensors.len(), 5 + 8 * 10 + 3 * 5, "recorded every tensor");
+    save(&tensors, &path);
+    let from_file =
+        PretrainedEmbedder::load(Backbone::Resnet18, Some(&file_source(&path))).unwrap();
+    let synthetic = PretrainedEmbedder::load(
+        Backbone::Resnet18,
+        Some(&WeightsSource::Synthetic { seed: 3 }),
+    )
+    .unwrap();
+    let a = from_file.embed_batch(&[input()]).unwrap();
+    let b = synthetic.embed_batch(&[input()]).unwrap();
+    assert_eq!(a, b);
+    assert_eq!(a[0].len(), 512);
+    let norm: f32 = a[0].iter().map(|x| x * x).sum::<f32>().sqrt();
+    assert!((norm - 1.0).abs() < 1e-5, "L2-normalised, got {norm}");
+    let id = from_file.identity();
+    assert_eq!(id.weights_digest.len(), 16);
+    assert_ne!(id.weights_digest, synthetic.identity().weights_digest);
+    assert!(!id.compatible(synthetic.identity()));
+    // Half-precision checkpoints are converted on load.
+    let half: HashMap<String, Tensor> = tensors
+        .iter()
+        .map(|(k, v)| (k.clone(), v.to_dtype(DType::F16).unwrap()))
+        .collect();
+    let hpath = dir.path().join("half.safetensors");
+    save(&half, &hpath);
+    let h = PretrainedEmbedder::load(Backbone::Resnet18, Some(&file_source(&hpath))).unwrap();
+    let c = h.embed_batch(&[input()]).unwrap();
+    let cos: f32 = a[0].iter().zip(&c[0]).map(|(x, y)| x * y).sum();
+    assert!(
+        cos > 0.999,
+        "f16 weights give nearly the same embedding ({cos})"
+    );
+}
+
+#[test]
+fn broken_weight_files_are_typed_errors_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let load = |p: &Path| {
+        PretrainedEmbedder::load(Backbone::Resnet18, Some(&file_source(p)))
+            .err()
+            .unwrap()
+    };
+
+    let empty = dir.path().join("empty.safetensors");
+    std::fs::write(&empty, b"").unwrap();
+    let e = load(&empty);
+    assert!(matches!(e, EmbedError::Weights { .. }), "{e}");
+    assert!(e.to_string().contains("empty.safetensors"), "{e}");
+
+    let garbage = dir.path().join("garbage.safetensors");
+    std::fs::write(&garbage, b"this is not a safetensors file at all").unwrap();
+    let e = load(&garbage);
+    assert!(matches!(e, EmbedError::Weights { .. }), "{e}");
+
+    let mut tensors = resnet18_tensors();
+    let full = dir.path().join("full.safetensors");
+    save(&tensors, &full);
+    let bytes = std::fs::read(&full).unwrap();
+    let truncated = dir.path().join("truncated.safetensors");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let e = load(&truncated);
+    assert!(matches!(e, EmbedError::Weights { .. }), "{e}");
+
+    let missing = dir.path().join("missing.safetensors");
+    tensors.remove("layer3.1.bn2.running_var");
+    save(&tensors, &missing);
+    match load(&missing) {
+        EmbedError::MissingTensor {
+            name, source_name, ..
+        } => {
+            assert_eq!(name, "layer3.1.bn2.running_var");
+            assert!(source_name.contains("missing.safetensors"));
+        }
+        other => panic!("expected MissingTensor, got {other}"),
+    }
+
+    let mut tensors = resnet18_tensors();
+    tensors.insert(
+        "conv1.weight".into(),
+        Tensor::zeros((64, 3, 3, 3), DType::F32, &Device::Cpu).unwrap(),
+    );
+    let wrong = dir.path().join("wrong.safetensors");
+    save(&tensors, &wrong);
+    match load(&wrong) {
+        EmbedError::TensorShape {
+            name,
+            expected,
+            found,
+            ..
+        } => {
+            assert_eq!(name, "conv1.weight");
+            assert_eq!(expected, vec![64, 3, 7, 7]);
+            assert_eq!(found, vec![64, 3, 3, 3]);
+        }
+        other => panic!("expected TensorShape, got {other}"),
+    }
+
+    // A ResNet-18 checkpoint given to ResNet-50: a clear mismatch, no panic.
+    let e = PretrainedEmbedder::load(Backbone::Resnet50, Some(&file_source(&full)))
+        .err()
+        .unwrap();
+    assert!(
+        matches!(
+            e,
+            EmbedError::MissingTensor { .. } | EmbedError::TensorShape { .. }
+        ),
+        "{e}"
+    );
+
+    let e = PretrainedEmbedder::load(
+        Backbone::Resnet18,
+        Some(&file_source(&dir.path().join("nope.safetensors"))),
+    )
+    .err()
+    .unwrap();
+    assert!(matches!(e, EmbedError::Io { .. }), "{e}");
+}
+
+#[test]
+fn wrong_input_sizes_are_errors() {
+    let e = PretrainedEmbedder::load(
+        Backbone::Dinov2Small,
+        Some(&WeightsSource::Synthetic { seed: 1 }),
+    )
+    .unwrap();
+    let err = e.embed_batch(&[vec![0.0; 10]]).unwrap_err();
+    assert!(matches!(err, EmbedError::Input(_)), "{err}");
+    assert!(e.embed_batch(&[]).unwrap().is_empty());
+}
+
+fn tiny_data(cfg: &AutoencoderConfig, n: usize) -> Vec<f32> {
+    imgsim_embed::synthetic::values(1, "pixels", n * cfg.transform().len(), 0.0, 1.0)
+}
+
+#[test]
+fn autoencoder_trains_saves_resumes_and_embeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = AutoencoderConfig {
+        widths: vec![4, 8],
+        ..AutoencoderConfig::grey28(8)
+    };
+    let px = tiny_data(&cfg, 64);
+    let data = TrainData {
+        pixels: &px,
+        len: 784,
+    };
+    let opts = TrainOptions {
+        batch_size: 16,
+        noise_std: 0.1,
+        ..Default::default()
+    };
+    let mut t = Trainer::new(&cfg, &opts, "test").unwrap();
+    let e1 = t.run_epoch(data, &mut |_| {}).unwrap();
+    let e2 = t.run_epoch(data, &mut |_| {}).unwrap();
+    assert!(
+        e2.loss < e1.loss,
+        "loss falls: {} then {}",
+        e1.loss,
+        e2.loss
+    );
+    t.save(dir.path()).unwrap();
+
+    // Same seed, same data: the same first epoch.
+    let mut again = Trainer::new(&cfg, &opts, "test").unwrap();
+    assert_eq!(again.run_epoch(data, &mut |_| {}).unwrap().loss, e1.loss);
+
+    let mut resumed = Trainer::resume(dir.path(), &opts).unwrap();
+    assert_eq!(resumed.epochs_done(), 2);
+    let e3 = resumed.run_epoch(data, &mut |_| {}).unwrap();
+    assert_eq!(e3.epoch, 3);
+
+    let emb = AutoencoderEmbedder::load(dir.path()).unwrap();
+    assert_eq!(emb.dim(), 8);
+    let v = emb
+        .embed_batch(&[px[..784].to_vec(), px[784..1568].to_vec()])
+        .unwrap();
+    assert_eq!((v.len(), v[0].len()), (2, 8));
+    let again = AutoencoderEmbedder::load(&dir.path().join("model.safetensors")).unwrap();
+    assert_eq!(again.embed_batch(&[px[..784].to_vec()]).unwrap()[0], v[0]);
+    let img = imgsim_embed::autoencoder::reconstruction_grid(emb.model(), &[px[..784].to_vec()], 2)
+        .unwrap();
+    assert_eq!(img.height(), 2 * (56 + 2) + 2);
+}
+
+#[test]
+fn broken_checkpoints_are_typed_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = AutoencoderConfig {
+        widths: vec![4, 8],
+        ..AutoencoderConfig::grey28(8)
+    };
+    let t = Trainer::new(&cfg, &TrainOptions::default(), "test").unwrap();
+    t.save(dir.path()).unwrap();
+    let ck = |p: &Path| match AutoencoderEmbedder::load(p) {
+        Err(EmbedError::Checkpoint { path, reason }) => (path, reason),
+        Err(other) => panic!("expected a checkpoint error, got {other}"),
+        Ok(_) => panic!("expected a checkpoint error"),
+    };
+    let cfg_path = dir.path().join(checkpoint::CONFIG_FILE);
+    let good = std::fs::read_to_string(&cfg_path).unwrap();
+
+    // Another size in the config than in the weights.
+    std::fs::write(&cfg_path, good.replace("\"dim\": 8", "\"dim\": 16")).unwrap();
+    let (p, reason) = ck(dir.path());
+    assert!(
+        p.ends_with("model.safetensors") && reason.contains("does not fit"),
+        "{reason}"
+    );
+
+    // Another architecture.
+    std::fs::write(&cfg_path, good.replace("conv-autoencoder-v1", "vae-v9")).unwrap();
+    let (p, reason) = ck(dir.path());
+    assert!(
+        p.ends_with("config.json") && reason.contains("vae-v9"),
+        "{reason}"
+    );
+
+    // Damaged JSON, then none.
+    std::fs::write(&cfg_path, &good[..good.len() / 2]).unwrap();
+    assert!(ck(dir.path())
+        .1
+        .contains("not an imgsim autoencoder config"));
+    std::fs::remove_file(&cfg_path).unwrap();
+    assert!(ck(dir.path()).1.contains("cannot read"));
+
+    // Weights truncated or of a backbone.
+    std::fs::write(&cfg_path, &good).unwrap();
+    let w = dir.path().join(checkpoint::WEIGHTS_FILE);
+    let bytes = std::fs::read(&w).unwrap();
+    std::fs::write(&w, &bytes[..bytes.len() - 10]).unwrap();
+    assert!(ck(dir.path()).1.contains("safetensors"));
+    save(&resnet18_tensors(), &w);
+    assert!(ck(dir.path()).1.contains("does not fit"));
+
+    // Training data of the wrong size.
+    let mut t = Trainer::new(&cfg, &TrainOptions::default(), "test").unwrap();
+    let err = t
+        .run_epoch(
+            TrainData {
+                pixels: &[0.5; 100],
+                len: 100,
+            },
+            &mut |_| {},
+        )
+        .unwrap_err();
+    assert!(matches!(err, EmbedError::Input(_)), "{err}");
+}
+
+#[test]
+fn weights_sources_parse_and_describe() {
+    let s = WeightsSource::parse("hf:timm/resnet50.tv_in1k:model.safetensors").unwrap();
+    assert_eq!(s.describe(), "hf:timm/resnet50.tv_in1k:model.safetensors");
+    assert!(WeightsSource::parse("hf:").is_err());
+    assert_eq!(Backbone::parse("resnet50").unwrap(), Backbone::Resnet50);
+    assert!(Backbone::parse("vgg16")
+        .unwrap_err()
+        .to_string()
+        .contains("resnet18"));
+}
