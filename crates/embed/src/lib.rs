@@ -35,6 +35,6 @@ pub use autoencoder::{Autoencoder, AutoencoderConfig, AutoencoderEmbedder};
 pub use backbones::{Backbone, Network};
 pub use embedder::{Embedder, EmbedderIdentity, Metric, PretrainedEmbedder};
 pub use error::{EmbedError, Result};
-pub use load::{decode_rgb, load_rgb, ImageLimits};
+pub use load::{decode_rgb, decode_rgb_reduced, load_rgb, load_rgb_reduced, ImageLimits};
 pub use transform::{Interpolation, Transform};
 pub use weights::{Weights, WeightsSource};

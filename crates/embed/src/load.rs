@@ -45,6 +45,19 @@ const SUPPORTED: [ImageFormat; 6] = [
 
 /// Reads and decodes the image file at `path` (see [`decode_rgb`]).
 pub fn load_rgb(path: &Path, limits: &ImageLimits) -> Result<RgbImage> {
+    let bytes = read_limited(path, limits)?;
+    decode_rgb(&bytes, path, limits)
+}
+
+/// Reads and decodes the image at `path` for a model whose preprocessing
+/// resizes the shorter side to `min_shorter` (see [`decode_rgb_reduced`]).
+pub fn load_rgb_reduced(path: &Path, limits: &ImageLimits, min_shorter: u32) -> Result<RgbImage> {
+    let bytes = read_limited(path, limits)?;
+    decode_rgb_reduced(&bytes, path, limits, min_shorter)
+}
+
+/// Reads a whole file, refusing one larger than the limit.
+pub fn read_limited(path: &Path, limits: &ImageLimits) -> Result<Vec<u8>> {
     let file = std::fs::File::open(path).map_err(|source| EmbedError::Io {
         path: path.to_path_buf(),
         source,
@@ -62,7 +75,80 @@ pub fn load_rgb(path: &Path, limits: &ImageLimits) -> Result<RgbImage> {
             reason: format!("file larger than {} bytes", limits.max_file_bytes),
         });
     }
-    decode_rgb(&bytes, path, limits)
+    Ok(bytes)
+}
+
+/// Like [`decode_rgb`], but a large JPEG is decoded at a reduced scale
+/// (1/2, 1/4 or 1/8, by a scaled inverse DCT: what Pillow's `draft` mode
+/// does) as long as its shorter side stays at least `min_shorter`; the
+/// preprocessing then resizes the rest of the way with antialiasing. This is
+/// several times faster on photos and visually equivalent, but not
+/// bit-identical to decoding at full size: [`decode_rgb`] is the exact path.
+/// Other formats, CMYK and 16-bit JPEGs, and anything the scaled decoder
+/// rejects go through [`decode_rgb`].
+pub fn decode_rgb_reduced(
+    bytes: &[u8],
+    name: &Path,
+    limits: &ImageLimits,
+    min_shorter: u32,
+) -> Result<RgbImage> {
+    if image::guess_format(bytes).ok() != Some(ImageFormat::Jpeg) || min_shorter == 0 {
+        return decode_rgb(bytes, name, limits);
+    }
+    match scaled_jpeg(bytes, limits, min_shorter) {
+        Some(img) => Ok(img),
+        None => decode_rgb(bytes, name, limits),
+    }
+}
+
+/// The scaled JPEG decode; `None` means "use the general path" (which also
+/// produces the right error for damaged data).
+fn scaled_jpeg(bytes: &[u8], limits: &ImageLimits, min_shorter: u32) -> Option<RgbImage> {
+    let mut d = jpeg_decoder::Decoder::new(Cursor::new(bytes));
+    d.set_max_decoding_buffer_size(usize::try_from(limits.max_alloc_bytes).unwrap_or(usize::MAX));
+    d.read_info().ok()?;
+    let info = d.info()?;
+    let (w, h) = (u32::from(info.width), u32::from(info.height));
+    if w == 0 || h == 0 || w > limits.max_width || h > limits.max_height {
+        return None;
+    }
+    if info.pixel_format != jpeg_decoder::PixelFormat::RGB24
+        && info.pixel_format != jpeg_decoder::PixelFormat::L8
+    {
+        return None;
+    }
+    let short = w.min(h);
+    if short < 2 * min_shorter {
+        return None; // no reduction possible: the general decoder is faster
+    }
+    // Smallest size whose shorter side is still >= min_shorter.
+    let req_w = (u64::from(w) * u64::from(min_shorter)).div_ceil(u64::from(short)) as u16;
+    let req_h = (u64::from(h) * u64::from(min_shorter)).div_ceil(u64::from(short)) as u16;
+    let (sw, sh) = d.scale(req_w, req_h).ok()?;
+    let orientation = d
+        .exif_data()
+        .and_then(image::metadata::Orientation::from_exif_chunk)
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let pixels = d.decode().ok()?;
+    let info = d.info()?;
+    let (sw, sh) = (u32::from(sw), u32::from(sh));
+    let rgb = match info.pixel_format {
+        jpeg_decoder::PixelFormat::RGB24 => RgbImage::from_raw(sw, sh, pixels)?,
+        jpeg_decoder::PixelFormat::L8 => {
+            let mut v = Vec::with_capacity(pixels.len() * 3);
+            for p in pixels {
+                v.extend([p, p, p]);
+            }
+            RgbImage::from_raw(sw, sh, v)?
+        }
+        _ => return None,
+    };
+    if orientation == image::metadata::Orientation::NoTransforms {
+        return Some(rgb);
+    }
+    let mut img = DynamicImage::ImageRgb8(rgb);
+    img.apply_orientation(orientation);
+    Some(img.to_rgb8())
 }
 
 /// Decodes `bytes` (named `name` in errors) into RGB8: the format is sniffed

@@ -136,6 +136,21 @@ impl ConvBn {
             };
             return Ok(x.contiguous()?.apply_op1_no_bwd(&op)?);
         }
+        if self.spec.groups == 1 {
+            let op = GemmConv {
+                weight: &self.weight_vec,
+                bias: &self.bias_vec,
+                spec: self.spec,
+                pad,
+                relu: self.act == Act::Relu && residual.is_none(),
+            };
+            let y = x.contiguous()?.apply_op1_no_bwd(&op)?;
+            return Ok(match (residual, self.act) {
+                (None, _) => y,
+                (Some(r), Act::None) => (y + r)?,
+                (Some(r), Act::Relu) => (y + r)?.relu()?,
+            });
+        }
         let mut y = x.conv2d(&self.weight, pad, self.spec.stride, 1, self.spec.groups)?;
         y = y.broadcast_add(&self.bias)?;
         if let Some(r) = residual {
@@ -556,4 +571,150 @@ pub(crate) fn conv2d_im2col(
     y.reshape((b, oh, ow, o))?
         .permute((0, 3, 1, 2))?
         .contiguous()
+}
+
+/// Inference convolution (groups = 1) as im2col + one GEMM per image, with
+/// the folded batch-norm bias and the ReLU fused into the output pass.
+/// NCHW in and out; the weights are `(O, C·k·k)` row-major, the natural
+/// layout of a PyTorch kernel. A 1×1 stride-1 convolution reads the input
+/// in place. This replaces candle's CPU convolution, which converts every
+/// input to NHWC single-threaded and runs a GEMM per 512-pixel tile.
+struct GemmConv<'a> {
+    weight: &'a [f32],
+    bias: &'a [f32],
+    spec: ConvSpec,
+    pad: usize,
+    relu: bool,
+}
+
+/// Caffe-style im2col of one `(C, H, W)` image into `(C·k·k, OH·OW)`.
+fn im2col_rows(
+    x: &[f32],
+    (c, h, w): (usize, usize, usize),
+    k: usize,
+    s: usize,
+    p: usize,
+    (oh, ow): (usize, usize),
+    cols: &mut [f32],
+) {
+    use rayon::prelude::*;
+    let n = oh * ow;
+    cols.par_chunks_mut(n).enumerate().for_each(|(r, dst)| {
+        let (ci, ky, kx) = (r / (k * k), (r / k) % k, r % k);
+        let plane = &x[ci * h * w..(ci + 1) * h * w];
+        // Output columns whose input x is inside the image.
+        let lo = if kx >= p { 0 } else { (p - kx).div_ceil(s) };
+        let hi = if w + p > kx {
+            ((w + p - kx - 1) / s + 1).min(ow)
+        } else {
+            0
+        };
+        let _ = c;
+        for oy in 0..oh {
+            let drow = &mut dst[oy * ow..(oy + 1) * ow];
+            let iy = (oy * s + ky) as isize - p as isize;
+            if iy < 0 || iy >= h as isize || lo >= hi {
+                drow.fill(0.0);
+                continue;
+            }
+            let srow = &plane[iy as usize * w..(iy as usize + 1) * w];
+            drow[..lo].fill(0.0);
+            drow[hi..].fill(0.0);
+            if s == 1 {
+                let off = lo + kx - p;
+                drow[lo..hi].copy_from_slice(&srow[off..off + (hi - lo)]);
+            } else {
+                for (ox, d) in drow[lo..hi].iter_mut().enumerate() {
+                    *d = srow[(ox + lo) * s + kx - p];
+                }
+            }
+        }
+    });
+}
+
+impl CustomOp1 for GemmConv<'_> {
+    fn name(&self) -> &'static str {
+        "gemm-conv2d"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        use rayon::prelude::*;
+        let (b, c, h, w) = l.shape().dims4()?;
+        let x = contiguous_f32(s, l, "conv2d")?;
+        let ConvSpec {
+            c_out, k, stride, ..
+        } = self.spec;
+        if c != self.spec.c_in {
+            candle_core::bail!(
+                "conv2d: input has {c} channels, the layer expects {}",
+                self.spec.c_in
+            );
+        }
+        let p = self.pad;
+        if h + 2 * p < k || w + 2 * p < k {
+            candle_core::bail!("conv2d: input {h}x{w} smaller than kernel {k}");
+        }
+        let oh = (h + 2 * p - k) / stride + 1;
+        let ow = (w + 2 * p - k) / stride + 1;
+        let n = oh * ow;
+        let kk = c * k * k;
+        let direct = k == 1 && stride == 1 && p == 0;
+        let mut cols = if direct {
+            Vec::new()
+        } else {
+            vec![0f32; kk * n]
+        };
+        let mut out = vec![0f32; b * c_out * n];
+        let threads = rayon::current_num_threads();
+        for bi in 0..b {
+            let img = &x[bi * c * h * w..(bi + 1) * c * h * w];
+            let rhs: &[f32] = if direct {
+                img
+            } else {
+                im2col_rows(img, (c, h, w), k, stride, p, (oh, ow), &mut cols);
+                &cols
+            };
+            let dst = &mut out[bi * c_out * n..(bi + 1) * c_out * n];
+            let par = if c_out * n * kk > 1 << 16 && threads > 1 {
+                gemm::Parallelism::Rayon(threads)
+            } else {
+                gemm::Parallelism::None
+            };
+            // SAFETY: dst is c_out × n, weight c_out × kk, rhs kk × n, all
+            // row-major and in bounds; no aliasing between them.
+            unsafe {
+                gemm::gemm(
+                    c_out,
+                    n,
+                    kk,
+                    dst.as_mut_ptr(),
+                    1,
+                    n as isize,
+                    false,
+                    self.weight.as_ptr(),
+                    1,
+                    kk as isize,
+                    rhs.as_ptr(),
+                    1,
+                    n as isize,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    par,
+                );
+            }
+        }
+        let relu = self.relu;
+        out.par_chunks_mut(n).enumerate().for_each(|(i, plane)| {
+            let bv = self.bias[i % c_out];
+            if relu {
+                plane.iter_mut().for_each(|v| *v = (*v + bv).max(0.0));
+            } else {
+                plane.iter_mut().for_each(|v| *v += bv);
+            }
+        });
+        Ok((CpuStorage::F32(out), Shape::from((b, c_out, oh, ow))))
+    }
 }
