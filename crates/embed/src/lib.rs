@@ -22,6 +22,7 @@
 
 pub mod autoencoder;
 pub mod backbones;
+pub(crate) mod blas;
 pub mod embedder;
 pub mod error;
 pub mod load;

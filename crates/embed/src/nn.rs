@@ -256,11 +256,34 @@ impl CustomOp1 for DepthwiseConv<'_> {
     }
 }
 
-/// A linear layer `y = x Wᵀ + b` over the last dimension.
+/// A linear layer `y = x Wᵀ + b` over the last dimension, on [`crate::blas`].
 pub(crate) struct Linear {
-    wt: Tensor,
-    bias: Tensor,
+    wt: Vec<f32>,
+    bias: Vec<f32>,
+    d_in: usize,
     out: usize,
+}
+
+struct LinearOp<'a>(&'a Linear);
+
+impl CustomOp1 for LinearOp<'_> {
+    fn name(&self) -> &'static str {
+        "linear"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let lin = self.0;
+        let x = contiguous_f32(s, l, "linear")?;
+        let rows = x.len() / lin.d_in;
+        let mut y = vec![0f32; rows * lin.out];
+        crate::blas::sgemm(rows, lin.out, lin.d_in, x, &lin.wt, &mut y);
+        for r in y.chunks_exact_mut(lin.out) {
+            r.iter_mut().zip(&lin.bias).for_each(|(v, b)| *v += b);
+        }
+        let mut dims = l.shape().dims().to_vec();
+        *dims.last_mut().expect("rank >= 1") = lin.out;
+        Ok((CpuStorage::F32(y), Shape::from(dims)))
+    }
 }
 
 impl Linear {
@@ -268,23 +291,22 @@ impl Linear {
         let weight = w.get(model, &format!("{name}.weight"), &[d_out, d_in])?;
         let bias = w.get(model, &format!("{name}.bias"), &[d_out])?;
         Ok(Linear {
-            wt: weight.t()?.contiguous()?,
-            bias,
+            wt: weight.t()?.contiguous()?.flatten_all()?.to_vec1::<f32>()?,
+            bias: bias.to_vec1::<f32>()?,
+            d_in,
             out: d_out,
         })
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let dims = x.dims().to_vec();
-        let d_in = *dims.last().expect("rank >= 1");
-        let rows: usize = dims[..dims.len() - 1].iter().product();
-        let y = x
-            .reshape((rows, d_in))?
-            .matmul(&self.wt)?
-            .broadcast_add(&self.bias)?;
-        let mut od = dims;
-        *od.last_mut().expect("rank >= 1") = self.out;
-        Ok(y.reshape(od)?)
+        if x.dims().last() != Some(&self.d_in) {
+            return Err(crate::error::EmbedError::Input(format!(
+                "linear layer expects {} features, got shape {:?}",
+                self.d_in,
+                x.dims()
+            )));
+        }
+        Ok(x.contiguous()?.apply_op1_no_bwd(&LinearOp(self))?)
     }
 }
 
@@ -665,7 +687,6 @@ impl CustomOp1 for GemmConv<'_> {
             vec![0f32; kk * n]
         };
         let mut out = vec![0f32; b * c_out * n];
-        let threads = rayon::current_num_threads();
         for bi in 0..b {
             let img = &x[bi * c * h * w..(bi + 1) * c * h * w];
             let rhs: &[f32] = if direct {
@@ -675,36 +696,7 @@ impl CustomOp1 for GemmConv<'_> {
                 &cols
             };
             let dst = &mut out[bi * c_out * n..(bi + 1) * c_out * n];
-            let par = if c_out * n * kk > 1 << 16 && threads > 1 {
-                gemm::Parallelism::Rayon(threads)
-            } else {
-                gemm::Parallelism::None
-            };
-            // SAFETY: dst is c_out × n, weight c_out × kk, rhs kk × n, all
-            // row-major and in bounds; no aliasing between them.
-            unsafe {
-                gemm::gemm(
-                    c_out,
-                    n,
-                    kk,
-                    dst.as_mut_ptr(),
-                    1,
-                    n as isize,
-                    false,
-                    self.weight.as_ptr(),
-                    1,
-                    kk as isize,
-                    rhs.as_ptr(),
-                    1,
-                    n as isize,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    par,
-                );
-            }
+            crate::blas::sgemm(c_out, n, kk, self.weight, rhs, dst);
         }
         let relu = self.relu;
         out.par_chunks_mut(n).enumerate().for_each(|(i, plane)| {
@@ -716,5 +708,77 @@ impl CustomOp1 for GemmConv<'_> {
             }
         });
         Ok((CpuStorage::F32(out), Shape::from((b, c_out, oh, ow))))
+    }
+}
+
+/// `erf` as a rational function on `[-4, 4]` (clamped outside, where
+/// `erf` is ±1 in f32): the minimax approximation Eigen and TensorFlow use,
+/// max error about 1e-7. Written to vectorise, unlike libm's `erff`.
+#[inline]
+fn erf_fast(x: f32) -> f32 {
+    let x = x.clamp(-4.0, 4.0);
+    let x2 = x * x;
+    let mut p = -2.726_142_3e-10_f32;
+    p = p * x2 + 2.770_681_4e-8;
+    p = p * x2 - 2.101_024e-6;
+    p = p * x2 - 5.692_506_4e-5;
+    p = p * x2 - 7.349_906_3e-4;
+    p = p * x2 - 2.954_6e-3;
+    p = p * x2 - 1.609_603_3e-2;
+    let mut q = -1.456_607_2e-5_f32;
+    q = q * x2 - 2.133_740_6e-4;
+    q = q * x2 - 1.682_827e-3;
+    q = q * x2 - 7.373_329e-3;
+    q = q * x2 - 1.426_474e-2;
+    x * p / q
+}
+
+/// The exact (erf) GELU, `x·(1 + erf(x/√2))/2`, in parallel chunks.
+struct Gelu;
+
+impl CustomOp1 for Gelu {
+    fn name(&self) -> &'static str {
+        "gelu-erf"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        use rayon::prelude::*;
+        let x = contiguous_f32(s, l, "gelu")?;
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(16 * 1024)
+            .zip(x.par_chunks(16 * 1024))
+            .for_each(|(o, i)| {
+                for (o, &v) in o.iter_mut().zip(i) {
+                    *o = 0.5 * v * (1.0 + erf_fast(v * std::f32::consts::FRAC_1_SQRT_2));
+                }
+            });
+        Ok((CpuStorage::F32(y), l.shape().clone()))
+    }
+}
+
+/// GELU (erf form) of a tensor.
+pub(crate) fn gelu(x: &Tensor) -> Result<Tensor> {
+    Ok(x.contiguous()?.apply_op1_no_bwd(&Gelu)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fast_erf_matches_libm() {
+        let mut worst = 0f32;
+        for i in -6000..6000 {
+            let x = i as f32 / 1000.0;
+            let d = (erf_fast(x) - libm_erf(x)).abs();
+            worst = worst.max(d);
+        }
+        assert!(worst < 5e-7, "max |erf error| {worst}");
+    }
+
+    fn libm_erf(x: f32) -> f32 {
+        // Reference through candle's own (libm) erf.
+        let t = Tensor::new(&[x], &candle_core::Device::Cpu).unwrap();
+        t.erf().unwrap().to_vec1::<f32>().unwrap()[0]
     }
 }

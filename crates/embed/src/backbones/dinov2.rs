@@ -70,7 +70,8 @@ impl Block {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let a = self.attention(&self.norm1.forward(x)?)?;
         let x = (x + a.broadcast_mul(&self.ls1)?)?;
-        let h = self.fc1.forward(&self.norm2.forward(&x)?)?.gelu_erf()?;
+        let h = self.fc1.forward(&self.norm2.forward(&x)?)?;
+        let h = crate::nn::gelu(&h)?;
         let m = self.fc2.forward(&h)?;
         Ok((x + m.broadcast_mul(&self.ls2)?)?)
     }
