@@ -11,8 +11,8 @@ use imgsim_datasets::fashion_mnist::FashionMnist;
 use imgsim_embed::autoencoder::checkpoint;
 use imgsim_embed::autoencoder::train::{TrainData, TrainOptions, Trainer};
 use imgsim_embed::{
-    load_rgb, AutoencoderConfig, AutoencoderEmbedder, Backbone, Embedder, ImageLimits,
-    PretrainedEmbedder, Transform, WeightsSource,
+    load_rgb, load_rgb_reduced, AutoencoderConfig, AutoencoderEmbedder, Backbone, Embedder,
+    ImageLimits, PretrainedEmbedder, Transform, WeightsSource,
 };
 use imgsim_index::Metric;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -65,6 +65,10 @@ pub struct EmbedArgs {
     /// Print JSON (one object per image per line, after a header line with the embedder's identity).
     #[arg(long)]
     pub json: bool,
+    /// Decode large JPEGs at full size (bit-exact torchvision preprocessing)
+    /// instead of the faster DCT-scaled decoding.
+    #[arg(long)]
+    pub exact_decode: bool,
 }
 
 /// `imgsim embed`: prints the embedding of each image.
@@ -82,7 +86,13 @@ pub fn embed(args: &EmbedArgs) -> Result<()> {
     }
     let mut failed = 0;
     for path in &args.images {
-        let result = load_rgb(path, &limits)
+        let shorter = e.preprocessing().resize_shorter;
+        let decoded = if args.exact_decode {
+            load_rgb(path, &limits)
+        } else {
+            load_rgb_reduced(path, &limits, shorter)
+        };
+        let result = decoded
             .and_then(|img| e.preprocess(&img))
             .and_then(|x| e.embed_batch(&[x]));
         match result {

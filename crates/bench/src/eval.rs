@@ -374,8 +374,7 @@ mod tests {
         assert_eq!((p, m), (1.0, 1.0));
         // Wrong labels: nothing relevant.
         let base: Vec<f32> = (0..200).flat_map(|i| [i as f32, 0.0]).collect();
-        let (p, m) =
-            retrieval_quality(base, &vec![1; 200], &[0.0, 0.0], &[0], 2, Metric::L2).unwrap();
+        let (p, m) = retrieval_quality(base, &[1; 200], &[0.0, 0.0], &[0], 2, Metric::L2).unwrap();
         assert_eq!((p, m), (0.0, 0.0));
     }
 }

@@ -8,7 +8,10 @@
 
 /// `c (m×n) = a (m×k) · b (k×n)`, all row-major and contiguous.
 pub(crate) fn sgemm(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
-    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n, "sgemm: buffers too small");
+    assert!(
+        a.len() >= m * k && b.len() >= k * n && c.len() >= m * n,
+        "sgemm: buffers too small"
+    );
     imp(m, n, k, a, b, c);
 }
 

@@ -67,7 +67,7 @@ pub enum EmbedError {
         /// The tensor's name.
         name: String,
         /// The model being built.
-        model: String,
+        model: &'static str,
     },
     /// A tensor has another shape than the model expects.
     #[error("{source_name}: tensor `{name}` has shape {found:?}, {model} expects {expected:?}")]
@@ -77,7 +77,7 @@ pub enum EmbedError {
         /// The tensor's name.
         name: String,
         /// The model being built.
-        model: String,
+        model: &'static str,
         /// The shape the model needs.
         expected: Vec<usize>,
         /// The shape in the file.

@@ -60,7 +60,7 @@ impl ConvBn {
     /// Loads `{conv}.weight` and the batch norm `{bn}.*` (eps `eps`).
     pub fn load(
         w: &Weights,
-        model: &str,
+        model: &'static str,
         conv: &str,
         bn: &str,
         spec: ConvSpec,
@@ -287,7 +287,13 @@ impl CustomOp1 for LinearOp<'_> {
 }
 
 impl Linear {
-    pub fn load(w: &Weights, model: &str, name: &str, d_in: usize, d_out: usize) -> Result<Self> {
+    pub fn load(
+        w: &Weights,
+        model: &'static str,
+        name: &str,
+        d_in: usize,
+        d_out: usize,
+    ) -> Result<Self> {
         let weight = w.get(model, &format!("{name}.weight"), &[d_out, d_in])?;
         let bias = w.get(model, &format!("{name}.bias"), &[d_out])?;
         Ok(Linear {
@@ -318,7 +324,7 @@ pub(crate) struct LayerNorm {
 }
 
 impl LayerNorm {
-    pub fn load(w: &Weights, model: &str, name: &str, d: usize, eps: f32) -> Result<Self> {
+    pub fn load(w: &Weights, model: &'static str, name: &str, d: usize, eps: f32) -> Result<Self> {
         Ok(LayerNorm {
             gamma: w.get(model, &format!("{name}.weight"), &[d])?,
             beta: w.get(model, &format!("{name}.bias"), &[d])?,

@@ -114,9 +114,12 @@ pub fn hub_file(repo: &str, file: &str) -> Result<PathBuf> {
         .map_err(|e| err(e.to_string()))
 }
 
+/// Names and shapes requested from recording synthetic weights.
+type Recording = std::sync::Mutex<Vec<(String, Vec<usize>)>>;
+
 enum Store {
     Tensors(HashMap<String, Tensor>),
-    Synthetic(u64, Option<std::sync::Mutex<Vec<(String, Vec<usize>)>>>),
+    Synthetic(u64, Option<Recording>),
 }
 
 /// Loaded weights: tensors by name, checked against the shapes a model asks for.
@@ -252,7 +255,7 @@ impl Weights {
     }
 
     /// The tensor `name`, which must have `shape`, as f32 on the CPU.
-    pub fn get(&self, model: &str, name: &str, shape: &[usize]) -> Result<Tensor> {
+    pub fn get(&self, model: &'static str, name: &str, shape: &[usize]) -> Result<Tensor> {
         match &self.store {
             Store::Synthetic(seed, rec) => {
                 if let Some(rec) = rec {
@@ -270,13 +273,13 @@ impl Weights {
                 let t = map.get(name).ok_or_else(|| EmbedError::MissingTensor {
                     source_name: self.origin.clone(),
                     name: name.to_string(),
-                    model: model.to_string(),
+                    model,
                 })?;
                 if t.dims() != shape {
                     return Err(EmbedError::TensorShape {
                         source_name: self.origin.clone(),
                         name: name.to_string(),
-                        model: model.to_string(),
+                        model,
                         expected: shape.to_vec(),
                         found: t.dims().to_vec(),
                     });
@@ -293,7 +296,7 @@ impl Weights {
     }
 
     /// Like [`Weights::get`], as a host vector.
-    pub fn get_vec(&self, model: &str, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+    pub fn get_vec(&self, model: &'static str, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
         Ok(self
             .get(model, name, shape)?
             .flatten_all()?

@@ -81,7 +81,7 @@ impl AutoencoderConfig {
             return bad(format!("widths {:?}: 1 to 5 non-zero blocks", self.widths));
         }
         let f = 1usize << self.widths.len();
-        if self.input_size == 0 || self.input_size % f != 0 || self.input_size > 512 {
+        if self.input_size == 0 || !self.input_size.is_multiple_of(f) || self.input_size > 512 {
             return bad(format!(
                 "input size {} must be a multiple of {f} and at most 512",
                 self.input_size

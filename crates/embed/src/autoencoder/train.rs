@@ -199,7 +199,7 @@ impl Trainer {
         on_batch: &mut dyn FnMut(BatchProgress),
     ) -> Result<EpochStats> {
         let len = self.cfg.transform().len();
-        if data.len != len || data.pixels.len() % len != 0 || data.n() == 0 {
+        if data.len != len || !data.pixels.len().is_multiple_of(len) || data.n() == 0 {
             return Err(EmbedError::Input(format!(
                 "training data: {} floats is not a whole number of {len}-float images",
                 data.pixels.len()

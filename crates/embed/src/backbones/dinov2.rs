@@ -91,7 +91,7 @@ pub struct DinoV2 {
 impl DinoV2 {
     /// Builds ViT-S/14 for `image_size × image_size` inputs (a multiple of 14).
     pub fn vit_small(w: &Weights, image_size: usize) -> Result<Self> {
-        if image_size == 0 || image_size % PATCH != 0 {
+        if image_size == 0 || !image_size.is_multiple_of(PATCH) {
             return Err(EmbedError::Input(format!(
                 "DINOv2 input size {image_size} is not a positive multiple of {PATCH}"
             )));

@@ -49,11 +49,14 @@ impl Uib {
 
 enum Layer {
     Conv(ConvBn),
-    Uib(Uib),
+    Uib(Box<Uib>),
 }
 
-/// UIB blocks of stages 2 and 3: (stage, index, in, out, start kernel, expanded, mid kernel, stride).
-const UIBS: [(usize, usize, usize, usize, usize, usize, usize, usize); 12] = [
+/// One UIB block: (stage, index, in, out, start kernel, expanded, mid kernel, stride).
+type UibSpec = (usize, usize, usize, usize, usize, usize, usize, usize);
+
+/// UIB blocks of stages 2 and 3.
+const UIBS: [UibSpec; 12] = [
     (2, 0, 64, 96, 5, 192, 5, 2),
     (2, 1, 96, 96, 0, 192, 3, 1),
     (2, 2, 96, 96, 0, 192, 3, 1),
@@ -132,13 +135,13 @@ impl MobileNetV4 {
                 None
             };
             let pw_proj = part("pw_proj", ConvSpec::new(mid, c_out, 1, 1), Act::None)?;
-            layers.push(Layer::Uib(Uib {
+            layers.push(Layer::Uib(Box::new(Uib {
                 dw_start,
                 pw_exp,
                 dw_mid,
                 pw_proj,
                 skip: c_in == c_out && stride == 1,
-            }));
+            })));
         }
         layers.push(Layer::Conv(cba(
             "blocks.4.0.conv",

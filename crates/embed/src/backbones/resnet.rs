@@ -76,7 +76,12 @@ impl ResNet {
         Self::build(w, "resnet50", true, [3, 4, 6, 3])
     }
 
-    fn build(w: &Weights, model: &str, bottleneck: bool, layers: [usize; 4]) -> Result<Self> {
+    fn build(
+        w: &Weights,
+        model: &'static str,
+        bottleneck: bool,
+        layers: [usize; 4],
+    ) -> Result<Self> {
         let stem = ConvBn::load(
             w,
             model,
