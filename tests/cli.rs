@@ -1,28 +1,12 @@
 //! End-to-end tests of the `imgsim` binary.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
+use common::{imgsim, text};
+
+use std::process::Command;
 
 use imgsim_datasets::synthetic::Clustered;
 use imgsim_datasets::{fvecs, npy, Dense};
-
-fn imgsim(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_imgsim"))
-        .args(args)
-        .current_dir(cwd)
-        .env_remove("IMGSIM_DATA_DIR")
-        .env_remove("IMGSIM_CONFIG")
-        .output()
-        .expect("imgsim runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 #[test]
 fn bench_ann_on_synthetic_writes_json_csv_and_svg() {

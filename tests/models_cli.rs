@@ -2,29 +2,11 @@
 //! autoencoder`, `eval`, `bench embed`, on small data sets written by the
 //! tests (a Fashion-MNIST-shaped IDX set, images, weight files).
 
+mod common;
+use common::{imgsim, text};
+
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn imgsim(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_imgsim"))
-        .args(args)
-        .current_dir(cwd)
-        .env_remove("IMGSIM_DATA_DIR")
-        .env_remove("IMGSIM_CONFIG")
-        .env("HF_HUB_OFFLINE", "1")
-        .env("HF_HOME", cwd.join("hf-home"))
-        .output()
-        .expect("imgsim runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// Writes an IDX file (gzip) of u8 data with the given dimensions.
 fn idx(path: &Path, dims: &[u32], data: &[u8]) {

@@ -117,6 +117,22 @@ pub(crate) fn stack(inputs: &[Vec<f32>], t: &Transform) -> Result<Tensor> {
     )?)
 }
 
+/// The common body of `embed_batch`: stack the inputs, run `forward`, and
+/// return the rows (L2-normalised when `normalise`).
+pub(crate) fn embed_with(
+    inputs: &[Vec<f32>],
+    t: &Transform,
+    model: &str,
+    normalise: bool,
+    forward: impl FnOnce(&Tensor) -> Result<Tensor>,
+) -> Result<Vec<Vec<f32>>> {
+    if inputs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let x = stack(inputs, t)?;
+    rows(model, &forward(&x)?, normalise)
+}
+
 /// Rows of a `(B, D)` tensor, L2-normalised when `normalise`; non-finite
 /// outputs are an error, never stored.
 pub(crate) fn rows(model: &str, y: &Tensor, normalise: bool) -> Result<Vec<Vec<f32>>> {
@@ -185,11 +201,9 @@ impl Embedder for PretrainedEmbedder {
     }
 
     fn embed_batch(&self, inputs: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
-        if inputs.is_empty() {
-            return Ok(Vec::new());
-        }
-        let x = stack(inputs, &self.identity.preprocessing)?;
-        let y = self.net.forward(&x)?;
-        rows(self.backbone.name(), &y, true)
+        let t = &self.identity.preprocessing;
+        embed_with(inputs, t, self.backbone.name(), true, |x| {
+            self.net.forward(x)
+        })
     }
 }

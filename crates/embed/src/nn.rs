@@ -364,17 +364,7 @@ pub(crate) fn resample_bicubic_aa(
     (ih, iw): (usize, usize),
     (oh, ow): (usize, usize),
 ) -> Vec<f32> {
-    fn cubic(x: f64) -> f64 {
-        let a = -0.5;
-        let x = x.abs();
-        if x < 1.0 {
-            ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
-        } else if x < 2.0 {
-            (((x - 5.0) * x + 8.0) * x - 4.0) * a
-        } else {
-            0.0
-        }
-    }
+    use crate::resample::bicubic as cubic;
     // Per output index: (first input index, weights).
     fn weights(n_in: usize, n_out: usize) -> Vec<(usize, Vec<f64>)> {
         let scale = n_in as f64 / n_out as f64;

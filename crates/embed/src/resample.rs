@@ -21,16 +21,21 @@ fn filter(interp: Interpolation, x: f64) -> f64 {
                 0.0
             }
         }
-        Interpolation::Bicubic => {
-            let a = -0.5;
-            if x < 1.0 {
-                ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
-            } else if x < 2.0 {
-                (((x - 5.0) * x + 8.0) * x - 4.0) * a
-            } else {
-                0.0
-            }
-        }
+        Interpolation::Bicubic => bicubic(x),
+    }
+}
+
+/// Keys' cubic convolution kernel with a = −0.5 (Pillow's and PyTorch's
+/// antialiased bicubic).
+pub(crate) fn bicubic(x: f64) -> f64 {
+    let a = -0.5;
+    let x = x.abs();
+    if x < 1.0 {
+        ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
+    } else if x < 2.0 {
+        (((x - 5.0) * x + 8.0) * x - 4.0) * a
+    } else {
+        0.0
     }
 }
 

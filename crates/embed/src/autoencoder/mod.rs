@@ -20,7 +20,7 @@ use candle_core::{Module, Tensor};
 use candle_nn::{Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 
-use crate::embedder::{rows, stack, Embedder, EmbedderIdentity, Metric};
+use crate::embedder::{embed_with, stack, Embedder, EmbedderIdentity, Metric};
 use crate::error::{EmbedError, Result};
 use crate::transform::Transform;
 
@@ -358,10 +358,7 @@ impl Embedder for AutoencoderEmbedder {
     }
 
     fn embed_batch(&self, inputs: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
-        if inputs.is_empty() {
-            return Ok(Vec::new());
-        }
-        let x = stack(inputs, &self.identity.preprocessing)?;
-        rows("autoencoder", &self.model.encode(&x)?, false)
+        let t = &self.identity.preprocessing;
+        embed_with(inputs, t, "autoencoder", false, |x| self.model.encode(x))
     }
 }

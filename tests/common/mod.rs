@@ -1,0 +1,28 @@
+//! The small harness the end-to-end tests share: run the `imgsim` binary in
+//! a folder with a clean environment, and read what it printed.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// Runs `imgsim ARGS` in `cwd`, with the collection and config environment
+/// cleared and the Hugging Face Hub offline (cache under `cwd`).
+pub fn imgsim(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_imgsim"))
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("IMGSIM_DATA_DIR")
+        .env_remove("IMGSIM_CONFIG")
+        .env("HF_HUB_OFFLINE", "1")
+        .env("HF_HOME", cwd.join("hf-home"))
+        .output()
+        .expect("imgsim runs")
+}
+
+/// stdout then stderr, as text.
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
