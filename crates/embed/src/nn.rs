@@ -142,13 +142,12 @@ impl ConvBn {
                 bias: &self.bias_vec,
                 spec: self.spec,
                 pad,
-                relu: self.act == Act::Relu && residual.is_none(),
+                relu: self.act == Act::Relu,
             };
-            let y = x.contiguous()?.apply_op1_no_bwd(&op)?;
-            return Ok(match (residual, self.act) {
-                (None, _) => y,
-                (Some(r), Act::None) => (y + r)?,
-                (Some(r), Act::Relu) => (y + r)?.relu()?,
+            let x = x.contiguous()?;
+            return Ok(match residual {
+                None => x.apply_op1_no_bwd(&op)?,
+                Some(r) => x.apply_op2_no_bwd(&r.contiguous()?, &op)?,
             });
         }
         let mut y = x.conv2d(&self.weight, pad, self.spec.stride, 1, self.spec.groups)?;
@@ -650,15 +649,22 @@ fn im2col_rows(
     });
 }
 
-impl CustomOp1 for GemmConv<'_> {
-    fn name(&self) -> &'static str {
-        "gemm-conv2d"
-    }
+thread_local! {
+    /// im2col scratch, reused across layers and calls (every element is
+    /// written by [`im2col_rows`], so it is never cleared).
+    static COLS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+impl GemmConv<'_> {
+    /// The convolution of `x` (`(b, c, h, w)`), plus bias, plus `residual`
+    /// (same shape as the output) when given, then the ReLU if asked.
+    fn run(
+        &self,
+        x: &[f32],
+        (b, c, h, w): (usize, usize, usize, usize),
+        residual: Option<&[f32]>,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         use rayon::prelude::*;
-        let (b, c, h, w) = l.shape().dims4()?;
-        let x = contiguous_f32(s, l, "conv2d")?;
         let ConvSpec {
             c_out, k, stride, ..
         } = self.spec;
@@ -676,34 +682,78 @@ impl CustomOp1 for GemmConv<'_> {
         let ow = (w + 2 * p - k) / stride + 1;
         let n = oh * ow;
         let kk = c * k * k;
-        let direct = k == 1 && stride == 1 && p == 0;
-        let mut cols = if direct {
-            Vec::new()
-        } else {
-            vec![0f32; kk * n]
-        };
-        let mut out = vec![0f32; b * c_out * n];
-        for bi in 0..b {
-            let img = &x[bi * c * h * w..(bi + 1) * c * h * w];
-            let rhs: &[f32] = if direct {
-                img
-            } else {
-                im2col_rows(img, (c, h, w), k, stride, p, (oh, ow), &mut cols);
-                &cols
-            };
-            let dst = &mut out[bi * c_out * n..(bi + 1) * c_out * n];
-            crate::blas::sgemm(c_out, n, kk, self.weight, rhs, dst);
+        if residual.is_some_and(|r| r.len() != b * c_out * n) {
+            candle_core::bail!("conv2d: residual does not match the output shape");
         }
+        let direct = k == 1 && stride == 1 && p == 0;
+        let mut out = vec![0f32; b * c_out * n];
+        COLS.with(|cols| {
+            let mut cols = cols.borrow_mut();
+            if !direct && cols.len() < kk * n {
+                cols.resize(kk * n, 0.0);
+            }
+            for bi in 0..b {
+                let img = &x[bi * c * h * w..(bi + 1) * c * h * w];
+                let rhs: &[f32] = if direct {
+                    img
+                } else {
+                    im2col_rows(img, (c, h, w), k, stride, p, (oh, ow), &mut cols[..kk * n]);
+                    &cols[..kk * n]
+                };
+                let dst = &mut out[bi * c_out * n..(bi + 1) * c_out * n];
+                crate::blas::sgemm(c_out, n, kk, self.weight, rhs, dst);
+            }
+        });
         let relu = self.relu;
         out.par_chunks_mut(n).enumerate().for_each(|(i, plane)| {
             let bv = self.bias[i % c_out];
-            if relu {
-                plane.iter_mut().for_each(|v| *v = (*v + bv).max(0.0));
-            } else {
-                plane.iter_mut().for_each(|v| *v += bv);
+            match residual {
+                Some(r) => {
+                    let rp = &r[i * n..(i + 1) * n];
+                    if relu {
+                        plane
+                            .iter_mut()
+                            .zip(rp)
+                            .for_each(|(v, r)| *v = (*v + bv + r).max(0.0));
+                    } else {
+                        plane.iter_mut().zip(rp).for_each(|(v, r)| *v += bv + r);
+                    }
+                }
+                None if relu => plane.iter_mut().for_each(|v| *v = (*v + bv).max(0.0)),
+                None => plane.iter_mut().for_each(|v| *v += bv),
             }
         });
         Ok((CpuStorage::F32(out), Shape::from((b, c_out, oh, ow))))
+    }
+}
+
+impl CustomOp1 for GemmConv<'_> {
+    fn name(&self) -> &'static str {
+        "gemm-conv2d"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let dims = l.shape().dims4()?;
+        self.run(contiguous_f32(s, l, "conv2d")?, dims, None)
+    }
+}
+
+/// The same convolution with a residual added before the activation.
+impl candle_core::CustomOp2 for GemmConv<'_> {
+    fn name(&self) -> &'static str {
+        "gemm-conv2d-residual"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let dims = l1.shape().dims4()?;
+        let r = contiguous_f32(s2, l2, "conv2d residual")?;
+        self.run(contiguous_f32(s1, l1, "conv2d")?, dims, Some(r))
     }
 }
 
