@@ -75,12 +75,13 @@ impl ConvBn {
         let beta = w.get_vec(model, &format!("{bn}.bias"), &[c])?;
         let mean = w.get_vec(model, &format!("{bn}.running_mean"), &[c])?;
         let var = w.get_vec(model, &format!("{bn}.running_var"), &[c])?;
-        let conv_bias =
-            if w.contains(&format!("{conv}.bias")) && w.dims(&format!("{conv}.bias")).is_some() {
-                Some(w.get_vec(model, &format!("{conv}.bias"), &[c])?)
-            } else {
-                None
-            };
+        // An optional convolution bias: only a stored one (synthetic
+        // weights, like torchvision's, have none before a batch norm).
+        let bias_name = format!("{conv}.bias");
+        let conv_bias = match w.dims(&bias_name) {
+            Some(_) => Some(w.get_vec(model, &bias_name, &[c])?),
+            None => None,
+        };
         let per = cin_g * spec.k * spec.k;
         let mut bias = vec![0f32; c];
         for o in 0..c {
