@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # Installs what imgsim needs from Debian that a fresh machine lacks:
-# the Fashion-MNIST data set (package dataset-fashion-mnist). Idempotent.
+# - libturbojpeg0-dev: libjpeg-turbo's TurboJPEG library, linked for scaled
+#   JPEG decoding (needed to build);
+# - dataset-fashion-mnist: the Fashion-MNIST data set (benchmarks, eval).
+# Idempotent: does nothing when both are present.
 set -euo pipefail
-if [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
+need=()
+[ -f /usr/include/turbojpeg.h ] || need+=(libturbojpeg0-dev)
+[ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || need+=(dataset-fashion-mnist)
+if [ ${#need[@]} -eq 0 ]; then
     exit 0
 fi
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
-echo "installing dataset-fashion-mnist (Debian package) ..."
+echo "installing ${need[*]} (Debian packages) ..."
 $SUDO apt-get update -qq || true
-$SUDO apt-get install -y -q dataset-fashion-mnist
+$SUDO apt-get install -y -q "${need[@]}"

@@ -30,6 +30,7 @@ pub(crate) mod nn;
 pub mod resample;
 pub mod synthetic;
 pub mod transform;
+pub(crate) mod turbo;
 pub mod weights;
 
 pub use autoencoder::{Autoencoder, AutoencoderConfig, AutoencoderEmbedder};

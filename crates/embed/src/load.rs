@@ -79,13 +79,14 @@ pub fn read_limited(path: &Path, limits: &ImageLimits) -> Result<Vec<u8>> {
 }
 
 /// Like [`decode_rgb`], but a large JPEG is decoded at a reduced scale
-/// (1/2, 1/4 or 1/8, by a scaled inverse DCT: what Pillow's `draft` mode
-/// does) as long as its shorter side stays at least `min_shorter`; the
+/// (1/8 to 7/8, by libjpeg-turbo's scaled inverse DCT: what Pillow's
+/// `draft` mode does with the same library) as long as its shorter side
+/// stays at least `min_shorter`; the
 /// preprocessing then resizes the rest of the way with antialiasing. This is
 /// several times faster on photos and visually equivalent, but not
 /// bit-identical to decoding at full size: [`decode_rgb`] is the exact path.
-/// Other formats, CMYK and 16-bit JPEGs, and anything the scaled decoder
-/// rejects go through [`decode_rgb`].
+/// Other formats, CMYK JPEGs, and anything the scaled decoder rejects go
+/// through [`decode_rgb`].
 pub fn decode_rgb_reduced(
     bytes: &[u8],
     name: &Path,
@@ -101,48 +102,21 @@ pub fn decode_rgb_reduced(
     }
 }
 
-/// The scaled JPEG decode; `None` means "use the general path" (which also
-/// produces the right error for damaged data).
+/// The scaled JPEG decode (libjpeg-turbo); `None` means "use the general
+/// path" (which also produces the right error for damaged data).
 fn scaled_jpeg(bytes: &[u8], limits: &ImageLimits, min_shorter: u32) -> Option<RgbImage> {
-    let mut d = jpeg_decoder::Decoder::new(Cursor::new(bytes));
-    d.set_max_decoding_buffer_size(usize::try_from(limits.max_alloc_bytes).unwrap_or(usize::MAX));
-    d.read_info().ok()?;
-    let info = d.info()?;
-    let (w, h) = (u32::from(info.width), u32::from(info.height));
-    if w == 0 || h == 0 || w > limits.max_width || h > limits.max_height {
-        return None;
-    }
-    if info.pixel_format != jpeg_decoder::PixelFormat::RGB24
-        && info.pixel_format != jpeg_decoder::PixelFormat::L8
-    {
-        return None;
-    }
-    let short = w.min(h);
-    if short < 2 * min_shorter {
-        return None; // no reduction possible: the general decoder is faster
-    }
-    // Smallest size whose shorter side is still >= min_shorter.
-    let req_w = (u64::from(w) * u64::from(min_shorter)).div_ceil(u64::from(short)) as u16;
-    let req_h = (u64::from(h) * u64::from(min_shorter)).div_ceil(u64::from(short)) as u16;
-    let (sw, sh) = d.scale(req_w, req_h).ok()?;
-    let orientation = d
-        .exif_data()
-        .and_then(image::metadata::Orientation::from_exif_chunk)
+    let (w, h, px) = crate::turbo::decode_scaled(
+        bytes,
+        min_shorter,
+        (limits.max_width, limits.max_height),
+        limits.max_alloc_bytes,
+    )?;
+    let rgb = RgbImage::from_raw(w, h, px)?;
+    // EXIF orientation, from the header alone.
+    let orientation = image::codecs::jpeg::JpegDecoder::new(Cursor::new(bytes))
+        .ok()
+        .and_then(|mut d| d.orientation().ok())
         .unwrap_or(image::metadata::Orientation::NoTransforms);
-    let pixels = d.decode().ok()?;
-    let info = d.info()?;
-    let (sw, sh) = (u32::from(sw), u32::from(sh));
-    let rgb = match info.pixel_format {
-        jpeg_decoder::PixelFormat::RGB24 => RgbImage::from_raw(sw, sh, pixels)?,
-        jpeg_decoder::PixelFormat::L8 => {
-            let mut v = Vec::with_capacity(pixels.len() * 3);
-            for p in pixels {
-                v.extend([p, p, p]);
-            }
-            RgbImage::from_raw(sw, sh, v)?
-        }
-        _ => return None,
-    };
     if orientation == image::metadata::Orientation::NoTransforms {
         return Some(rgb);
     }

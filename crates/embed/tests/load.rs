@@ -229,3 +229,75 @@ fn exif_orientation_is_applied() {
         (40, 20)
     );
 }
+
+#[test]
+fn reduced_jpeg_decoding_scales_orients_and_falls_back_on_damage() {
+    use imgsim_embed::decode_rgb_reduced;
+    let name = Path::new("big.jpg");
+    let limits = ImageLimits::default();
+    let jpeg = encode(
+        &DynamicImage::ImageRgb8(gradient(1600, 1200)),
+        ImageFormat::Jpeg,
+    );
+    // Shorter side 1200 for a 256 target: libjpeg-turbo's 1/4 gives 400 × 300.
+    let small = decode_rgb_reduced(&jpeg, name, &limits, 256).unwrap();
+    assert_eq!(small.dimensions(), (400, 300));
+    // Close to the full decode resized (a gradient: small differences only).
+    let full = decode_rgb(&jpeg, name, &limits).unwrap();
+    let (fx, fy) = (800, 600);
+    let (sx, sy) = (200, 150);
+    for c in 0..3 {
+        let a = i32::from(full.get_pixel(fx, fy)[c]);
+        let b = i32::from(small.get_pixel(sx, sy)[c]);
+        assert!((a - b).abs() <= 6, "channel {c}: {a} vs {b}");
+    }
+    // M/8 factors: 7/8 when that still covers the target, none when not.
+    assert_eq!(
+        decode_rgb_reduced(&jpeg, name, &limits, 1000)
+            .unwrap()
+            .dimensions(),
+        (1400, 1050)
+    );
+    assert_eq!(
+        decode_rgb_reduced(&jpeg, name, &limits, 1100)
+            .unwrap()
+            .dimensions(),
+        (1600, 1200)
+    );
+    // EXIF orientation is applied on this path too.
+    let rotated = decode_rgb_reduced(&with_exif_orientation(&jpeg, 6), name, &limits, 256).unwrap();
+    assert_eq!(rotated.dimensions(), (300, 400));
+    // Damage: the same typed error as the exact path, naming the file.
+    let truncated = &jpeg[..jpeg.len() / 3];
+    let e1 = decode_rgb_reduced(truncated, name, &limits, 256);
+    let e2 = decode_rgb(truncated, name, &limits);
+    match (e1, e2) {
+        (Err(a), Err(b)) => {
+            assert_eq!(a.to_string(), b.to_string());
+            assert!(a.to_string().contains("big.jpg"));
+        }
+        (Ok(_), Ok(_)) => {} // a decoder that pads truncated scans does so on both paths
+        (a, b) => panic!(
+            "paths disagree: {:?} vs {:?}",
+            a.map(|i| i.dimensions()),
+            b.map(|i| i.dimensions())
+        ),
+    }
+    // Over the dimension limit: refused, not decoded.
+    let tight = ImageLimits {
+        max_width: 1000,
+        ..limits
+    };
+    assert!(matches!(
+        decode_rgb_reduced(&jpeg, name, &tight, 256),
+        Err(EmbedError::TooLarge { .. })
+    ));
+    // Not a JPEG: the general path.
+    let png = encode(&DynamicImage::ImageRgb8(gradient(30, 20)), ImageFormat::Png);
+    assert_eq!(
+        decode_rgb_reduced(&png, name, &limits, 256)
+            .unwrap()
+            .dimensions(),
+        (30, 20)
+    );
+}
