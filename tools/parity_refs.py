@@ -140,6 +140,13 @@ def mobilenetv4() -> torch.nn.Module:
     return m
 
 
+def clip_b32() -> torch.nn.Module:
+    # QuickGELU, as OpenAI trained it (timm's plain variant uses GELU).
+    m = timm.create_model("vit_base_patch32_clip_quickgelu_224", pretrained=False)
+    fill(m, SEED)
+    return m
+
+
 def pattern_png(path: str) -> None:
     """A deterministic 320 x 240 test picture: gradients, rings and a
     checkerboard, so that the resize filter matters."""
@@ -194,6 +201,7 @@ def main() -> None:
         ("resnet50", lambda: resnet("resnet50")),
         ("mobilenetv4-small", mobilenetv4),
         ("dinov2-small", dinov2),
+        ("clip-b32", clip_b32),
     ):
         if not wanted or name in wanted:
             case(name, build())

@@ -26,7 +26,7 @@ import timm
 import torch
 import torchvision
 
-BACKBONES = ["resnet18", "resnet50", "mobilenetv4-small", "dinov2-small"]
+BACKBONES = ["resnet18", "resnet50", "mobilenetv4-small", "dinov2-small", "clip-b32"]
 
 
 def build(name):
@@ -40,6 +40,9 @@ def build(name):
         model = timm.create_model(
             "vit_small_patch14_dinov2", pretrained=False, num_classes=0, img_size=224
         )
+    elif name == "clip-b32":
+        # The image tower with its 768 -> 512 projection (QuickGELU, as OpenAI's).
+        model = timm.create_model("vit_base_patch32_clip_quickgelu_224", pretrained=False)
     else:
         raise SystemExit(f"unknown backbone {name!r}; known: {', '.join(BACKBONES)}")
     return model.eval()

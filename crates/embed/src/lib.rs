@@ -9,7 +9,8 @@
 //! - [`transform`]: the torchvision-style transform (resize the shorter side,
 //!   centre crop, scale to `[0, 1]`, normalise by mean and std).
 //! - [`Embedder`]: the one trait; [`PretrainedEmbedder`] runs a
-//!   [`Backbone`] (ResNet-18/50, MobileNetV4-small, DINOv2 ViT-S/14) with
+//!   [`Backbone`] (ResNet-18/50, MobileNetV4-small, DINOv2 ViT-S/14, CLIP
+//!   ViT-B/32 image tower) with
 //!   weights from a local safetensors file or the Hugging Face Hub
 //!   ([`WeightsSource`]).
 //! - [`autoencoder`]: a convolutional autoencoder trained here on unlabelled

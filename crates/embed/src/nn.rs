@@ -294,11 +294,40 @@ impl Linear {
         d_in: usize,
         d_out: usize,
     ) -> Result<Self> {
+        let bias = w.get_vec(model, &format!("{name}.bias"), &[d_out])?;
+        Self::with_bias(w, model, name, d_in, d_out, bias)
+    }
+
+    /// A linear layer whose bias may be absent from the weights (then zero),
+    /// as CLIP's projection in OpenAI's checkpoints.
+    pub fn load_optional_bias(
+        w: &Weights,
+        model: &'static str,
+        name: &str,
+        d_in: usize,
+        d_out: usize,
+    ) -> Result<Self> {
+        let bias_name = format!("{name}.bias");
+        let bias = if w.contains(&bias_name) {
+            w.get_vec(model, &bias_name, &[d_out])?
+        } else {
+            vec![0.0; d_out]
+        };
+        Self::with_bias(w, model, name, d_in, d_out, bias)
+    }
+
+    fn with_bias(
+        w: &Weights,
+        model: &'static str,
+        name: &str,
+        d_in: usize,
+        d_out: usize,
+        bias: Vec<f32>,
+    ) -> Result<Self> {
         let weight = w.get(model, &format!("{name}.weight"), &[d_out, d_in])?;
-        let bias = w.get(model, &format!("{name}.bias"), &[d_out])?;
         Ok(Linear {
             wt: weight.t()?.contiguous()?.flatten_all()?.to_vec1::<f32>()?,
-            bias: bias.to_vec1::<f32>()?,
+            bias,
             d_in,
             out: d_out,
         })

@@ -137,3 +137,8 @@ fn parity_preprocessing_resnet18() {
         assert!(err <= TOLERANCE, "{case}: features differ ({err:.3e})");
     }
 }
+
+#[test]
+fn parity_clip_b32() {
+    check_backbone("clip-b32");
+}

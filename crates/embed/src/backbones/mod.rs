@@ -2,13 +2,13 @@
 //! each; [`Backbone`] names them and knows their preprocessing and where
 //! their weights live on the Hugging Face Hub.
 
-mod dinov2;
 mod mobilenetv4;
 mod resnet;
+mod vit;
 
-pub use dinov2::DinoV2;
 pub use mobilenetv4::MobileNetV4;
 pub use resnet::ResNet;
+pub use vit::{DinoV2, Vit};
 
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
@@ -37,15 +37,18 @@ pub enum Backbone {
     Mobilenetv4Small,
     /// DINOv2 ViT-S/14 CLS token, 384-d: the best for retrieval.
     Dinov2Small,
+    /// CLIP ViT-B/32 image tower, 512-d (the joint image–text space).
+    ClipB32,
 }
 
 impl Backbone {
     /// All backbones, for listings.
-    pub const ALL: [Backbone; 4] = [
+    pub const ALL: [Backbone; 5] = [
         Backbone::Resnet18,
         Backbone::Resnet50,
         Backbone::Mobilenetv4Small,
         Backbone::Dinov2Small,
+        Backbone::ClipB32,
     ];
 
     /// The command-line name.
@@ -55,6 +58,7 @@ impl Backbone {
             Backbone::Resnet50 => "resnet50",
             Backbone::Mobilenetv4Small => "mobilenetv4-small",
             Backbone::Dinov2Small => "dinov2-small",
+            Backbone::ClipB32 => "clip-b32",
         }
     }
 
@@ -78,6 +82,7 @@ impl Backbone {
             Backbone::Resnet50 => 2048,
             Backbone::Mobilenetv4Small => 1280,
             Backbone::Dinov2Small => 384,
+            Backbone::ClipB32 => 512,
         }
     }
 
@@ -94,6 +99,13 @@ impl Backbone {
             Backbone::Dinov2Small => {
                 Transform::imagenet(256, 224).with_interpolation(Interpolation::Bicubic)
             }
+            // OpenAI CLIP's own preprocessing: resize 224 bicubic, crop 224,
+            // CLIP's mean and std.
+            Backbone::ClipB32 => Transform {
+                mean: [0.481_454_66, 0.457_827_5, 0.408_210_73],
+                std: [0.268_629_54, 0.261_302_6, 0.275_777_1],
+                ..Transform::imagenet(224, 224).with_interpolation(Interpolation::Bicubic)
+            },
         }
     }
 
@@ -104,6 +116,7 @@ impl Backbone {
             Backbone::Resnet50 => "timm/resnet50.tv_in1k",
             Backbone::Mobilenetv4Small => "timm/mobilenetv4_conv_small.e2400_r224_in1k",
             Backbone::Dinov2Small => "timm/vit_small_patch14_dinov2.lvd142m",
+            Backbone::ClipB32 => "timm/vit_base_patch32_clip_224.openai",
         };
         WeightsSource::Hub {
             repo: repo.into(),
@@ -117,7 +130,8 @@ impl Backbone {
             Backbone::Resnet18 => Box::new(ResNet::resnet18(weights)?),
             Backbone::Resnet50 => Box::new(ResNet::resnet50(weights)?),
             Backbone::Mobilenetv4Small => Box::new(MobileNetV4::conv_small(weights)?),
-            Backbone::Dinov2Small => Box::new(DinoV2::vit_small(weights, image_size)?),
+            Backbone::Dinov2Small => Box::new(Vit::vit_small(weights, image_size)?),
+            Backbone::ClipB32 => Box::new(Vit::clip_b32(weights, image_size)?),
         })
     }
 }
