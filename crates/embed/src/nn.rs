@@ -168,6 +168,18 @@ impl ConvBn {
     }
 }
 
+/// The output columns `[lo, hi)` whose input column `ox·s + kx − p` lies
+/// inside `0..w` (kernel column `kx`, stride `s`, padding `p`, `ow` outputs).
+fn valid_cols(kx: usize, p: usize, s: usize, w: usize, ow: usize) -> (usize, usize) {
+    let lo = if kx >= p { 0 } else { (p - kx).div_ceil(s) };
+    let hi = if w + p > kx {
+        ((w + p - kx - 1) / s + 1).min(ow)
+    } else {
+        0
+    };
+    (lo, hi)
+}
+
 /// Direct depthwise convolution (one filter per channel) with bias and an
 /// optional ReLU, parallel over (image, channel) planes. candle runs grouped
 /// convolutions one group at a time, which is slow for depthwise layers.
@@ -188,14 +200,7 @@ impl CustomOp1 for DepthwiseConv<'_> {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         use rayon::prelude::*;
         let (b, c, h, w) = l.shape().dims4()?;
-        let data = match s {
-            CpuStorage::F32(d) => d,
-            _ => candle_core::bail!("depthwise conv: f32 only"),
-        };
-        let Some((start, end)) = l.contiguous_offsets() else {
-            candle_core::bail!("depthwise conv: input must be contiguous")
-        };
-        let input = &data[start..end];
+        let input = contiguous_f32(s, l, "depthwise conv")?;
         let (k, s_, p) = (self.k, self.stride, self.pad);
         if h + 2 * p < k || w + 2 * p < k {
             candle_core::bail!("depthwise conv: input {h}x{w} smaller than kernel {k}");
@@ -220,13 +225,7 @@ impl CustomOp1 for DepthwiseConv<'_> {
                         let irow = &src[iy as usize * w..(iy as usize + 1) * w];
                         for kx in 0..k {
                             let wv = ker[ky * k + kx];
-                            // ox range with 0 <= ox*s + kx - p < w
-                            let lo = if kx >= p { 0 } else { (p - kx).div_ceil(s_) };
-                            let hi_excl = if w + p > kx {
-                                ((w + p - kx - 1) / s_ + 1).min(ow)
-                            } else {
-                                0
-                            };
+                            let (lo, hi_excl) = valid_cols(kx, p, s_, w, ow);
                             if lo >= hi_excl {
                                 continue;
                             }
@@ -637,7 +636,7 @@ struct GemmConv<'a> {
 /// Caffe-style im2col of one `(C, H, W)` image into `(C·k·k, OH·OW)`.
 fn im2col_rows(
     x: &[f32],
-    (c, h, w): (usize, usize, usize),
+    (h, w): (usize, usize),
     k: usize,
     s: usize,
     p: usize,
@@ -649,14 +648,7 @@ fn im2col_rows(
     cols.par_chunks_mut(n).enumerate().for_each(|(r, dst)| {
         let (ci, ky, kx) = (r / (k * k), (r / k) % k, r % k);
         let plane = &x[ci * h * w..(ci + 1) * h * w];
-        // Output columns whose input x is inside the image.
-        let lo = if kx >= p { 0 } else { (p - kx).div_ceil(s) };
-        let hi = if w + p > kx {
-            ((w + p - kx - 1) / s + 1).min(ow)
-        } else {
-            0
-        };
-        let _ = c;
+        let (lo, hi) = valid_cols(kx, p, s, w, ow);
         for oy in 0..oh {
             let drow = &mut dst[oy * ow..(oy + 1) * ow];
             let iy = (oy * s + ky) as isize - p as isize;
@@ -727,7 +719,7 @@ impl GemmConv<'_> {
                 let rhs: &[f32] = if direct {
                     img
                 } else {
-                    im2col_rows(img, (c, h, w), k, stride, p, (oh, ow), &mut cols[..kk * n]);
+                    im2col_rows(img, (h, w), k, stride, p, (oh, ow), &mut cols[..kk * n]);
                     &cols[..kk * n]
                 };
                 let dst = &mut out[bi * c_out * n..(bi + 1) * c_out * n];
