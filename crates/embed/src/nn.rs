@@ -202,11 +202,7 @@ impl CustomOp1 for DepthwiseConv<'_> {
         let (b, c, h, w) = l.shape().dims4()?;
         let input = contiguous_f32(s, l, "depthwise conv")?;
         let (k, s_, p) = (self.k, self.stride, self.pad);
-        if h + 2 * p < k || w + 2 * p < k {
-            candle_core::bail!("depthwise conv: input {h}x{w} smaller than kernel {k}");
-        }
-        let oh = (h + 2 * p - k) / s_ + 1;
-        let ow = (w + 2 * p - k) / s_ + 1;
+        let (oh, ow) = conv_out_dims((h, w), k, s_, p, "depthwise conv")?;
         let mut out = vec![0f32; b * c * oh * ow];
         out.par_chunks_mut(oh * ow)
             .enumerate()
@@ -467,6 +463,22 @@ impl Im2Col {
     }
 }
 
+/// Output size of a `k × k` convolution with stride `s` and padding `p` on
+/// an `h × w` input; an error (naming the operation) when the padded input
+/// is smaller than the kernel.
+fn conv_out_dims(
+    (h, w): (usize, usize),
+    k: usize,
+    s: usize,
+    p: usize,
+    what: &str,
+) -> candle_core::Result<(usize, usize)> {
+    if h + 2 * p < k || w + 2 * p < k {
+        candle_core::bail!("{what}: input {h}x{w} smaller than kernel {k}");
+    }
+    Ok(((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1))
+}
+
 fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
     let data = match s {
         CpuStorage::F32(d) => d,
@@ -488,10 +500,7 @@ impl CustomOp1 for Im2Col {
         let (b, c, h, w) = l.shape().dims4()?;
         let x = contiguous_f32(s, l, "im2col")?;
         let (k, st, p) = (self.k, self.stride, self.pad);
-        if h + 2 * p < k || w + 2 * p < k {
-            candle_core::bail!("im2col: input {h}x{w} smaller than kernel {k}");
-        }
-        let (oh, ow) = self.out_dims(h, w);
+        let (oh, ow) = conv_out_dims((h, w), k, st, p, "im2col")?;
         let row = c * k * k;
         let mut out = vec![0f32; b * oh * ow * row];
         out.par_chunks_mut(ow * row)
@@ -697,11 +706,7 @@ impl GemmConv<'_> {
             );
         }
         let p = self.pad;
-        if h + 2 * p < k || w + 2 * p < k {
-            candle_core::bail!("conv2d: input {h}x{w} smaller than kernel {k}");
-        }
-        let oh = (h + 2 * p - k) / stride + 1;
-        let ow = (w + 2 * p - k) / stride + 1;
+        let (oh, ow) = conv_out_dims((h, w), k, stride, p, "conv2d")?;
         let n = oh * ow;
         let kk = c * k * k;
         if residual.is_some_and(|r| r.len() != b * c_out * n) {
