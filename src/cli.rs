@@ -51,6 +51,18 @@ pub enum Command {
     Train(TrainCommand),
     /// Retrieval quality with labels (precision@10, mAP@100) on Fashion-MNIST.
     Eval(crate::models::EvalArgs),
+    /// Index folders of images (incremental: only new and changed files are processed).
+    Index(Box<crate::library::IndexArgs>),
+    /// The images most like an example image (or an indexed one, --id).
+    Query(crate::library::QueryArgs),
+    /// Groups of near-duplicate images in a collection.
+    Dups(crate::library::DupsArgs),
+    /// A collection's size, embedder, index parameters and disk use.
+    Info(crate::library::InfoArgs),
+    /// Remove images from a collection, by id or path.
+    Remove(crate::library::RemoveArgs),
+    /// Rebuild a collection's graph without deleted images.
+    Compact(crate::library::CompactArgs),
 }
 
 /// `imgsim train ...`
@@ -154,12 +166,29 @@ pub fn run() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     match execute(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", describe_error(&e));
             ExitCode::from(exit_code(&e))
         }
     }
+}
+
+/// The error and its causes, joined with ": ", leaving out a cause whose
+/// text the message already contains (typed errors often quote their source).
+fn describe_error(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 /// 2 for bad input or usage, 1 for everything else.
@@ -176,6 +205,9 @@ fn exit_code(e: &anyhow::Error) -> u8 {
                 | imgsim_bench::BenchError::Invalid(_) => 2,
                 imgsim_bench::BenchError::Write { .. } | imgsim_bench::BenchError::Plot(_) => 1,
             };
+        }
+        if let Some(pe) = cause.downcast_ref::<imgsim_pipeline::PipelineError>() {
+            return if pe.is_user_error() { 2 } else { 1 };
         }
         if let Some(ee) = cause.downcast_ref::<imgsim_embed::EmbedError>() {
             return if matches!(
@@ -198,7 +230,47 @@ fn exit_code(e: &anyhow::Error) -> u8 {
     1
 }
 
-fn execute(cli: Cli) -> Result<()> {
+/// Runs a command; returns the process exit code.
+fn execute(cli: Cli) -> Result<u8> {
+    let quiet = cli.quiet;
+    let settings = settings_for(&cli)?;
+    let ok = |r: Result<()>| r.map(|()| 0u8);
+    match cli.command {
+        Command::Index(args) => crate::library::index(&args, &settings, quiet),
+        Command::Query(args) => ok(crate::library::query(&args, &settings)),
+        Command::Dups(args) => ok(crate::library::dups(&args, &settings)),
+        Command::Info(args) => ok(crate::library::info(&args, &settings)),
+        Command::Remove(args) => ok(crate::library::remove(&args, &settings)),
+        Command::Compact(args) => ok(crate::library::compact(&args, &settings, quiet)),
+        Command::Config => {
+            print!(
+                "{}",
+                toml::to_string_pretty(&settings).context("serialising settings")?
+            );
+            Ok(0)
+        }
+        Command::Bench(BenchCommand::Ann(args)) => ok(bench_ann(&settings, *args, !quiet)),
+        Command::Bench(BenchCommand::Embed(args)) => ok(crate::models::bench_embed(&args)),
+        Command::Embed(args) => ok(crate::models::embed(&args)),
+        Command::Models => {
+            crate::models::list_models();
+            Ok(0)
+        }
+        Command::Train(TrainCommand::Autoencoder(args)) => ok(crate::models::train_autoencoder(
+            &args,
+            &settings.bench.fashion_mnist_dir,
+            !quiet,
+        )),
+        Command::Eval(args) => ok(crate::models::eval(
+            &args,
+            &settings.bench.fashion_mnist_dir,
+        )),
+    }
+}
+
+/// Settings after the config file, the environment and the global flags;
+/// configures the global thread pool.
+fn settings_for(cli: &Cli) -> Result<Settings> {
     let mut settings = Settings::load(cli.config.as_deref())?;
     if let Some(d) = &cli.data_dir {
         settings.data_dir = d.clone();
@@ -212,26 +284,7 @@ fn execute(cli: Cli) -> Result<()> {
             .build_global()
             .context("configuring the thread pool")?;
     }
-    match cli.command {
-        Command::Config => {
-            print!(
-                "{}",
-                toml::to_string_pretty(&settings).context("serialising settings")?
-            );
-            Ok(())
-        }
-        Command::Bench(BenchCommand::Ann(args)) => bench_ann(&settings, *args, !cli.quiet),
-        Command::Bench(BenchCommand::Embed(args)) => crate::models::bench_embed(&args),
-        Command::Embed(args) => crate::models::embed(&args),
-        Command::Models => {
-            crate::models::list_models();
-            Ok(())
-        }
-        Command::Train(TrainCommand::Autoencoder(args)) => {
-            crate::models::train_autoencoder(&args, &settings.bench.fashion_mnist_dir, !cli.quiet)
-        }
-        Command::Eval(args) => crate::models::eval(&args, &settings.bench.fashion_mnist_dir),
-    }
+    Ok(settings)
 }
 
 fn load_data(settings: &Settings, args: &AnnArgs) -> Result<BenchData> {
@@ -413,7 +466,7 @@ fn bench_ann(settings: &Settings, args: AnnArgs, progress: bool) -> Result<()> {
         efs: args.ef.clone().unwrap_or_else(|| settings.bench.ef.clone()),
         k: 10,
         collection_dir: out.join(format!("{name}.collection")),
-        options: settings.collection.clone(),
+        options: settings.storage.clone(),
         runs: args.runs.unwrap_or(settings.bench.runs),
         progress,
     };

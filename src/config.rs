@@ -68,6 +68,68 @@ pub struct BenchSettings {
     pub fashion_mnist_dir: PathBuf,
 }
 
+/// `[embed]`: how images become vectors, and how indexing runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbedSettings {
+    /// `auto`, `backbone` or `autoencoder`.
+    pub model: EmbedModel,
+    /// The pretrained backbone.
+    pub backbone: String,
+    /// Its weights ("" = the backbone's Hugging Face Hub default).
+    pub weights: String,
+    /// Autoencoder bottleneck size.
+    pub autoencoder_dim: usize,
+    /// Autoencoder epochs (0 = chosen from the number of images).
+    pub autoencoder_epochs: usize,
+    /// Images an autoencoder is trained on, at most.
+    pub autoencoder_max_images: usize,
+    /// Images per model call and per commit.
+    pub batch_size: usize,
+    /// Threads decoding images while the model runs (0 = one per core).
+    pub decode_threads: usize,
+    /// Decode JPEGs at full size instead of DCT-scaled.
+    pub exact_decode: bool,
+}
+
+/// `[embed] model`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmbedModel {
+    /// The backbone if its weights can be had, else an autoencoder trained on the collection.
+    Auto,
+    /// Always the backbone.
+    Backbone,
+    /// Always an autoencoder trained on the collection.
+    Autoencoder,
+}
+
+/// `[limits]`: what an input image may be.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSettings {
+    /// Largest width, pixels.
+    pub max_width: u32,
+    /// Largest height, pixels.
+    pub max_height: u32,
+    /// Largest decoded image, bytes.
+    pub max_decoded_bytes: u64,
+    /// Largest file, bytes.
+    pub max_file_bytes: u64,
+}
+
+impl LimitsSettings {
+    /// As decoder limits.
+    pub fn image_limits(&self) -> imgsim_embed::ImageLimits {
+        imgsim_embed::ImageLimits {
+            max_width: self.max_width,
+            max_height: self.max_height,
+            max_alloc_bytes: self.max_decoded_bytes,
+            max_file_bytes: self.max_file_bytes,
+        }
+    }
+}
+
 /// All settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -76,10 +138,16 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// Threads (0 = all cores).
     pub threads: usize,
+    /// Collection used when none is named.
+    pub collection: String,
+    /// Embedding and indexing.
+    pub embed: EmbedSettings,
+    /// Input limits.
+    pub limits: LimitsSettings,
     /// Index parameters.
     pub index: IndexSettings,
-    /// Collection options.
-    pub collection: OpenOptions,
+    /// Collection storage options.
+    pub storage: OpenOptions,
     /// Benchmark options.
     pub bench: BenchSettings,
 }
@@ -87,16 +155,35 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         let p = HnswParams::default();
+        let l = imgsim_embed::ImageLimits::default();
         Settings {
             data_dir: PathBuf::new(),
             threads: 0,
+            collection: "default".into(),
+            embed: EmbedSettings {
+                model: EmbedModel::Auto,
+                backbone: "dinov2-small".into(),
+                weights: String::new(),
+                autoencoder_dim: 64,
+                autoencoder_epochs: 0,
+                autoencoder_max_images: 10_000,
+                batch_size: 16,
+                decode_threads: 0,
+                exact_decode: false,
+            },
+            limits: LimitsSettings {
+                max_width: l.max_width,
+                max_height: l.max_height,
+                max_decoded_bytes: l.max_alloc_bytes,
+                max_file_bytes: l.max_file_bytes,
+            },
             index: IndexSettings {
                 metric: Metric::Cosine,
                 m: p.m,
                 ef_construction: p.ef_construction,
                 ef_search: p.ef_search,
             },
-            collection: OpenOptions::default(),
+            storage: OpenOptions::default(),
             bench: BenchSettings {
                 out_dir: PathBuf::from("bench-results"),
                 ef: vec![10, 16, 24, 32, 48, 64, 96, 128, 192, 256],

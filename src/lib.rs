@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod library;
 pub mod models;
 
 pub use cli::run;

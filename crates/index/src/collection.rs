@@ -1058,6 +1058,40 @@ impl Collection {
         serde_json::from_slice(&raw).map_err(|e| IndexError::Corrupt(format!("item {id}: {e}")))
     }
 
+    /// Every live item and its metadata, by ascending id (one scan of the
+    /// item records; for building an application's own lookup tables).
+    pub fn items(&self) -> Result<Vec<(u64, ItemMeta)>> {
+        let st = self.read_state();
+        let mut out = Vec::with_capacity(st.live());
+        for kv in self.db.scan_prefix([ITEM, b'/']) {
+            let (k, v) = kv?;
+            let id = id_of(&k)?;
+            if id >= st.manifest.next_id || st.tombstones.contains(&id) {
+                continue;
+            }
+            let meta: ItemMeta = serde_json::from_slice(&v)
+                .map_err(|e| IndexError::Corrupt(format!("item {id}: {e}")))?;
+            out.push((id, meta));
+        }
+        Ok(out)
+    }
+
+    /// Replaces the metadata of a live item (durable on return); the vector
+    /// is unchanged.
+    pub fn update_item(&self, id: u64, meta: &ItemMeta) -> Result<()> {
+        let _w = self.lock_writer();
+        self.check_writable()?;
+        if !self.contains(id) {
+            return Err(IndexError::NotFound(id));
+        }
+        let mut batch = sled::Batch::default();
+        batch.insert(
+            &key(ITEM, id),
+            serde_json::to_vec(meta).expect("meta serialises"),
+        );
+        self.commit_batch(batch)
+    }
+
     /// True when `id` is a live item.
     pub fn contains(&self, id: u64) -> bool {
         let st = self.read_state();

@@ -60,7 +60,7 @@ impl AutoencoderConfig {
             architecture: ARCHITECTURE.into(),
             input_size: 64,
             channels: 3,
-            widths: vec![32, 64, 64],
+            widths: vec![16, 32, 64],
             dim,
         }
     }

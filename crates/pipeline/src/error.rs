@@ -1,0 +1,87 @@
+//! Errors of the pipeline.
+
+use std::path::PathBuf;
+
+/// What can go wrong indexing or querying a photo collection.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The collection (storage, search, parameters).
+    #[error(transparent)]
+    Index(#[from] imgsim_index::IndexError),
+    /// Loading a model or an image.
+    #[error(transparent)]
+    Embed(#[from] imgsim_embed::EmbedError),
+    /// A file or folder could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The collection was made by another embedder than the one asked for.
+    #[error(
+        "collection {collection} was indexed with {stored}, not {requested}: its vectors \
+         cannot be compared. Use the same embedder, or pass --reindex to re-embed every image \
+         with the new one"
+    )]
+    EmbedderMismatch {
+        /// The collection.
+        collection: PathBuf,
+        /// The stored embedder, described.
+        stored: String,
+        /// The requested one, described.
+        requested: String,
+    },
+    /// The collection has no embedder record (made by `bench`, or by an older build).
+    #[error("collection {0} holds vectors but records no image embedder; it cannot be queried by image (index photos into a new collection)")]
+    NoEmbedder(PathBuf),
+    /// The stored embedder could be loaded but its weights are not the ones indexed.
+    #[error("the weights of {what} changed since the collection was indexed (digest {stored}, now {now}); re-index with --reindex")]
+    WeightsChanged {
+        /// The embedder.
+        what: String,
+        /// Digest recorded in the collection.
+        stored: String,
+        /// Digest of the weights found now.
+        now: String,
+    },
+    /// A folder given to index is not usable.
+    #[error("{path}: {reason}")]
+    BadRoot {
+        /// The folder.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// No item with this id or path.
+    #[error("no image {0} in the collection")]
+    NotFound(String),
+    /// Arguments that do not make sense together.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl PipelineError {
+    /// True for errors caused by the user's input or arguments (exit code 2),
+    /// false for failures of the machine (storage, computation).
+    pub fn is_user_error(&self) -> bool {
+        match self {
+            PipelineError::Index(e) => e.is_user_error(),
+            PipelineError::Embed(e) => !matches!(
+                e,
+                imgsim_embed::EmbedError::Candle(_) | imgsim_embed::EmbedError::NonFinite { .. }
+            ),
+            PipelineError::Io { .. } => false,
+            _ => true,
+        }
+    }
+}
+
+/// Result with [`PipelineError`].
+pub type Result<T, E = PipelineError> = std::result::Result<T, E>;
+
+pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> PipelineError {
+    let path = path.into();
+    move |source| PipelineError::Io { path, source }
+}

@@ -1,0 +1,223 @@
+//! Finding image files: a recursive walk of folders, and recognising images
+//! by their content (magic bytes) rather than their names.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+use image::ImageFormat;
+use serde::Serialize;
+
+/// Extensions that announce an image: a file with one of these that is not a
+/// readable image is reported as failed; any other non-image is skipped
+/// silently.
+pub const IMAGE_EXTENSIONS: [&str; 16] = [
+    "jpg", "jpeg", "jpe", "jfif", "png", "webp", "gif", "bmp", "tif", "tiff", "heic", "heif",
+    "avif", "jxl", "ico", "pnm",
+];
+
+/// Formats imgsim decodes.
+pub const SUPPORTED_FORMATS: [ImageFormat; 6] = [
+    ImageFormat::Jpeg,
+    ImageFormat::Png,
+    ImageFormat::WebP,
+    ImageFormat::Gif,
+    ImageFormat::Bmp,
+    ImageFormat::Tiff,
+];
+
+/// A regular file found by the walk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundFile {
+    /// Its path as walked (under a root given by the user, made absolute).
+    pub path: PathBuf,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, nanoseconds since the Unix epoch (0 when unknown).
+    pub mtime_ns: u64,
+}
+
+/// A file or folder the walk could not use, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Failure {
+    /// The file or folder.
+    pub path: PathBuf,
+    /// Why, in words.
+    pub error: String,
+}
+
+/// What the first bytes of a file say it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sniffed {
+    /// An image format imgsim decodes.
+    Image(ImageFormat),
+    /// A recognised image format imgsim does not decode (AVIF, ICO...).
+    Unsupported(ImageFormat),
+    /// Not an image: no known signature.
+    NotImage,
+    /// The file is empty.
+    Empty,
+}
+
+/// Classifies content by its leading bytes (at least 32 are needed for
+/// every signature; fewer are fine for short files).
+pub fn sniff(header: &[u8]) -> Sniffed {
+    if header.is_empty() {
+        return Sniffed::Empty;
+    }
+    match image::guess_format(header) {
+        Ok(f) if SUPPORTED_FORMATS.contains(&f) => Sniffed::Image(f),
+        Ok(f) => Sniffed::Unsupported(f),
+        Err(_) => Sniffed::NotImage,
+    }
+}
+
+/// True when the file name has an image extension (case-insensitive).
+pub fn has_image_extension(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
+/// Reads the first `n` bytes of a file (fewer if it is shorter).
+pub fn read_header(path: &Path, n: usize) -> std::io::Result<Vec<u8>> {
+    let mut buf = Vec::with_capacity(n);
+    std::fs::File::open(path)?
+        .take(n as u64)
+        .read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+/// Size and modification time from file metadata.
+pub fn size_and_mtime(meta: &std::fs::Metadata) -> (u64, u64) {
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    (meta.len(), mtime)
+}
+
+/// The result of walking some folders.
+#[derive(Debug, Default)]
+pub struct Walk {
+    /// Regular files, sorted by path, each once.
+    pub files: Vec<FoundFile>,
+    /// Folders and files that could not be read (permissions, symlink loops,
+    /// vanished entries).
+    pub failures: Vec<Failure>,
+}
+
+/// Walks `roots` recursively (following symbolic links, with loop
+/// detection). Each root must exist; it may also be a single file. Hidden
+/// entries are included; unreadable ones are reported, never fatal.
+pub fn walk(roots: &[PathBuf]) -> Result<Walk, crate::PipelineError> {
+    let mut out = Walk::default();
+    for root in roots {
+        let abs = std::path::absolute(root).map_err(crate::error::io(root))?;
+        let meta = std::fs::metadata(&abs).map_err(|e| crate::PipelineError::BadRoot {
+            path: root.clone(),
+            reason: match e.kind() {
+                std::io::ErrorKind::NotFound => "no such file or folder".to_string(),
+                _ => e.to_string(),
+            },
+        })?;
+        if meta.is_file() {
+            let (size, mtime_ns) = size_and_mtime(&meta);
+            out.files.push(FoundFile {
+                path: abs,
+                size,
+                mtime_ns,
+            });
+            continue;
+        }
+        for entry in walkdir::WalkDir::new(&abs).follow_links(true) {
+            match entry {
+                Ok(e) if e.file_type().is_file() => match e.metadata() {
+                    Ok(m) => {
+                        let (size, mtime_ns) = size_and_mtime(&m);
+                        out.files.push(FoundFile {
+                            path: e.into_path(),
+                            size,
+                            mtime_ns,
+                        });
+                    }
+                    Err(err) => out.failures.push(walk_failure(&err, e.path())),
+                },
+                Ok(_) => {}
+                Err(err) => {
+                    let path = err.path().unwrap_or(&abs).to_path_buf();
+                    out.failures.push(walk_failure(&err, &path));
+                }
+            }
+        }
+    }
+    out.files.sort_by(|a, b| a.path.cmp(&b.path));
+    out.files.dedup_by(|a, b| a.path == b.path);
+    Ok(out)
+}
+
+fn walk_failure(err: &walkdir::Error, path: &Path) -> Failure {
+    let error = if let Some(ancestor) = err.loop_ancestor() {
+        format!(
+            "symbolic link loop (points back to {}); not followed",
+            ancestor.display()
+        )
+    } else if let Some(io) = err.io_error() {
+        match io.kind() {
+            std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+            std::io::ErrorKind::NotFound => {
+                "vanished during the walk, or a dangling symbolic link".to_string()
+            }
+            _ => io.to_string(),
+        }
+    } else {
+        err.to_string()
+    };
+    Failure {
+        path: path.to_path_buf(),
+        error,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sniffing_uses_content_not_names() {
+        assert_eq!(sniff(b""), Sniffed::Empty);
+        assert_eq!(sniff(b"hello world"), Sniffed::NotImage);
+        assert_eq!(
+            sniff(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"),
+            Sniffed::Image(ImageFormat::Png)
+        );
+        assert_eq!(
+            sniff(&[0xFF, 0xD8, 0xFF, 0xE0, 0, 0x10]),
+            Sniffed::Image(ImageFormat::Jpeg)
+        );
+        assert!(has_image_extension(Path::new("a/B.JPG")));
+        assert!(!has_image_extension(Path::new("a/b.txt")));
+        assert!(!has_image_extension(Path::new("a/jpg")));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn walk_reports_symlink_loops_and_keeps_going() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        std::fs::write(sub.join("a.bin"), b"x").unwrap();
+        std::os::unix::fs::symlink(dir.path(), sub.join("loop")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("gone"), sub.join("dangling")).unwrap();
+        let w = walk(&[dir.path().to_path_buf()]).unwrap();
+        assert_eq!(w.files.len(), 1);
+        assert!(w.failures.iter().any(|f| f.error.contains("loop")));
+        assert!(w.failures.iter().any(|f| f.error.contains("dangling")));
+        assert!(matches!(
+            walk(&[dir.path().join("nope")]),
+            Err(crate::PipelineError::BadRoot { .. })
+        ));
+    }
+}

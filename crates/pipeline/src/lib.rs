@@ -1,0 +1,22 @@
+//! The photo-collection pipeline of imgsim: find image files, decode and
+//! embed them in parallel, index them incrementally in a collection, and
+//! answer queries by example.
+//!
+//! This crate composes [`imgsim_embed`] (images → vectors) and
+//! [`imgsim_index`] (vectors → search); neither knows the other.
+#![deny(missing_docs)]
+
+pub mod error;
+pub mod files;
+pub mod indexer;
+pub mod model;
+pub mod search;
+pub mod store;
+pub mod train;
+
+pub use error::{PipelineError, Result};
+pub use files::{walk, Failure, FoundFile, Walk};
+pub use indexer::{index_files, Catalog, IndexOptions, IndexProgress, Summary};
+pub use model::{EmbedderChoice, EmbedderRecord, EmbedderSpec};
+pub use search::{Answer, DupGroup, Hit};
+pub use store::{collection_dir, open, open_for_query, ready_for_indexing, CreateSettings, Ready};

@@ -1,0 +1,238 @@
+//! Which embedder a collection uses: chosen when it is created, recorded in
+//! its manifest, and reloaded (and verified) for every later run.
+
+use std::path::{Path, PathBuf};
+
+use imgsim_embed::autoencoder::checkpoint;
+use imgsim_embed::{
+    AutoencoderEmbedder, Backbone, EmbedError, Embedder, EmbedderIdentity, PretrainedEmbedder,
+    WeightsSource,
+};
+use imgsim_index::Collection;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{PipelineError, Result};
+
+/// Manifest property holding the [`EmbedderRecord`] (JSON).
+pub const EMBEDDER_PROPERTY: &str = "imgsim.embedder";
+/// Folder, inside a collection, of an autoencoder trained for it or copied into it.
+pub const AUTOENCODER_DIR: &str = "autoencoder";
+
+/// How to rebuild an embedder.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EmbedderSpec {
+    /// A pretrained backbone and its weights.
+    Backbone {
+        /// Backbone name (`dinov2-small`, ...).
+        backbone: String,
+        /// Where its weights come from.
+        weights: WeightsSource,
+    },
+    /// An autoencoder checkpoint; a relative path is inside the collection.
+    Autoencoder {
+        /// The checkpoint folder.
+        checkpoint: PathBuf,
+    },
+}
+
+impl EmbedderSpec {
+    /// Loads the embedder; `collection_dir` anchors relative checkpoint paths.
+    pub fn load(&self, collection_dir: &Path) -> Result<Box<dyn Embedder>> {
+        Ok(match self {
+            EmbedderSpec::Backbone { backbone, weights } => {
+                let b = Backbone::parse(backbone)?;
+                Box::new(PretrainedEmbedder::load(b, Some(weights))?)
+            }
+            EmbedderSpec::Autoencoder { checkpoint } => {
+                Box::new(AutoencoderEmbedder::load(&collection_dir.join(checkpoint))?)
+            }
+        })
+    }
+
+    /// In words, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            EmbedderSpec::Backbone { backbone, weights } => {
+                format!("{backbone} (weights {})", weights.describe())
+            }
+            EmbedderSpec::Autoencoder { checkpoint } => {
+                format!("the autoencoder in {}", checkpoint.display())
+            }
+        }
+    }
+}
+
+/// What a collection records about its embedder.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmbedderRecord {
+    /// How to load it.
+    pub spec: EmbedderSpec,
+    /// What it was when the collection was made (verified on every load).
+    pub identity: EmbedderIdentity,
+    /// Whether JPEGs were decoded at full size (queries must match).
+    pub exact_decode: bool,
+}
+
+impl EmbedderRecord {
+    /// The record of `collection`, if it has one.
+    pub fn read(collection: &Collection) -> Result<Option<EmbedderRecord>> {
+        let m = collection.manifest();
+        let Some(raw) = m.properties.get(EMBEDDER_PROPERTY) else {
+            return Ok(None);
+        };
+        serde_json::from_str(raw).map(Some).map_err(|e| {
+            PipelineError::Index(imgsim_index::IndexError::Corrupt(format!(
+                "embedder record: {e}"
+            )))
+        })
+    }
+
+    /// Stores the record in `collection` (durable on return).
+    pub fn write(&self, collection: &Collection) -> Result<()> {
+        let json = serde_json::to_string(self).expect("a record serialises");
+        collection.set_property(EMBEDDER_PROPERTY, &json)?;
+        Ok(())
+    }
+
+    /// Loads the recorded embedder and checks that it still is the same
+    /// model (same weights digest, preprocessing, dimension).
+    pub fn load(&self, collection_dir: &Path) -> Result<Box<dyn Embedder>> {
+        let e = self.spec.load(collection_dir)?;
+        if !e.identity().compatible(&self.identity) {
+            return Err(PipelineError::WeightsChanged {
+                what: self.spec.describe(),
+                stored: self.identity.weights_digest.clone(),
+                now: e.identity().weights_digest.clone(),
+            });
+        }
+        Ok(e)
+    }
+
+    /// In words: architecture, dimension, weights.
+    pub fn describe(&self) -> String {
+        describe_identity(&self.identity)
+    }
+}
+
+/// An identity in words.
+pub fn describe_identity(id: &EmbedderIdentity) -> String {
+    let digest: String = id.weights_digest.chars().take(12).collect();
+    format!(
+        "{} ({}-d, weights {digest}… from {})",
+        id.architecture, id.dim, id.weights_origin
+    )
+}
+
+/// What the user asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EmbedderChoice {
+    /// The collection's recorded embedder; for a new collection the default
+    /// backbone if its weights can be had, otherwise an autoencoder trained
+    /// on the collection.
+    Auto {
+        /// The backbone to try.
+        backbone: Backbone,
+    },
+    /// A pretrained backbone (weights: the hub default when `None`).
+    Backbone {
+        /// The backbone.
+        backbone: Backbone,
+        /// Its weights.
+        weights: Option<WeightsSource>,
+    },
+    /// An existing autoencoder checkpoint (copied into the collection).
+    Autoencoder(PathBuf),
+    /// An autoencoder trained on the collection's own images.
+    TrainAutoencoder,
+}
+
+/// The outcome of resolving a choice for a new collection.
+pub enum Resolved {
+    /// An embedder, and how to record it.
+    Ready(Box<dyn Embedder>, EmbedderSpec),
+    /// An autoencoder must be trained first; `reason` says why (for `Auto`:
+    /// why the backbone was not available).
+    Train {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Resolves `choice` into an embedder (or the need to train one). An
+/// autoencoder checkpoint is copied into `collection_dir` first, so that the
+/// collection does not depend on a file elsewhere.
+pub fn resolve(choice: &EmbedderChoice, collection_dir: &Path) -> Result<Resolved> {
+    match choice {
+        EmbedderChoice::Auto { backbone } => {
+            let weights = backbone.hub_weights();
+            match PretrainedEmbedder::load(*backbone, Some(&weights)) {
+                Ok(e) => Ok(Resolved::Ready(
+                    Box::new(e),
+                    EmbedderSpec::Backbone {
+                        backbone: backbone.name().to_string(),
+                        weights,
+                    },
+                )),
+                Err(e @ EmbedError::Hub { .. }) => Ok(Resolved::Train {
+                    reason: e.to_string(),
+                }),
+                Err(e) => Err(e.into()),
+            }
+        }
+        EmbedderChoice::Backbone { backbone, weights } => {
+            let weights = weights.clone().unwrap_or_else(|| backbone.hub_weights());
+            let weights = match weights {
+                WeightsSource::File { path } => WeightsSource::File {
+                    path: std::path::absolute(&path).map_err(crate::error::io(&path))?,
+                },
+                w => w,
+            };
+            let e = PretrainedEmbedder::load(*backbone, Some(&weights))?;
+            Ok(Resolved::Ready(
+                Box::new(e),
+                EmbedderSpec::Backbone {
+                    backbone: backbone.name().to_string(),
+                    weights,
+                },
+            ))
+        }
+        EmbedderChoice::Autoencoder(src) => {
+            // Load first: a broken checkpoint is refused before anything is copied.
+            AutoencoderEmbedder::load(src)?;
+            let dest = collection_dir.join(AUTOENCODER_DIR);
+            copy_checkpoint(src, &dest)?;
+            let e = AutoencoderEmbedder::load(&dest)?;
+            Ok(Resolved::Ready(
+                Box::new(e),
+                EmbedderSpec::Autoencoder {
+                    checkpoint: PathBuf::from(AUTOENCODER_DIR),
+                },
+            ))
+        }
+        EmbedderChoice::TrainAutoencoder => Ok(Resolved::Train {
+            reason: "an autoencoder trained on the collection was asked for".into(),
+        }),
+    }
+}
+
+/// Copies a checkpoint (weights and config) into folder `dest`.
+fn copy_checkpoint(src: &Path, dest: &Path) -> Result<()> {
+    let (weights, config) = checkpoint::paths(src);
+    std::fs::create_dir_all(dest).map_err(crate::error::io(dest))?;
+    for (from, name) in [
+        (weights, checkpoint::WEIGHTS_FILE),
+        (config, checkpoint::CONFIG_FILE),
+    ] {
+        let to = dest.join(name);
+        let tmp = dest.join(format!("{name}.tmp"));
+        std::fs::copy(&from, &tmp).map_err(crate::error::io(&from))?;
+        std::fs::rename(&tmp, &to).map_err(crate::error::io(&to))?;
+    }
+    Ok(())
+}
+
+/// Whether `requested` would make the same vectors as the record.
+pub fn same_embedder(record: &EmbedderRecord, requested: &EmbedderIdentity) -> bool {
+    record.identity.compatible(requested)
+}

@@ -1,0 +1,272 @@
+//! Queries by example: embed an image the way the collection was indexed,
+//! search, resolve ids to files, measure recall against exact search, and
+//! find groups of near-duplicates.
+
+use std::path::Path;
+use std::time::Instant;
+
+use imgsim_embed::{decode_rgb, decode_rgb_reduced, Embedder, ImageLimits};
+use imgsim_index::{recall_at_k_by_distance, Collection, Metric, Neighbor};
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::error::{PipelineError, Result};
+use crate::model::EmbedderRecord;
+
+/// Distance tolerance when comparing an answer with exact search: items
+/// tied with the exact k-th distance (exact copies) count as found.
+pub const RECALL_EPSILON: f32 = 1e-5;
+
+/// One result.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Hit {
+    /// 1 for the nearest.
+    pub rank: usize,
+    /// Item id.
+    pub id: u64,
+    /// The file (or the item's external id for non-file items).
+    pub path: String,
+    /// Cosine collections: cosine similarity (1 = same direction, higher is
+    /// closer). L2 collections: Euclidean distance (0 = identical, lower is closer).
+    pub score: f32,
+}
+
+/// The score users see for an internal distance: similarity for cosine,
+/// distance for L2 (as Qdrant reports them).
+pub fn score(metric: Metric, distance: f32) -> f32 {
+    match metric {
+        Metric::Cosine => 1.0 - distance,
+        Metric::L2 => distance,
+    }
+}
+
+/// Resolves neighbours to hits with paths.
+pub fn hits(collection: &Collection, found: &[Neighbor]) -> Result<Vec<Hit>> {
+    let metric = collection.spec().metric;
+    found
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let meta = collection.item(n.id)?;
+            Ok(Hit {
+                rank: i + 1,
+                id: n.id,
+                path: meta.external_id,
+                score: score(metric, n.distance),
+            })
+        })
+        .collect()
+}
+
+/// Reads, decodes and embeds one image file as the collection's images were.
+pub fn embed_file(
+    embedder: &dyn Embedder,
+    record: &EmbedderRecord,
+    path: &Path,
+    limits: &ImageLimits,
+) -> Result<Vec<f32>> {
+    let bytes = imgsim_embed::load::read_limited(path, limits)?;
+    embed_bytes(embedder, record, &bytes, path, limits)
+}
+
+/// Decodes and embeds image bytes (`name` for messages) as the collection's
+/// images were.
+pub fn embed_bytes(
+    embedder: &dyn Embedder,
+    record: &EmbedderRecord,
+    bytes: &[u8],
+    name: &Path,
+    limits: &ImageLimits,
+) -> Result<Vec<f32>> {
+    let img = if record.exact_decode {
+        decode_rgb(bytes, name, limits)?
+    } else {
+        decode_rgb_reduced(bytes, name, limits, embedder.preprocessing().resize_shorter)?
+    };
+    let input = embedder.preprocess(&img)?;
+    let mut v = embedder.embed_batch(&[input])?;
+    v.pop()
+        .ok_or_else(|| PipelineError::Invalid("the model returned no vector".into()))
+}
+
+/// The answer to a query, with timings and (optionally) the exact answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct Answer {
+    /// Approximate (HNSW) results, nearest first.
+    pub results: Vec<Hit>,
+    /// Milliseconds: embedding (0 for a query by id) plus search.
+    pub took_ms: f64,
+    /// Exact results, when asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exact: Option<Vec<Hit>>,
+    /// Recall@k of `results` against `exact` (ties at the k-th distance count).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recall_at_k: Option<f64>,
+}
+
+/// Searches `vector` (k nearest, `ef` candidates), and with `exact` also
+/// exactly, giving recall@k. `exclude` (a query by id) drops that item.
+pub fn query_vector(
+    collection: &Collection,
+    vector: &[f32],
+    k: usize,
+    ef: Option<usize>,
+    exact: bool,
+    exclude: Option<u64>,
+    started: Instant,
+) -> Result<Answer> {
+    struct Not(u64);
+    impl imgsim_index::IdFilter for Not {
+        fn allows(&self, id: u64) -> bool {
+            id != self.0
+        }
+    }
+    let not = exclude.map(Not);
+    let filter = not.as_ref().map(|f| f as &dyn imgsim_index::IdFilter);
+    let ef = ef.map(|e| e.max(k));
+    let approx = collection.search(vector, k, ef, filter)?;
+    let took_ms = started.elapsed().as_secs_f64() * 1e3;
+    let results = hits(collection, &approx)?;
+    let (exact_hits, recall) = if exact {
+        let truth = collection.search_exact(vector, k, filter)?;
+        let r = recall_at_k_by_distance(&approx, &truth, k, RECALL_EPSILON);
+        (Some(hits(collection, &truth)?), Some(r))
+    } else {
+        (None, None)
+    };
+    Ok(Answer {
+        results,
+        took_ms,
+        exact: exact_hits,
+        recall_at_k: recall,
+    })
+}
+
+/// A group of near-duplicate images.
+#[derive(Debug, Clone, Serialize)]
+pub struct DupGroup {
+    /// Members, by ascending id.
+    pub items: Vec<DupMember>,
+}
+
+/// One member of a group.
+#[derive(Debug, Clone, Serialize)]
+pub struct DupMember {
+    /// Item id.
+    pub id: u64,
+    /// Its file.
+    pub path: String,
+    /// Its score against the group's first member.
+    pub score: f32,
+}
+
+/// The default threshold for `metric`: cosine similarity 0.95; for L2 a
+/// tenth of the median nearest-neighbour distance in the collection (L2
+/// scales depend on the model).
+pub fn default_dup_threshold(collection: &Collection, ef: Option<usize>) -> Result<f32> {
+    if collection.spec().metric == Metric::Cosine {
+        return Ok(0.95);
+    }
+    let ids = collection.ids();
+    let mut nn: Vec<f32> = ids
+        .par_iter()
+        .filter_map(|&id| {
+            let v = collection.vector(id).ok()?;
+            let found = collection.search(&v, 2, ef, None).ok()?;
+            found.iter().find(|n| n.id != id).map(|n| n.distance)
+        })
+        .filter(|d| *d > 0.0)
+        .collect();
+    if nn.is_empty() {
+        return Ok(0.0);
+    }
+    nn.sort_by(f32::total_cmp);
+    Ok(nn[nn.len() / 2] * 0.1)
+}
+
+/// Groups of items closer than `threshold` (a score: minimum similarity for
+/// cosine, maximum distance for L2), found through each item's `neighbours`
+/// nearest and joined transitively. Groups are ordered largest first.
+pub fn duplicate_groups(
+    collection: &Collection,
+    threshold: f32,
+    neighbours: usize,
+    ef: Option<usize>,
+) -> Result<Vec<DupGroup>> {
+    let metric = collection.spec().metric;
+    let close = |d: f32| match metric {
+        Metric::Cosine => score(metric, d) >= threshold,
+        Metric::L2 => d <= threshold,
+    };
+    let ids = collection.ids();
+    let pairs: Vec<(u64, u64)> = ids
+        .par_iter()
+        .map(|&id| -> Result<Vec<(u64, u64)>> {
+            let v = collection.vector(id)?;
+            let found = collection.search(&v, neighbours + 1, ef, None)?;
+            Ok(found
+                .into_iter()
+                .filter(|n| n.id != id && close(n.distance))
+                .map(|n| (id.min(n.id), id.max(n.id)))
+                .collect())
+        })
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .flatten()
+        .collect();
+    // Union-find over the ids in pairs.
+    let mut parent: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
+    fn find(p: &mut std::collections::HashMap<u64, u64>, x: u64) -> u64 {
+        let mut r = x;
+        while let Some(&n) = p.get(&r) {
+            if n == r {
+                break;
+            }
+            r = n;
+        }
+        let mut c = x;
+        while c != r {
+            let n = p[&c];
+            p.insert(c, r);
+            c = n;
+        }
+        r
+    }
+    for &(a, b) in &pairs {
+        parent.entry(a).or_insert(a);
+        parent.entry(b).or_insert(b);
+        let (ra, rb) = (find(&mut parent, a), find(&mut parent, b));
+        if ra != rb {
+            parent.insert(ra.max(rb), ra.min(rb));
+        }
+    }
+    let mut groups: std::collections::BTreeMap<u64, Vec<u64>> = Default::default();
+    let keys: Vec<u64> = parent.keys().copied().collect();
+    for id in keys {
+        let r = find(&mut parent, id);
+        groups.entry(r).or_default().push(id);
+    }
+    let mut out = Vec::new();
+    for (_, mut members) in groups {
+        members.sort_unstable();
+        let first = collection.vector(members[0])?;
+        let mut items = Vec::new();
+        for id in members {
+            let v = collection.vector(id)?;
+            let d = metric.to_user((metric.kernel())(&first, &v));
+            items.push(DupMember {
+                id,
+                path: collection.item(id)?.external_id,
+                score: score(metric, d),
+            });
+        }
+        out.push(DupGroup { items });
+    }
+    out.sort_by(|a, b| {
+        b.items
+            .len()
+            .cmp(&a.items.len())
+            .then(a.items[0].id.cmp(&b.items[0].id))
+    });
+    Ok(out)
+}

@@ -1,0 +1,211 @@
+//! Training an autoencoder on a collection's own images: the embedder that
+//! needs no download.
+
+use std::path::{Path, PathBuf};
+
+use imgsim_embed::autoencoder::checkpoint;
+use imgsim_embed::autoencoder::train::{TrainData, TrainOptions, Trainer};
+use imgsim_embed::{load_rgb_reduced, AutoencoderConfig, ImageLimits};
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::error::{PipelineError, Result};
+use crate::files::{sniff, Sniffed};
+
+/// How to train.
+#[derive(Debug, Clone)]
+pub struct AutoTrainOptions {
+    /// Bottleneck (embedding) size.
+    pub dim: usize,
+    /// Epochs; 0 chooses from the number of images (see [`auto_epochs`]).
+    pub epochs: usize,
+    /// Images used at most (evenly spaced over the sorted file list).
+    pub max_images: usize,
+    /// Seed.
+    pub seed: u64,
+    /// Limits when decoding.
+    pub limits: ImageLimits,
+}
+
+impl Default for AutoTrainOptions {
+    fn default() -> Self {
+        AutoTrainOptions {
+            dim: 64,
+            epochs: 0,
+            max_images: 10_000,
+            seed: 42,
+            limits: ImageLimits::default(),
+        }
+    }
+}
+
+/// Training progress.
+#[derive(Debug, Clone, Copy)]
+pub enum TrainEvent {
+    /// Images decoded so far.
+    Loading {
+        /// Done.
+        done: usize,
+        /// Of.
+        total: usize,
+    },
+    /// A mini-batch finished.
+    Batch {
+        /// Epoch (from 1).
+        epoch: usize,
+        /// Of.
+        epochs: usize,
+        /// Batch in the epoch.
+        batch: usize,
+        /// Of.
+        batches: usize,
+        /// Mean loss so far in the epoch.
+        loss: f64,
+    },
+    /// An epoch finished and was saved.
+    Epoch {
+        /// Epoch (from 1).
+        epoch: usize,
+        /// Of.
+        epochs: usize,
+        /// Its mean loss.
+        loss: f64,
+    },
+}
+
+/// What training did.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainReport {
+    /// Images trained on.
+    pub images: usize,
+    /// Epochs in the final checkpoint.
+    pub epochs: usize,
+    /// Final mean loss.
+    pub loss: f64,
+    /// Seconds (decoding included).
+    pub seconds: f64,
+}
+
+/// Epochs chosen for `n` images when none are given: about 5,000 image
+/// presentations, 3 to 100 epochs (about a minute for a small folder).
+pub fn auto_epochs(n: usize) -> usize {
+    (5_000 / n.max(1)).clamp(3, 100)
+}
+
+/// Mini-batch size for `n` images: a quarter of them, 8 to 128.
+pub fn auto_batch(n: usize) -> usize {
+    (n / 4).clamp(8, 128)
+}
+
+/// Trains a 64×64 RGB autoencoder on the images among `files` and saves it
+/// in folder `out`. Training checkpoints into `out` + `.partial` after each
+/// epoch and resumes from there if interrupted; `out` appears (renamed)
+/// only when training is complete.
+pub fn train_on_files(
+    files: &[PathBuf],
+    out: &Path,
+    opts: &AutoTrainOptions,
+    progress: &(dyn Fn(TrainEvent) + Sync),
+) -> Result<TrainReport> {
+    let start = std::time::Instant::now();
+    let cfg = AutoencoderConfig::rgb64(opts.dim);
+    cfg.validate()?;
+    let t = cfg.transform();
+    // Image files by content, evenly sampled.
+    let images: Vec<&PathBuf> = files
+        .par_iter()
+        .filter(|p| {
+            crate::files::read_header(p, 64).is_ok_and(|h| matches!(sniff(&h), Sniffed::Image(_)))
+        })
+        .collect();
+    let step = (images.len() as f64 / opts.max_images.max(1) as f64).max(1.0);
+    let picked: Vec<&PathBuf> = (0..)
+        .map(|i| (i as f64 * step) as usize)
+        .take_while(|&i| i < images.len())
+        .map(|i| images[i])
+        .collect();
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let total = picked.len();
+    let decoded: Vec<Vec<f32>> = picked
+        .par_iter()
+        .filter_map(|p| {
+            let r = load_rgb_reduced(p, &opts.limits, t.resize_shorter)
+                .and_then(|img| t.apply(&img))
+                .ok();
+            let d = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            progress(TrainEvent::Loading { done: d, total });
+            r
+        })
+        .collect();
+    if decoded.len() < 2 {
+        return Err(PipelineError::Invalid(format!(
+            "cannot train an autoencoder on {} readable image(s); index at least 2 images, or use a pretrained backbone (--backbone NAME --weights FILE)",
+            decoded.len()
+        )));
+    }
+    let n = decoded.len();
+    let pixels: Vec<f32> = decoded.into_iter().flatten().collect();
+    let data = TrainData {
+        pixels: &pixels,
+        len: t.len(),
+    };
+    let train_opts = TrainOptions {
+        batch_size: auto_batch(n),
+        seed: opts.seed,
+        ..TrainOptions::default()
+    };
+    let epochs = if opts.epochs == 0 {
+        auto_epochs(n)
+    } else {
+        opts.epochs
+    };
+    let partial = out.with_extension("partial");
+    let mut trainer = if partial.join(checkpoint::WEIGHTS_FILE).exists() {
+        match Trainer::resume(&partial, &train_opts) {
+            Ok(t) if t.epochs_done() <= epochs => t,
+            _ => Trainer::new(&cfg, &train_opts, "collection")?,
+        }
+    } else {
+        Trainer::new(&cfg, &train_opts, "collection")?
+    };
+    let mut loss = trainer.state().history.last().map_or(f64::NAN, |h| h.loss);
+    while trainer.epochs_done() < epochs {
+        let epoch = trainer.epochs_done() + 1;
+        let stats = trainer.run_epoch(data, &mut |p| {
+            progress(TrainEvent::Batch {
+                epoch,
+                epochs,
+                batch: p.batch,
+                batches: p.batches,
+                loss: p.loss,
+            })
+        })?;
+        trainer.save(&partial)?;
+        loss = stats.loss;
+        progress(TrainEvent::Epoch {
+            epoch,
+            epochs,
+            loss,
+        });
+    }
+    let samples: Vec<Vec<f32>> = (0..16.min(n))
+        .map(|i| pixels[i * t.len()..(i + 1) * t.len()].to_vec())
+        .collect();
+    if let Ok(grid) = imgsim_embed::autoencoder::reconstruction_grid(trainer.model(), &samples, 3)
+    {
+        let png = partial.join("reconstructions.png");
+        if let Err(e) = grid.save(&png) {
+            tracing::warn!(file = %png.display(), error = %e, "could not save reconstructions");
+        }
+    }
+    if out.exists() {
+        std::fs::remove_dir_all(out).map_err(crate::error::io(out))?;
+    }
+    std::fs::rename(&partial, out).map_err(crate::error::io(out))?;
+    Ok(TrainReport {
+        images: n,
+        epochs,
+        loss,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
