@@ -305,14 +305,8 @@ pub fn index(args: &IndexArgs, settings: &Settings, quiet: bool) -> Result<u8> {
             }
         }
     };
-    let ready = imgsim_pipeline::ready_for_indexing(
-        &dir,
-        &choice,
-        args.reindex,
-        &files,
-        &create,
-        &events,
-    )?;
+    let ready =
+        imgsim_pipeline::ready_for_indexing(&dir, &choice, args.reindex, &files, &create, &events)?;
     train_bar.finish_and_clear();
     let mut walk = walk;
     let mut roots = args.paths.clone();
@@ -471,9 +465,12 @@ pub fn query(args: &QueryArgs, settings: &Settings) -> Result<()> {
             .vector(id)
             .map_err(|_| PipelineError::NotFound(format!("with id {id}")))?
     } else {
-        let image = args.image.as_deref().context("an image or --id is needed")?;
-        let record =
-            EmbedderRecord::read(&collection)?.ok_or_else(|| PipelineError::NoEmbedder(dir.clone()))?;
+        let image = args
+            .image
+            .as_deref()
+            .context("an image or --id is needed")?;
+        let record = EmbedderRecord::read(&collection)?
+            .ok_or_else(|| PipelineError::NoEmbedder(dir.clone()))?;
         let embedder = record.load(&dir)?;
         started = Instant::now();
         embed_file(
@@ -594,7 +591,11 @@ pub fn info(args: &InfoArgs, settings: &Settings) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    println!("collection  {} ({})", args.collection.name(settings), dir.display());
+    println!(
+        "collection  {} ({})",
+        args.collection.name(settings),
+        dir.display()
+    );
     println!("images      {}", stats.count);
     println!("vectors     {}-d, {}", stats.dim, stats.metric);
     match &record {
@@ -646,7 +647,10 @@ pub fn remove(args: &RemoveArgs, settings: &Settings) -> Result<()> {
     let catalog = Catalog::load(&collection)?;
     let mut ids = Vec::new();
     for item in &args.items {
-        let by_id = item.parse::<u64>().ok().filter(|id| collection.contains(*id));
+        let by_id = item
+            .parse::<u64>()
+            .ok()
+            .filter(|id| collection.contains(*id));
         let id = match by_id {
             Some(id) => id,
             None => {
@@ -655,7 +659,9 @@ pub fn remove(args: &RemoveArgs, settings: &Settings) -> Result<()> {
                     .to_str()
                     .and_then(|p| catalog.id_of_path(p))
                     .or_else(|| catalog.id_of_path(item));
-                found.ok_or_else(|| PipelineError::NotFound(format!("`{item}` (neither an id nor an indexed path)")))?
+                found.ok_or_else(|| {
+                    PipelineError::NotFound(format!("`{item}` (neither an id nor an indexed path)"))
+                })?
             }
         };
         ids.push(id);
@@ -673,7 +679,11 @@ pub fn remove(args: &RemoveArgs, settings: &Settings) -> Result<()> {
 pub fn compact(args: &CompactArgs, settings: &Settings, quiet: bool) -> Result<()> {
     let (collection, _) = open(settings, &args.collection)?;
     let before = collection.stats();
-    let b = bar(!quiet, before.count as u64, "compacting [{bar:30}] {pos}/{len}");
+    let b = bar(
+        !quiet,
+        before.count as u64,
+        "compacting [{bar:30}] {pos}/{len}",
+    );
     collection.compact(&|_, done, total| {
         b.set_length(total as u64);
         b.set_position(done as u64);

@@ -7,15 +7,22 @@ use std::process::{Command, Output};
 /// Runs `imgsim ARGS` in `cwd`, with the collection and config environment
 /// cleared and the Hugging Face Hub offline (cache under `cwd`).
 pub fn imgsim(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_imgsim"))
-        .args(args)
+    command(args, cwd).output().expect("imgsim runs")
+}
+
+/// The command [`imgsim`] runs, to add environment or spawn it.
+#[allow(dead_code)] // not every test binary spawns
+pub fn command(args: &[&str], cwd: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_imgsim"));
+    c.args(args)
         .current_dir(cwd)
         .env_remove("IMGSIM_DATA_DIR")
         .env_remove("IMGSIM_CONFIG")
+        .env_remove("IMGSIM_COLLECTION")
+        .env_remove("IMGSIM_LOG")
         .env("HF_HUB_OFFLINE", "1")
-        .env("HF_HOME", cwd.join("hf-home"))
-        .output()
-        .expect("imgsim runs")
+        .env("HF_HOME", cwd.join("hf-home"));
+    c
 }
 
 /// stdout then stderr, as text.

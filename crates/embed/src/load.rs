@@ -96,6 +96,10 @@ pub fn decode_rgb_reduced(
     if image::guess_format(bytes).ok() != Some(ImageFormat::Jpeg) || min_shorter == 0 {
         return decode_rgb(bytes, name, limits);
     }
+    if !jpeg_is_complete(bytes) {
+        // The general path gives the error.
+        return decode_rgb(bytes, name, limits);
+    }
     match scaled_jpeg(bytes, limits, min_shorter) {
         Some(img) => Ok(img),
         None => decode_rgb(bytes, name, limits),
@@ -125,6 +129,19 @@ fn scaled_jpeg(bytes: &[u8], limits: &ImageLimits, min_shorter: u32) -> Option<R
     Some(img.to_rgb8())
 }
 
+/// Whether JPEG data is complete: an end-of-image marker (FF D9) follows the
+/// last start-of-scan marker (FF DA). Decoders fill a truncated image with
+/// grey rather than fail; this catches it. (Inside entropy-coded data every
+/// FF byte is stuffed as FF 00, so neither marker occurs by accident; an
+/// embedded EXIF thumbnail's own markers come before the main image's scan.)
+pub fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let last_sos = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]);
+    match last_sos {
+        Some(i) => bytes[i..].windows(2).any(|w| w == [0xFF, 0xD9]),
+        None => false,
+    }
+}
+
 /// Decodes `bytes` (named `name` in errors) into RGB8: the format is sniffed
 /// from the content, the declared dimensions are checked against `limits`
 /// before any pixel is decoded, the EXIF orientation is applied, and every
@@ -143,6 +160,12 @@ pub fn decode_rgb(bytes: &[u8], name: &Path, limits: &ImageLimits) -> Result<Rgb
         return Err(EmbedError::Unsupported {
             path,
             reason: format!("{format:?} is not decoded here"),
+        });
+    }
+    if format == ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
+        return Err(EmbedError::Decode {
+            path,
+            reason: "truncated JPEG: the data ends inside the image (no end-of-image marker after the last scan)".into(),
         });
     }
     // The declared size first, from the header alone, so that a bomb is

@@ -20,7 +20,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::error::{PipelineError, Result};
-use crate::files::{has_image_extension, sniff, size_and_mtime, Failure, FoundFile, Sniffed, Walk};
+use crate::files::{has_image_extension, size_and_mtime, sniff, Failure, FoundFile, Sniffed, Walk};
 
 /// Item attribute: file size in bytes.
 pub const ATTR_SIZE: &str = "size";
@@ -356,7 +356,9 @@ pub fn index_files(
 ) -> Result<Summary> {
     let start = Instant::now();
     if opts.batch_size == 0 {
-        return Err(PipelineError::Invalid("batch size must be at least 1".into()));
+        return Err(PipelineError::Invalid(
+            "batch size must be at least 1".into(),
+        ));
     }
     let mut summary = Summary {
         errors: walk.failures,
@@ -439,9 +441,9 @@ pub fn index_files(
         // Embed stage, here.
         let embedded = embed_stage(collection, embedder, prep_rx, &commit_tx, &embed_time);
         drop(commit_tx);
-        let written = writer.join().unwrap_or_else(|_| {
-            Err(PipelineError::Invalid("the writer thread panicked".into()))
-        });
+        let written = writer
+            .join()
+            .unwrap_or_else(|_| Err(PipelineError::Invalid("the writer thread panicked".into())));
         let errors = embedded?;
         summary.errors.extend(errors);
         written
@@ -625,26 +627,31 @@ fn embed_stage(
             }
         }
         // The model call.
-        let inputs: Vec<Vec<f32>> = to_embed.iter_mut().map(|(_, i)| std::mem::take(i)).collect();
+        let inputs: Vec<Vec<f32>> = to_embed
+            .iter_mut()
+            .map(|(_, i)| std::mem::take(i))
+            .collect();
         let t0 = Instant::now();
         let vectors = embed_isolating(embedder, inputs);
         embed_time.fetch_add(t0.elapsed().as_micros() as usize, Ordering::SeqCst);
         let spec = collection.spec();
         for ((o, _), v) in to_embed.into_iter().zip(vectors) {
             // A vector the collection would refuse fails this file, not the batch.
-            let v = v.map_err(|e| reason_without_path(&e, &o.work.file.path)).and_then(|mut v| {
-                if v.len() != spec.dim {
-                    return Err(format!(
-                        "the model gave a {}-d vector; the collection holds {}-d",
-                        v.len(),
-                        spec.dim
-                    ));
-                }
-                spec.metric
-                    .prepare(&mut v, 0)
-                    .map_err(|e| format!("unusable embedding: {e}"))?;
-                Ok(v)
-            });
+            let v = v
+                .map_err(|e| reason_without_path(&e, &o.work.file.path))
+                .and_then(|mut v| {
+                    if v.len() != spec.dim {
+                        return Err(format!(
+                            "the model gave a {}-d vector; the collection holds {}-d",
+                            v.len(),
+                            spec.dim
+                        ));
+                    }
+                    spec.metric
+                        .prepare(&mut v, 0)
+                        .map_err(|e| format!("unusable embedding: {e}"))?;
+                    Ok(v)
+                });
             match v {
                 Ok(v) => {
                     if let Some(old) = &o.work.old {
@@ -726,7 +733,8 @@ fn write_stage(
     progress: &(dyn Fn(&IndexProgress) + Sync),
 ) -> Result<()> {
     for (commit, tally) in rx {
-        if !commit.items.is_empty() {
+        let added = commit.items.len();
+        if added > 0 {
             collection.insert(commit.items)?;
         }
         if !commit.replaced.is_empty() {
@@ -735,11 +743,14 @@ fn write_stage(
         for (id, meta) in &commit.updates {
             collection.update_item(*id, meta)?;
         }
+        tracing::debug!(added, removed = commit.replaced.len(), "batch committed");
         counters
             .examined
             .fetch_add(commit.examined, Ordering::SeqCst);
         counters.indexed.fetch_add(tally.indexed, Ordering::SeqCst);
-        counters.replaced.fetch_add(tally.replaced, Ordering::SeqCst);
+        counters
+            .replaced
+            .fetch_add(tally.replaced, Ordering::SeqCst);
         counters
             .duplicates
             .fetch_add(tally.duplicates, Ordering::SeqCst);

@@ -191,8 +191,7 @@ pub fn train_on_files(
     let samples: Vec<Vec<f32>> = (0..16.min(n))
         .map(|i| pixels[i * t.len()..(i + 1) * t.len()].to_vec())
         .collect();
-    if let Ok(grid) = imgsim_embed::autoencoder::reconstruction_grid(trainer.model(), &samples, 3)
-    {
+    if let Ok(grid) = imgsim_embed::autoencoder::reconstruction_grid(trainer.model(), &samples, 3) {
         let png = partial.join("reconstructions.png");
         if let Err(e) = grid.save(&png) {
             tracing::warn!(file = %png.display(), error = %e, "could not save reconstructions");
