@@ -306,7 +306,8 @@ pub fn index(args: &IndexArgs, settings: &Settings, quiet: bool) -> Result<u8> {
         }
     };
     let ready =
-        imgsim_pipeline::ready_for_indexing(&dir, &choice, args.reindex, &files, &create, &events)?;
+        imgsim_pipeline::ready_for_indexing(&dir, &choice, args.reindex, &files, &create, &events)
+            .with_context(|| format!("getting collection `{name}` ({}) ready", dir.display()))?;
     train_bar.finish_and_clear();
     let mut walk = walk;
     let mut roots = args.paths.clone();
@@ -372,7 +373,12 @@ pub fn index(args: &IndexArgs, settings: &Settings, quiet: bool) -> Result<u8> {
         &progress,
     );
     pbar.finish_and_clear();
-    let summary = result?;
+    let summary = result.with_context(|| {
+        format!(
+            "indexing into collection `{name}` ({}) stopped; every batch committed before this error is intact: fix the cause and run the same command again to resume",
+            dir.display()
+        )
+    })?;
     let collection = ready.collection;
     let total = collection.len();
     if let Some(new_dir) = &ready.reindexing {

@@ -1,0 +1,155 @@
+//! The indexer with a small test embedder: files that vanish, vectors the
+//! model gets wrong, cancellation, duplicates within one run.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use imgsim_embed::{Embedder, EmbedderIdentity, Metric, Transform};
+use imgsim_index::{Collection, CollectionSpec, HnswParams, OpenOptions};
+use imgsim_pipeline::{index_files, walk, IndexOptions};
+
+/// Embeds an 8×8 image as its 3 channel means and their spread; gives NaN
+/// for a pure red image (a model failing on one input).
+struct Means {
+    identity: EmbedderIdentity,
+}
+
+impl Means {
+    fn new() -> Self {
+        Means {
+            identity: EmbedderIdentity {
+                architecture: "means".into(),
+                weights_digest: "none".into(),
+                weights_origin: "test".into(),
+                dim: 4,
+                metric: Metric::L2,
+                preprocessing: Transform::unit(8, 3),
+            },
+        }
+    }
+}
+
+impl Embedder for Means {
+    fn identity(&self) -> &EmbedderIdentity {
+        &self.identity
+    }
+
+    fn embed_batch(&self, inputs: &[Vec<f32>]) -> imgsim_embed::Result<Vec<Vec<f32>>> {
+        Ok(inputs
+            .iter()
+            .map(|x| {
+                let n = x.len() / 3;
+                let m: Vec<f32> = (0..3)
+                    .map(|c| x[c * n..(c + 1) * n].iter().sum::<f32>() / n as f32)
+                    .collect();
+                if m[0] > 0.99 && m[1] < 0.01 && m[2] < 0.01 {
+                    return vec![f32::NAN; 4];
+                }
+                let spread = x.iter().map(|v| (v - m[0]).abs()).sum::<f32>() / x.len() as f32;
+                vec![m[0], m[1], m[2], spread]
+            })
+            .collect())
+    }
+}
+
+fn solid(path: &Path, rgb: [u8; 3]) {
+    image::RgbImage::from_pixel(16, 16, image::Rgb(rgb))
+        .save(path)
+        .unwrap();
+}
+
+fn collection(dir: &Path) -> Collection {
+    Collection::create(
+        &dir.join("c"),
+        CollectionSpec {
+            dim: 4,
+            metric: imgsim_index::Metric::L2,
+            params: HnswParams::default(),
+        },
+        OpenOptions::default(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn vanished_files_and_bad_vectors_fail_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let photos = dir.path().join("p");
+    std::fs::create_dir(&photos).unwrap();
+    solid(&photos.join("blue.png"), [0, 0, 255]);
+    solid(&photos.join("green.png"), [0, 255, 0]);
+    solid(&photos.join("red.png"), [255, 0, 0]);
+    std::fs::copy(photos.join("blue.png"), photos.join("blue-copy.png")).unwrap();
+    let mut w = walk(&[photos.clone()]).unwrap();
+    // Found by the walk, gone before it is read.
+    let gone = photos.join("gone.png");
+    solid(&gone, [9, 9, 9]);
+    let mut w2 = walk(&[gone.clone()]).unwrap();
+    std::fs::remove_file(&gone).unwrap();
+    w.files.append(&mut w2.files);
+    let c = collection(dir.path());
+    let s = index_files(
+        &c,
+        &Means::new(),
+        w,
+        &[photos],
+        &IndexOptions {
+            batch_size: 8,
+            ..IndexOptions::default()
+        },
+        &AtomicBool::new(false),
+        &|_| {},
+    )
+    .unwrap();
+    assert_eq!(s.indexed, 2, "{s:?}");
+    assert_eq!(s.duplicates, 1, "{s:?}");
+    assert_eq!(s.failed, 2, "{s:?}");
+    let reason = |name: &str| {
+        s.errors
+            .iter()
+            .find(|e| e.path.ends_with(name))
+            .map(|e| e.error.clone())
+            .unwrap_or_default()
+    };
+    assert!(reason("gone.png").contains("vanished"), "{s:?}");
+    assert!(reason("red.png").contains("non-finite"), "{s:?}");
+    assert_eq!(c.len(), 3);
+}
+
+#[test]
+fn a_cancelled_run_commits_nothing_more_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let photos = dir.path().join("p");
+    std::fs::create_dir(&photos).unwrap();
+    for i in 0..5u8 {
+        solid(&photos.join(format!("{i}.png")), [i * 40, 10, 10]);
+    }
+    let c = collection(dir.path());
+    let roots: Vec<PathBuf> = vec![photos.clone()];
+    let s = index_files(
+        &c,
+        &Means::new(),
+        walk(&roots).unwrap(),
+        &roots,
+        &IndexOptions::default(),
+        &AtomicBool::new(true),
+        &|_| {},
+    )
+    .unwrap();
+    assert!(s.interrupted);
+    assert_eq!(s.indexed, 0);
+    assert_eq!(c.len(), 0);
+    // The next run does it all.
+    let s = index_files(
+        &c,
+        &Means::new(),
+        walk(&roots).unwrap(),
+        &roots,
+        &IndexOptions::default(),
+        &AtomicBool::new(false),
+        &|_| {},
+    )
+    .unwrap();
+    assert!(!s.interrupted);
+    assert_eq!(s.indexed, 5);
+}
