@@ -80,11 +80,11 @@ fn vanished_files_and_bad_vectors_fail_alone() {
     solid(&photos.join("green.png"), [0, 255, 0]);
     solid(&photos.join("red.png"), [255, 0, 0]);
     std::fs::copy(photos.join("blue.png"), photos.join("blue-copy.png")).unwrap();
-    let mut w = walk(&[photos.clone()]).unwrap();
+    let mut w = walk(std::slice::from_ref(&photos)).unwrap();
     // Found by the walk, gone before it is read.
     let gone = photos.join("gone.png");
     solid(&gone, [9, 9, 9]);
-    let mut w2 = walk(&[gone.clone()]).unwrap();
+    let mut w2 = walk(std::slice::from_ref(&gone)).unwrap();
     std::fs::remove_file(&gone).unwrap();
     w.files.append(&mut w2.files);
     let c = collection(dir.path());
