@@ -2,12 +2,18 @@
 # Installs what imgsim needs from Debian that a fresh machine lacks:
 # - libturbojpeg0-dev: libjpeg-turbo's TurboJPEG library, linked for scaled
 #   JPEG decoding (needed to build);
-# - dataset-fashion-mnist: the Fashion-MNIST data set (benchmarks, eval).
-# Idempotent: does nothing when both are present.
+# - dataset-fashion-mnist: the Fashion-MNIST data set (benchmarks, eval);
+# - with --photos: gnome-backgrounds and mate-backgrounds, real photos in
+#   /usr/share/backgrounds for the demo (tools/demo.sh).
+# Idempotent: does nothing when everything is present.
 set -euo pipefail
 need=()
 [ -f /usr/include/turbojpeg.h ] || need+=(libturbojpeg0-dev)
 [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || need+=(dataset-fashion-mnist)
+if [ "${1:-}" = "--photos" ]; then
+    [ -d /usr/share/backgrounds/gnome ] || need+=(gnome-backgrounds)
+    [ -d /usr/share/backgrounds/mate ] || need+=(mate-backgrounds)
+fi
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
 fi
@@ -16,4 +22,4 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 echo "installing ${need[*]} (Debian packages) ..."
 $SUDO apt-get update -qq || true
-$SUDO apt-get install -y -q "${need[@]}"
+$SUDO apt-get install -y -q --no-install-recommends "${need[@]}"

@@ -85,7 +85,8 @@ pub struct Summary {
     pub interrupted: bool,
     /// Live items in the collection afterwards.
     pub total: usize,
-    /// Wall time of the run, seconds (walk included).
+    /// Wall time of this call, seconds: planning, pruning and the pipeline
+    /// (the folder walk and any model training happen before).
     pub seconds: f64,
     /// Wall time of the decode/embed/write stage, seconds.
     pub pipeline_seconds: f64,

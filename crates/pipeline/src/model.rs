@@ -56,6 +56,10 @@ impl EmbedderSpec {
             EmbedderSpec::Backbone { backbone, weights } => {
                 format!("{backbone} (weights {})", weights.describe())
             }
+            EmbedderSpec::Autoencoder { checkpoint } if checkpoint.is_relative() => format!(
+                "the autoencoder kept in the collection ({}/)",
+                checkpoint.display()
+            ),
             EmbedderSpec::Autoencoder { checkpoint } => {
                 format!("the autoencoder in {}", checkpoint.display())
             }
