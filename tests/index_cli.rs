@@ -733,3 +733,91 @@ fn ctrl_c_stops_after_the_batch_in_flight_and_the_env_selects_the_data_dir() {
     assert_eq!(s["unchanged"].as_u64().unwrap(), done, "{s}");
     assert_eq!(s["total"], n, "{s}");
 }
+
+#[test]
+fn unreadable_folders_and_files_are_reported_and_skipped() {
+    // Permissions do not bind root, so the indexer runs as `nobody`
+    // (setpriv, util-linux) when the tests run as root, as in CI.
+    let is_root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    let have_setpriv = std::process::Command::new("setpriv")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if is_root && !have_setpriv {
+        eprintln!("SKIPPED: running as root without setpriv");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    std::fs::set_permissions(cwd, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let photos = cwd.join("photos");
+    save(&picture(1, 64, 64), &photos.join("ok.png"));
+    save(&picture(2, 64, 64), &photos.join("locked/hidden.png"));
+    save(&picture(3, 64, 64), &photos.join("secret.png"));
+    let data = cwd.join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::set_permissions(
+        photos.join("locked"),
+        std::fs::Permissions::from_mode(0o000),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        photos.join("secret.png"),
+        std::fs::Permissions::from_mode(0o000),
+    )
+    .unwrap();
+    // A copy of the binary where `nobody` can run it (the checkout may be
+    // in a private home folder).
+    let bin = cwd.join("imgsim");
+    std::fs::copy(env!("CARGO_BIN_EXE_imgsim"), &bin).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut args = vec![
+        bin.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "index",
+        photos.to_str().unwrap(),
+        "--json",
+    ];
+    args.extend_from_slice(&BACKBONE);
+    let mut cmd = if is_root {
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"]);
+        c.args(&args);
+        c
+    } else {
+        let mut c = std::process::Command::new(args[0]);
+        c.args(&args[1..]);
+        c
+    };
+    let o = cmd
+        .current_dir(cwd)
+        .env("HF_HUB_OFFLINE", "1")
+        .env("HF_HOME", data.join("hf"))
+        .env_remove("IMGSIM_DATA_DIR")
+        .env_remove("IMGSIM_CONFIG")
+        .output()
+        .unwrap();
+    std::fs::set_permissions(
+        photos.join("locked"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let s = json(&o);
+    assert_eq!(s["indexed"], 1, "{s}");
+    let errors = s["errors"].as_array().unwrap();
+    let denied = |name: &str| {
+        errors.iter().any(|e| {
+            e["path"].as_str().unwrap().ends_with(name)
+                && e["error"].as_str().unwrap().contains("permission denied")
+        })
+    };
+    assert!(denied("locked"), "{s}");
+    assert!(denied("secret.png"), "{s}");
+}
