@@ -33,8 +33,8 @@ impl Default for ImageLimits {
     }
 }
 
-/// Formats decoded, by content sniffing.
-const SUPPORTED: [ImageFormat; 6] = [
+/// Formats decoded, recognised by content sniffing.
+pub const SUPPORTED_FORMATS: [ImageFormat; 6] = [
     ImageFormat::Jpeg,
     ImageFormat::Png,
     ImageFormat::WebP,
@@ -156,7 +156,7 @@ pub fn decode_rgb(bytes: &[u8], name: &Path, limits: &ImageLimits) -> Result<Rgb
         path: path.clone(),
         reason: "unrecognised content (magic bytes)".into(),
     })?;
-    if !SUPPORTED.contains(&format) {
+    if !SUPPORTED_FORMATS.contains(&format) {
         return Err(EmbedError::Unsupported {
             path,
             reason: format!("{format:?} is not decoded here"),

@@ -17,14 +17,7 @@ pub const IMAGE_EXTENSIONS: [&str; 16] = [
 ];
 
 /// Formats imgsim decodes.
-pub const SUPPORTED_FORMATS: [ImageFormat; 6] = [
-    ImageFormat::Jpeg,
-    ImageFormat::Png,
-    ImageFormat::WebP,
-    ImageFormat::Gif,
-    ImageFormat::Bmp,
-    ImageFormat::Tiff,
-];
+pub use imgsim_embed::load::SUPPORTED_FORMATS;
 
 /// A regular file found by the walk.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -107,6 +107,20 @@ pub struct Ready {
     pub carried_paths: Vec<PathBuf>,
 }
 
+impl Ready {
+    /// An existing collection with its recorded embedder, loaded and verified.
+    fn reopened(collection: Collection, record: EmbedderRecord, dir: &Path) -> Result<Ready> {
+        let embedder = record.load(dir)?;
+        Ok(Ready {
+            collection,
+            embedder,
+            record,
+            reindexing: None,
+            carried_paths: Vec::new(),
+        })
+    }
+}
+
 fn metric_of(e: &dyn Embedder) -> Metric {
     match e.metric() {
         imgsim_embed::Metric::Cosine => Metric::Cosine,
@@ -168,14 +182,7 @@ pub fn ready_for_indexing(
                     (None, _) => true,
                 };
                 if same && !reindex {
-                    let embedder = record.load(dir)?;
-                    return Ok(Ready {
-                        collection: c,
-                        embedder,
-                        record,
-                        reindexing: None,
-                        carried_paths: Vec::new(),
-                    });
+                    return Ready::reopened(c, record, dir);
                 }
                 if !reindex {
                     return Err(PipelineError::EmbedderMismatch {
@@ -228,14 +235,7 @@ fn create_or_continue(
             // is the one asked for; otherwise start it again.
             let requested = requested_identity(choice)?;
             if requested.is_none_or(|id| record.identity.compatible(&id)) {
-                let embedder = record.load(dir)?;
-                return Ok(Ready {
-                    collection: c,
-                    embedder,
-                    record,
-                    reindexing: None,
-                    carried_paths: Vec::new(),
-                });
+                return Ready::reopened(c, record, dir);
             }
         }
         if !c.is_empty() {
