@@ -63,6 +63,16 @@ pub enum Command {
     Remove(crate::library::RemoveArgs),
     /// Rebuild a collection's graph without deleted images.
     Compact(crate::library::CompactArgs),
+    /// Serve the collections over HTTP: the API and the search page.
+    Serve(ServeArgs),
+}
+
+/// Arguments of `imgsim serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (default: the config's server.bind, 127.0.0.1:8080).
+    #[arg(long)]
+    pub bind: Option<String>,
 }
 
 /// `imgsim train ...`
@@ -243,6 +253,7 @@ fn execute(cli: Cli) -> Result<u8> {
         Command::Info(args) => ok(crate::library::info(&args, &settings)),
         Command::Remove(args) => ok(crate::library::remove(&args, &settings)),
         Command::Compact(args) => ok(crate::library::compact(&args, &settings, quiet)),
+        Command::Serve(args) => ok(serve(&args, &settings)),
         Command::Config => {
             print!(
                 "{}",
@@ -286,6 +297,45 @@ fn settings_for(cli: &Cli) -> Result<Settings> {
             .context("configuring the thread pool")?;
     }
     Ok(settings)
+}
+
+fn serve(args: &ServeArgs, settings: &Settings) -> Result<()> {
+    let s = &settings.server;
+    let bind_text = args.bind.as_deref().unwrap_or(&s.bind);
+    let bind: std::net::SocketAddr = bind_text
+        .parse()
+        .with_context(|| format!("`{bind_text}` is not an address like 127.0.0.1:8080"))?;
+    if !(0.0..=1.0).contains(&s.recall_sample) || !(0.0..=1.0).contains(&s.target_recall) {
+        bail!("server.recall_sample and server.target_recall must be between 0 and 1");
+    }
+    let data_dir = settings.data_dir();
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
+    let options = imgsim_server::ServerOptions {
+        api_key: (!s.api_key.is_empty()).then(|| s.api_key.clone()),
+        max_upload_bytes: s.max_upload_bytes,
+        queue: s.queue,
+        recall_sample: s.recall_sample,
+        recall_window: s.recall_window,
+        target_recall: (s.target_recall > 0.0).then_some(s.target_recall),
+        limits: settings.limits.image_limits(),
+        storage: settings.storage.clone(),
+        request_timeout_s: s.request_timeout_s,
+        workers: s.workers,
+        bench_report: Some(
+            settings
+                .bench
+                .out_dir
+                .join("fashion-mnist-784-euclidean.json"),
+        ),
+    };
+    if options.api_key.is_none() {
+        eprintln!(
+            "no server.api_key (IMGSIM_SERVER_API_KEY): adding and deleting images is disabled"
+        );
+    }
+    imgsim_server::serve(bind, &data_dir, &settings.collection, options)
+        .with_context(|| format!("serving on {bind}"))
 }
 
 fn load_data(settings: &Settings, args: &AnnArgs) -> Result<BenchData> {

@@ -130,6 +130,30 @@ impl LimitsSettings {
     }
 }
 
+/// `[server]`: `imgsim serve`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Address to listen on.
+    pub bind: String,
+    /// Key for write endpoints ("" = writes refused).
+    pub api_key: String,
+    /// Worker threads (0 = one per core).
+    pub workers: usize,
+    /// Requests allowed to use or wait for the workers; more get 503.
+    pub queue: usize,
+    /// Largest request body, bytes.
+    pub max_upload_bytes: usize,
+    /// Request timeout, seconds.
+    pub request_timeout_s: u64,
+    /// Share of searches re-run exactly for the live recall estimate.
+    pub recall_sample: f64,
+    /// Sampled queries the estimate averages.
+    pub recall_window: usize,
+    /// Recall@k to hold by adjusting ef (0 = off).
+    pub target_recall: f64,
+}
+
 /// All settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -144,6 +168,8 @@ pub struct Settings {
     pub embed: EmbedSettings,
     /// Input limits.
     pub limits: LimitsSettings,
+    /// The HTTP service.
+    pub server: ServerSettings,
     /// Index parameters.
     pub index: IndexSettings,
     /// Collection storage options.
@@ -176,6 +202,17 @@ impl Default for Settings {
                 max_height: l.max_height,
                 max_decoded_bytes: l.max_alloc_bytes,
                 max_file_bytes: l.max_file_bytes,
+            },
+            server: ServerSettings {
+                bind: "127.0.0.1:8080".into(),
+                api_key: String::new(),
+                workers: 0,
+                queue: 64,
+                max_upload_bytes: 32 << 20,
+                request_timeout_s: 30,
+                recall_sample: 0.1,
+                recall_window: 200,
+                target_recall: 0.0,
             },
             index: IndexSettings {
                 metric: Metric::Cosine,

@@ -1,0 +1,118 @@
+//! API errors: every failure is a JSON body `{"error": {"status", "message"}}`
+//! with the status code that says whose fault it is.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+/// An error answered to a client.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Malformed request (JSON, parameters).
+    #[error("{0}")]
+    BadRequest(String),
+    /// Missing or wrong API key.
+    #[error("a valid api-key header is required for this operation")]
+    Unauthorized,
+    /// No such collection or item.
+    #[error("{0}")]
+    NotFound(String),
+    /// Body larger than the limit.
+    #[error("{0}")]
+    TooLarge(String),
+    /// Not an image format we decode.
+    #[error("{0}")]
+    Unsupported(String),
+    /// An image we cannot use (damaged, too many pixels).
+    #[error("{0}")]
+    Unprocessable(String),
+    /// Too much work queued.
+    #[error("the server is busy: too many requests are waiting; retry shortly")]
+    Busy,
+    /// Something on our side.
+    #[error("{0}")]
+    Internal(String),
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Inner<'a>,
+}
+
+#[derive(Serialize)]
+struct Inner<'a> {
+    status: u16,
+    message: &'a str,
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        let msg = self.to_string();
+        let mut r = HttpResponse::build(status);
+        if matches!(self, ApiError::Busy) {
+            r.insert_header(("Retry-After", "1"));
+        }
+        if matches!(self, ApiError::Unauthorized) {
+            r.insert_header(("WWW-Authenticate", "api-key"));
+        }
+        r.json(Body {
+            error: Inner {
+                status: status.as_u16(),
+                message: &msg,
+            },
+        })
+    }
+}
+
+impl From<imgsim_embed::EmbedError> for ApiError {
+    fn from(e: imgsim_embed::EmbedError) -> Self {
+        use imgsim_embed::EmbedError as E;
+        let msg = e.to_string();
+        match e {
+            E::Empty { .. } | E::Decode { .. } | E::TooLarge { .. } => ApiError::Unprocessable(msg),
+            E::Unsupported { .. } => ApiError::Unsupported(msg),
+            E::Io { .. } => ApiError::NotFound(msg),
+            E::Input(_) => ApiError::BadRequest(msg),
+            _ => ApiError::Internal(msg),
+        }
+    }
+}
+
+impl From<imgsim_index::IndexError> for ApiError {
+    fn from(e: imgsim_index::IndexError) -> Self {
+        use imgsim_index::IndexError as E;
+        let msg = e.to_string();
+        match e {
+            E::NotFound(_) => ApiError::NotFound(msg),
+            e if e.is_user_error() => ApiError::BadRequest(msg),
+            _ => ApiError::Internal(msg),
+        }
+    }
+}
+
+impl From<imgsim_pipeline::PipelineError> for ApiError {
+    fn from(e: imgsim_pipeline::PipelineError) -> Self {
+        use imgsim_pipeline::PipelineError as E;
+        match e {
+            E::Index(i) => i.into(),
+            E::Embed(m) => m.into(),
+            E::NotFound(m) => ApiError::NotFound(m),
+            other if other.is_user_error() => ApiError::BadRequest(other.to_string()),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}

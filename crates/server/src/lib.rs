@@ -1,0 +1,157 @@
+//! imgsim's HTTP service: search a collection by uploaded image, vector or
+//! id, with recall against exact search per query and as a live estimate;
+//! add and delete images; thumbnails; Prometheus metrics; the OpenAPI
+//! document; and the web page (embedded from `web/`).
+//!
+//! Heavy work (decoding, embedding, searching) runs on a bounded worker pool,
+//! never on the async executor; when too many requests wait, the answer is
+//! 503 with `Retry-After`.
+#![deny(missing_docs)]
+
+pub mod error;
+pub mod openapi;
+pub mod routes;
+pub mod state;
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use actix_web::dev::Service;
+use actix_web::{web, App, HttpResponse, HttpServer};
+
+pub use error::ApiError;
+pub use state::{AppState, ServerOptions};
+
+const INDEX_HTML: &str = include_str!("../../../web/index.html");
+const APP_JS: &str = include_str!("../../../web/app.js");
+const STYLE_CSS: &str = include_str!("../../../web/style.css");
+const DOCS_HTML: &str = include_str!("../../../web/docs.html");
+
+fn asset(body: &'static str, ctype: &'static str) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(ctype)
+        .insert_header(("Cache-Control", "no-cache"))
+        .body(body)
+}
+
+/// Registers every route on an app (used by the server and by tests).
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route(
+        "/",
+        web::get().to(|| async { asset(INDEX_HTML, "text/html; charset=utf-8") }),
+    )
+    .route(
+        "/app.js",
+        web::get().to(|| async { asset(APP_JS, "text/javascript; charset=utf-8") }),
+    )
+    .route(
+        "/style.css",
+        web::get().to(|| async { asset(STYLE_CSS, "text/css; charset=utf-8") }),
+    )
+    .route(
+        "/docs",
+        web::get().to(|| async { asset(DOCS_HTML, "text/html; charset=utf-8") }),
+    )
+    .route("/openapi.json", web::get().to(openapi::openapi_json))
+    .route("/healthz", web::get().to(routes::healthz))
+    .route("/readyz", web::get().to(routes::readyz))
+    .route("/metrics", web::get().to(routes::metrics))
+    .route("/benchmark", web::get().to(routes::benchmark))
+    .route("/embed", web::post().to(routes::embed))
+    .route("/collections", web::get().to(routes::collections))
+    .route(
+        "/collections/{collection}/stats",
+        web::get().to(routes::stats),
+    )
+    .route(
+        "/collections/{collection}/search",
+        web::post().to(routes::search),
+    )
+    .route(
+        "/collections/{collection}/images",
+        web::get().to(routes::list_images),
+    )
+    .route(
+        "/collections/{collection}/images",
+        web::post().to(routes::add_image),
+    )
+    .route(
+        "/collections/{collection}/images/{id}",
+        web::get().to(routes::get_image),
+    )
+    .route(
+        "/collections/{collection}/images/{id}",
+        web::delete().to(routes::delete_image),
+    )
+    .route(
+        "/collections/{collection}/images/{id}/thumbnail",
+        web::get().to(routes::thumbnail),
+    )
+    .default_service(web::to(|| async {
+        Err::<HttpResponse, ApiError>(ApiError::NotFound("no such endpoint (see /docs)".into()))
+    }));
+}
+
+/// The app's error handlers for extractor failures (a bad path or query),
+/// answered as JSON like every other error.
+pub fn extractor_errors(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(
+        web::PathConfig::default()
+            .error_handler(|e, _| ApiError::BadRequest(format!("bad path: {e}")).into()),
+    )
+    .app_data(
+        web::QueryConfig::default().error_handler(|e, _| {
+            ApiError::BadRequest(format!("bad query parameters: {e}")).into()
+        }),
+    );
+}
+
+/// Serves `data_dir`'s collections on `bind` until stopped (Ctrl-C).
+pub fn serve(
+    bind: SocketAddr,
+    data_dir: &Path,
+    default_collection: &str,
+    options: ServerOptions,
+) -> std::io::Result<()> {
+    let state = AppState::open(data_dir, default_collection, options)
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let timeout = std::time::Duration::from_secs(state.options.request_timeout_s.max(1));
+    let state = web::Data::new(state);
+    let names: Vec<String> = {
+        let mut v: Vec<String> = state.collections.keys().cloned().collect();
+        v.sort();
+        v
+    };
+    eprintln!(
+        "serving {} collection(s) [{}] on http://{bind}/ (API docs: /docs)",
+        names.len(),
+        names.join(", ")
+    );
+    actix_web::rt::System::new().block_on(async move {
+        HttpServer::new(move || {
+            let st = state.clone();
+            App::new()
+                .app_data(state.clone())
+                .configure(extractor_errors)
+                .wrap_fn(move |req, srv| {
+                    let st = st.clone();
+                    let fut = srv.call(req);
+                    async move {
+                        let res = fut.await?;
+                        let ep = res
+                            .request()
+                            .match_pattern()
+                            .unwrap_or_else(|| "other".into());
+                        st.metrics.count(&ep, res.status().as_u16());
+                        Ok(res)
+                    }
+                })
+                .configure(configure)
+        })
+        .client_request_timeout(timeout)
+        .client_disconnect_timeout(std::time::Duration::from_secs(5))
+        .bind(bind)?
+        .run()
+        .await
+    })
+}

@@ -1,0 +1,335 @@
+//! What the service holds: its collections (each with its embedder, live
+//! recall estimate and ef controller), options, and counters.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use imgsim_embed::{Embedder, ImageLimits};
+use imgsim_index::{recall_at_k_by_distance, Collection, Neighbor, OpenOptions};
+use imgsim_pipeline::search::RECALL_EPSILON;
+use imgsim_pipeline::EmbedderRecord;
+use serde::Serialize;
+
+use crate::error::ApiError;
+
+/// Service settings.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Key required by write endpoints (`api-key` header); `None`: writes are refused.
+    pub api_key: Option<String>,
+    /// Largest request body, bytes.
+    pub max_upload_bytes: usize,
+    /// Requests allowed to wait for or use the worker pool at once; more get 503.
+    pub queue: usize,
+    /// Share of served searches re-run exactly in the background (0..=1).
+    pub recall_sample: f64,
+    /// Recent sampled queries the live recall estimate averages.
+    pub recall_window: usize,
+    /// Recall@k the service holds by adjusting ef (None: fixed ef).
+    pub target_recall: Option<f64>,
+    /// Decoding limits for uploaded images.
+    pub limits: ImageLimits,
+    /// Storage options for opening collections.
+    pub storage: OpenOptions,
+    /// Seconds before a request is answered 503 (a client that is too slow, or work that is).
+    pub request_timeout_s: u64,
+    /// Threads doing decode, embed and search work (0: one per core).
+    pub workers: usize,
+    /// The JSON report of the last `imgsim bench ann`, shown by the page.
+    pub bench_report: Option<std::path::PathBuf>,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            api_key: None,
+            max_upload_bytes: 32 << 20,
+            queue: 64,
+            recall_sample: 0.1,
+            recall_window: 200,
+            target_recall: None,
+            limits: ImageLimits::default(),
+            storage: OpenOptions::default(),
+            request_timeout_s: 30,
+            workers: 0,
+            bench_report: None,
+        }
+    }
+}
+
+/// A rolling estimate of recall@k from sampled queries.
+#[derive(Debug, Default)]
+pub struct RecallWindow {
+    recent: VecDeque<f64>,
+    total: u64,
+}
+
+impl RecallWindow {
+    fn push(&mut self, r: f64, cap: usize) {
+        self.recent.push_back(r);
+        while self.recent.len() > cap.max(1) {
+            self.recent.pop_front();
+        }
+        self.total += 1;
+    }
+
+    /// Mean over the window, if any sample.
+    pub fn mean(&self) -> Option<f64> {
+        (!self.recent.is_empty())
+            .then(|| self.recent.iter().sum::<f64>() / self.recent.len() as f64)
+    }
+}
+
+/// One served collection.
+pub struct Served {
+    /// Its name (URL segment).
+    pub name: String,
+    /// Its folder.
+    pub dir: PathBuf,
+    /// The collection.
+    pub collection: Collection,
+    /// Its embedder record, when it holds images.
+    pub record: Option<EmbedderRecord>,
+    embedder: OnceLock<Result<Arc<dyn Embedder>, String>>,
+    /// The live recall estimate.
+    pub recall: Mutex<RecallWindow>,
+    /// The ef in use (the controller's, or the collection's ef_search).
+    pub ef: AtomicUsize,
+    /// Searches served.
+    pub searches: AtomicU64,
+}
+
+impl Served {
+    /// Opens collection folder `dir` as `name`.
+    pub fn open(name: &str, dir: &Path, storage: &OpenOptions) -> Result<Served, ApiError> {
+        let collection = imgsim_pipeline::open(dir, storage)?;
+        let record = EmbedderRecord::read(&collection)?;
+        let ef = collection.spec().params.ef_search;
+        Ok(Served {
+            name: name.to_string(),
+            dir: dir.to_path_buf(),
+            collection,
+            record,
+            embedder: OnceLock::new(),
+            recall: Mutex::new(RecallWindow::default()),
+            ef: AtomicUsize::new(ef),
+            searches: AtomicU64::new(0),
+        })
+    }
+
+    /// The embedder, loaded on first use (and verified against the record).
+    pub fn embedder(&self) -> Result<(Arc<dyn Embedder>, &EmbedderRecord), ApiError> {
+        let record = self.record.as_ref().ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "collection `{}` records no image embedder: search it by vector or id",
+                self.name
+            ))
+        })?;
+        let e = self.embedder.get_or_init(|| {
+            record
+                .load(&self.dir)
+                .map(Arc::from)
+                .map_err(|e| e.to_string())
+        });
+        match e {
+            Ok(e) => Ok((e.clone(), record)),
+            Err(msg) => Err(ApiError::Internal(format!(
+                "the embedder of `{}` cannot be loaded: {msg}",
+                self.name
+            ))),
+        }
+    }
+
+    /// The live recall estimate and how many samples it has seen.
+    pub fn recall_estimate(&self) -> (Option<f64>, u64) {
+        let w = self.recall.lock().unwrap_or_else(|p| p.into_inner());
+        (w.mean(), w.total)
+    }
+}
+
+/// A sampled query, to be re-run exactly in the background.
+pub struct Sample {
+    /// Which collection.
+    pub collection: Arc<Served>,
+    /// The query vector.
+    pub vector: Vec<f32>,
+    /// What was answered.
+    pub approx: Vec<Neighbor>,
+    /// k.
+    pub k: usize,
+}
+
+/// Counters for /metrics.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// (endpoint, status) → count.
+    pub requests: Mutex<BTreeMap<(String, u16), u64>>,
+    /// Searches and their summed seconds.
+    pub search_count: AtomicU64,
+    /// Summed search time, microseconds.
+    pub search_micros: AtomicU64,
+    /// Requests refused with 503.
+    pub busy: AtomicU64,
+}
+
+impl Metrics {
+    /// Counts a request.
+    pub fn count(&self, endpoint: &str, status: u16) {
+        let mut m = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        *m.entry((endpoint.to_string(), status)).or_insert(0) += 1;
+    }
+}
+
+/// The application state shared by all workers.
+pub struct AppState {
+    /// Served collections by name.
+    pub collections: HashMap<String, Arc<Served>>,
+    /// The collection used by `/embed` when none is named.
+    pub default_collection: String,
+    /// Settings.
+    pub options: ServerOptions,
+    /// Requests that may use or wait for the worker pool.
+    pub slots: Arc<tokio::sync::Semaphore>,
+    /// The worker pool: decode, embed and search run here, off the async executor.
+    pub pool: rayon::ThreadPool,
+    /// Counters.
+    pub metrics: Metrics,
+    /// Sampled queries for the recall estimator.
+    pub samples: std::sync::mpsc::SyncSender<Sample>,
+    /// Queries seen, for sampling.
+    pub query_counter: AtomicU64,
+}
+
+/// A collection of the state, for the responses that list them.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CollectionSummary {
+    /// Name.
+    pub name: String,
+    /// Live items.
+    pub count: usize,
+    /// Dimension.
+    pub dim: usize,
+    /// `cosine` or `l2`.
+    pub metric: String,
+}
+
+impl AppState {
+    /// Opens every collection in `data_dir` (folders holding one).
+    pub fn open(
+        data_dir: &Path,
+        default_collection: &str,
+        options: ServerOptions,
+    ) -> Result<AppState, ApiError> {
+        let mut collections = HashMap::new();
+        let rd = std::fs::read_dir(data_dir).map_err(|e| {
+            ApiError::Internal(format!("cannot read data dir {}: {e}", data_dir.display()))
+        })?;
+        for entry in rd.flatten() {
+            let p = entry.path();
+            let Some(name) = p.file_name().and_then(|n| n.to_str()).map(str::to_string) else {
+                continue;
+            };
+            if imgsim_pipeline::collection_dir(data_dir, &name).is_err() || !Collection::exists(&p)
+            {
+                continue;
+            }
+            let served = Served::open(&name, &p, &options.storage)?;
+            tracing::info!(collection = %name, count = served.collection.len(), "serving");
+            collections.insert(name, Arc::new(served));
+        }
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Sample>(256);
+        let window = options.recall_window;
+        let target = options.target_recall;
+        std::thread::Builder::new()
+            .name("imgsim-recall".into())
+            .spawn(move || recall_worker(rx, window, target))
+            .map_err(|e| ApiError::Internal(format!("cannot start the recall estimator: {e}")))?;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(options.workers)
+            .thread_name(|i| format!("imgsim-worker-{i}"))
+            .build()
+            .map_err(|e| ApiError::Internal(format!("cannot start the worker pool: {e}")))?;
+        Ok(AppState {
+            pool,
+            collections,
+            default_collection: default_collection.to_string(),
+            slots: Arc::new(tokio::sync::Semaphore::new(options.queue.max(1))),
+            options,
+            metrics: Metrics::default(),
+            samples: tx,
+            query_counter: AtomicU64::new(0),
+        })
+    }
+
+    /// The collection called `name`.
+    pub fn get(&self, name: &str) -> Result<Arc<Served>, ApiError> {
+        self.collections
+            .get(name)
+            .cloned()
+            .ok_or_else(|| ApiError::NotFound(format!("no collection `{name}`")))
+    }
+
+    /// Whether this query should be re-run exactly for the estimate.
+    pub fn sample_this(&self) -> bool {
+        let rate = self.options.recall_sample;
+        if rate <= 0.0 {
+            return false;
+        }
+        let n = self.query_counter.fetch_add(1, Ordering::Relaxed);
+        let every = (1.0 / rate.min(1.0)).round().max(1.0) as u64;
+        n.is_multiple_of(every)
+    }
+}
+
+/// Re-runs sampled queries exactly; updates each collection's estimate and,
+/// with a target, its ef.
+fn recall_worker(rx: std::sync::mpsc::Receiver<Sample>, window: usize, target: Option<f64>) {
+    for s in rx {
+        let exact = match s.collection.collection.search_exact(&s.vector, s.k, None) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(error = %e, "exact re-run of a sampled query failed");
+                continue;
+            }
+        };
+        let r = recall_at_k_by_distance(&s.approx, &exact, s.k, RECALL_EPSILON);
+        let mean = {
+            let mut w = s
+                .collection
+                .recall
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            w.push(r, window);
+            (w.recent.len() >= 20).then(|| w.mean()).flatten()
+        };
+        if let (Some(t), Some(m)) = (target, mean) {
+            if adjust_ef(&s.collection.ef, s.k, m, t) {
+                // Judge the new ef on its own queries.
+                let mut w = s
+                    .collection
+                    .recall
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                w.recent.clear();
+            }
+        }
+    }
+}
+
+/// The ef controller: up by a quarter when the estimate is under the
+/// target, down by a tenth when it is comfortably above (by 0.01).
+/// Returns whether ef changed.
+pub fn adjust_ef(ef: &AtomicUsize, k: usize, estimate: f64, target: f64) -> bool {
+    let cur = ef.load(Ordering::Relaxed);
+    let next = if estimate < target {
+        (cur + cur / 4 + 1).min(4096)
+    } else if estimate > target + 0.01 {
+        (cur - cur / 10).max(k.max(1))
+    } else {
+        cur
+    };
+    ef.store(next, Ordering::Relaxed);
+    next != cur
+}
