@@ -1,0 +1,559 @@
+//! Every endpoint and every error of the service, through actix-web's test
+//! harness, on a small collection indexed by the test.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+
+use actix_web::http::StatusCode;
+use actix_web::{test, web, App};
+use imgsim_embed::{Backbone, WeightsSource};
+use imgsim_pipeline::model::EmbedderChoice;
+use imgsim_pipeline::store::CreateSettings;
+use imgsim_server::{AppState, ServerOptions};
+use serde_json::{json, Value};
+
+const KEY: &str = "test-key-123";
+
+fn picture(seed: u32) -> image::RgbImage {
+    image::RgbImage::from_fn(80, 64, |x, y| {
+        let v = |k: u32| ((x * k + y * (seed + 3) + seed * 37) % 256) as u8;
+        image::Rgb([v(seed + 1), v(seed * 2 + 5), v(7)])
+    })
+}
+
+fn png_bytes(seed: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    picture(seed)
+        .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+        .unwrap();
+    out
+}
+
+/// A data dir with collection `default`: 4 images, MobileNetV4-small with
+/// synthetic weights.
+fn data_dir() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let photos = dir.path().join("photos");
+    std::fs::create_dir(&photos).unwrap();
+    for i in 0..4 {
+        std::fs::write(photos.join(format!("{i}.png")), png_bytes(i)).unwrap();
+    }
+    let data = dir.path().join("data");
+    let cdir = data.join("default");
+    let walk = imgsim_pipeline::walk(std::slice::from_ref(&photos)).unwrap();
+    let files: Vec<PathBuf> = walk.files.iter().map(|f| f.path.clone()).collect();
+    let ready = imgsim_pipeline::ready_for_indexing(
+        &cdir,
+        &EmbedderChoice::Backbone {
+            backbone: Backbone::Mobilenetv4Small,
+            weights: Some(WeightsSource::Synthetic { seed: 1 }),
+        },
+        false,
+        &files,
+        &CreateSettings {
+            params: imgsim_index::HnswParams::default(),
+            options: imgsim_index::OpenOptions::default(),
+            exact_decode: false,
+            train: Default::default(),
+        },
+        &|_| {},
+    )
+    .unwrap();
+    let s = imgsim_pipeline::index_files(
+        &ready.collection,
+        ready.embedder.as_ref(),
+        walk,
+        &[photos.clone()],
+        &imgsim_pipeline::IndexOptions::default(),
+        &AtomicBool::new(false),
+        &|_| {},
+    )
+    .unwrap();
+    assert_eq!(s.indexed, 4);
+    (dir, data)
+}
+
+fn options() -> ServerOptions {
+    ServerOptions {
+        api_key: Some(KEY.into()),
+        max_upload_bytes: 200_000,
+        recall_sample: 1.0,
+        ..ServerOptions::default()
+    }
+}
+
+macro_rules! app {
+    ($state:expr) => {
+        test::init_service(
+            App::new()
+                .app_data($state.clone())
+                .configure(imgsim_server::extractor_errors)
+                .configure(imgsim_server::configure),
+        )
+        .await
+    };
+}
+
+fn multipart(field: &str, bytes: &[u8]) -> (String, Vec<u8>) {
+    let boundary = "XyZboundary42";
+    let mut body = Vec::new();
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"q.png\"\r\nContent-Type: image/png\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+async fn call(
+    app: &impl actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse,
+        Error = actix_web::Error,
+    >,
+    req: test::TestRequest,
+) -> (StatusCode, Value) {
+    let resp = test::call_service(app, req.to_request()).await;
+    let status = resp.status();
+    let body = test::read_body(resp).await;
+    let v = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    (status, v)
+}
+
+fn path_of(v: &Value) -> &str {
+    v["path"].as_str().unwrap()
+}
+
+#[actix_web::test]
+async fn search_by_image_vector_and_id_with_recall() {
+    let (_dir, data) = data_dir();
+    let state = web::Data::new(AppState::open(&data, "default", options()).unwrap());
+    let app = app!(state);
+    let (ctype, body) = multipart("image", &png_bytes(2));
+
+    // Multipart upload, with recall.
+    let (s, v) = call(
+        &app,
+        test::TestRequest::post()
+            .uri("/collections/default/search?k=3&with_recall=true")
+            .insert_header(("content-type", ctype.clone()))
+            .set_payload(body.clone()),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["results"].as_array().unwrap().len(), 3);
+    assert!(path_of(&v["results"][0]).ends_with("/2.png"), "{v}");
+    assert_eq!(v["recall_at_k"], 1.0);
+    assert_eq!(v["exact"].as_array().unwrap().len(), 3);
+    assert!(v["timings"]["embed_ms"].as_f64().unwrap() > 0.0);
+    assert!(v["took_ms"].as_f64().unwrap() > 0.0);
+    let id2 = v["results"][0]["id"].as_u64().unwrap();
+
+    // Raw body; exact search only.
+    let (s, v) = call(
+        &app,
+        test::TestRequest::post()
+            .uri("/collections/default/search?k=2&exact=true")
+            .insert_header(("content-type", "image/png"))
+            .set_payload(png_bytes(1)),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(path_of(&v["results"][0]).ends_with("/1.png"), "{v}");
+    assert_eq!(v["ef"], 0);
+
+    // By id: itself left out.
+    let (s, v) = call(
+        &app,
+        test::TestRequest::post()
+            .uri("/collections/default/search")
+            .set_json(json!({"id": id2, "k": 3})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["id"] != id2));
+
+    // By vector: the embedding of image 2 finds it.
+    let (ctype2, body2) = multipart("image", &png_bytes(2));
+    let (s, e) = call(
+        &app,
+        test::TestRequest::post()
+            .uri("/embed")
+            .insert_header(("content-type", ctype2))
+            .set_payload(body2),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{e}");
+    assert_eq!(e["dim"], 1280);
+    assert_eq!(e["embedder"]["architecture"], "mobilenetv4-small");
+    let (s, v) = call(
+        &app,
+        test::TestRequest::post()
+            .uri("/collections/default/search")
+            .set_json(json!({"vector": e["embedding"], "k": 1, "ef": 32})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["results"][0]["id"], id2);
+    assert_eq!(v["ef"], 32);
+
+    // The live estimate (every search sampled here) and /metrics.
+    for _ in 0..100 {
+        if state.collections["default"].recall_estimate().1 >= 2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let (s, st) = call(
+        &app,
+        test::TestRequest::get().uri("/collections/default/stats"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(st["count"], 4);
+    assert_eq!(st["dim"], 1280);
+    assert!(st["recall"]["samples"].as_u64().unwrap() >= 2, "{st}");
+    assert_eq!(st["recall"]["recall_at_k"], 1.0);
+    assert_eq!(st["ef"], 64);
+    let resp =
+        test::call_service(&app, test::TestRequest::get().uri("/metrics").to_request()).await;
+    let text = String::from_utf8(test::read_body(resp).await.to_vec()).unwrap();
+    assert!(
+        text.contains("imgsim_recall_estimate{collection=\"default\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("imgsim_ef{collection=\"default\"} 64"),
+        "{text}"
+    );
+}
+
+#[actix_web::test]
+async fn every_error_has_its_status() {
+    let (_dir, data) = data_dir();
+    let state = web::Data::new(AppState::open(&data, "default", options()).unwrap());
+    let app = app!(state);
+    let search = |body: Value| {
+        test::TestRequest::post()
+            .uri("/collections/default/search")
+            .set_json(body)
+    };
+    // 400s: malformed JSON, unknown fields, both or neither of vector/id,
+    // wrong dimension, NaN cannot be sent as JSON, k out of range, bad query.
+    let (s, v) = call(
+        &app,
+        test::TestRequest::post()
+            .uri("/collections/default/search")
+            .insert_header(("content-type", "application/json"))
+            .set_payload("{\"vector\": [1, 2"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("malformed JSON"),
+        "{v}"
+    );
+    for (body, needle) in [
+        (json!({"vector": [1.0], "id": 1}), "exactly one"),
+        (json!({}), "exactly one"),
+        (json!({"vector": [1.0, 2.0]}), "dimension"),
+        (json!({"id": 0, "k": 0}), "k must be"),
+        (json!({"id": 0, "k": 5000}), "k must be"),
+        (json!({"id": 0, "colour": "red"}), "unknown field"),
+    ] {
+        let (s, v) = call(&app, search(body.clone())).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{body} -> {v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains(needle),
+            "{body} -> {v}"
+        );
+    }
+    let (s, _) = call(
+        &app,
+        test::TestRequest::post()
+            .uri("/collections/default/search?k=many")
+            .set_json(json!({"id": 0})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, _) = call(
+        &app,
+        test::TestRequest::get().uri("/collections/default/images/abc"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, v) = call(
+        &app,
+        test::TestRequest::post()
+            .uri("/collections/default/search")
+            .insert_header(("content-type", "image/png")),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let (ctype, body) = multipart("photo", &png_bytes(1));
+    let (s, v) = call(
+        &app,
+        test::TestRequest::post()
+            .uri("/collections/default/search")
+            .insert_header(("content-type", ctype))
+            .set_payload(body),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("`image`"),
+        "{v}"
+    );
+
+    // 404s: collection, id, route.
+    let (s, _) = call(
+        &app,
+        search(json!({"id": 0})).uri("/collections/nope/search"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = call(&app, search(json!({"id": 999}))).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, v) = call(&app, test::TestRequest::get().uri("/no/such/route")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(v["error"]["status"], 404);
+    let (s, _) = call(
+        &app,
+        test::TestRequest::get().uri("/collections/default/images/999/thumbnail"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // 413, 415, 422.
+    let (s, _) = call(
+        &app,
+        test::TestRequest::post()
+            .uri("/collections/default/search")
+            .insert_header(("content-type", "image/png"))
+            .set_payload(vec![0u8; 300_000]),
+    )
+    .await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    let (s, _) = call(
+        &app,
+        test::TestRequest::post()
+            .uri("/collections/default/search")
+            .insert_header(("content-type", "application/octet-stream"))
+            .set_payload("hello, this is not an image"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let png = png_bytes(3);
+    let (s, v) = call(
+        &app,
+        test::TestRequest::post()
+            .uri("/collections/default/search")
+            .insert_header(("content-type", "image/png"))
+            .set_payload(png[..png.len() / 2].to_vec()),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let mut bomb = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();
+    bomb.extend_from_slice(&60_000u32.to_be_bytes());
+    bomb.extend_from_slice(&60_000u32.to_be_bytes());
+    bomb.extend_from_slice(&[8, 2, 0, 0, 0]);
+    let crc = crc32fast::hash(&bomb[12..]);
+    bomb.extend_from_slice(&crc.to_be_bytes());
+    bomb.extend_from_slice(b"\0\0\0\x02IDAT\x78\x9c");
+    let crc = crc32fast::hash(&bomb[bomb.len() - 6..]);
+    bomb.extend_from_slice(&crc.to_be_bytes());
+    let (s, v) = call(
+        &app,
+        test::TestRequest::post()
+            .uri("/collections/default/search")
+            .insert_header(("content-type", "image/png"))
+            .set_payload(bomb),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("too large"),
+        "{v}"
+    );
+    // JSON to an endpoint that takes an image: 415.
+    let (s, _) = call(
+        &app,
+        test::TestRequest::post()
+            .uri("/embed")
+            .set_json(json!({"id": 1})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+    // 503 with Retry-After when every slot is taken.
+    let held = state.slots.clone().try_acquire_many_owned(64).unwrap();
+    let resp = test::call_service(&app, search(json!({"id": 0})).to_request()).await;
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(resp.headers().get("retry-after").unwrap(), "1");
+    drop(held);
+    let (s, _) = call(&app, search(json!({"id": 0}))).await;
+    assert_eq!(s, StatusCode::OK);
+}
+
+#[actix_web::test]
+async fn uploads_deletes_metadata_thumbnails_and_the_rest() {
+    let (_dir, data) = data_dir();
+    let state = web::Data::new(AppState::open(&data, "default", options()).unwrap());
+    let app = app!(state);
+    let add = |key: Option<&str>| {
+        let (ctype, body) = multipart("image", &png_bytes(9));
+        let mut r = test::TestRequest::post()
+            .uri("/collections/default/images")
+            .insert_header(("content-type", ctype))
+            .set_payload(body);
+        if let Some(k) = key {
+            r = r.insert_header(("api-key", k));
+        }
+        r
+    };
+    let (s, _) = call(&app, add(None)).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _) = call(&app, add(Some("wrong"))).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, v) = call(&app, add(Some(KEY))).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let id = v["id"].as_u64().unwrap();
+    assert_eq!(v["path"], "upload:q.png");
+
+    // Found by a search; its metadata hides where the server keeps it.
+    let (s, m) = call(
+        &app,
+        test::TestRequest::get().uri(&format!("/collections/default/images/{id}")),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(m["source"], "upload");
+    assert!(m["attrs"].get("file").is_none(), "{m}");
+    let resp = test::call_service(
+        &app,
+        test::TestRequest::get()
+            .uri(&format!("/collections/default/images/{id}/thumbnail"))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers().get("content-type").unwrap(), "image/jpeg");
+    let jpeg = test::read_body(resp).await;
+    let thumb = image::load_from_memory(&jpeg).unwrap();
+    assert!(thumb.width() <= 256 && thumb.height() <= 256);
+    assert!(
+        data.join(format!("default/thumbs/{id}.jpg")).exists(),
+        "cached"
+    );
+    // A file-backed item's thumbnail too.
+    let (s, _) = call(
+        &app,
+        test::TestRequest::get().uri("/collections/default/images/0/thumbnail"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+
+    // Browse.
+    let (s, p) = call(
+        &app,
+        test::TestRequest::get().uri("/collections/default/images?offset=1&limit=2"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(p["total"], 5);
+    assert_eq!(p["images"].as_array().unwrap().len(), 2);
+
+    // Delete: key needed; then gone; twice is 404.
+    let del = |key: Option<&str>| {
+        let mut r = test::TestRequest::delete().uri(&format!("/collections/default/images/{id}"));
+        if let Some(k) = key {
+            r = r.insert_header(("api-key", k));
+        }
+        r
+    };
+    let (s, _) = call(&app, del(None)).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _) = call(&app, del(Some(KEY))).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = call(&app, del(Some(KEY))).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = call(
+        &app,
+        test::TestRequest::get().uri(&format!("/collections/default/images/{id}")),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // The rest.
+    let (s, v) = call(&app, test::TestRequest::get().uri("/collections")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["collections"][0]["name"], "default");
+    assert_eq!(v["collections"][0]["count"], 4);
+    for uri in ["/healthz", "/readyz"] {
+        let (s, _) = call(&app, test::TestRequest::get().uri(uri)).await;
+        assert_eq!(s, StatusCode::OK, "{uri}");
+    }
+    let (s, api) = call(&app, test::TestRequest::get().uri("/openapi.json")).await;
+    assert_eq!(s, StatusCode::OK);
+    for p in [
+        "/collections/{collection}/search",
+        "/collections/{collection}/images",
+        "/collections/{collection}/images/{id}",
+        "/collections/{collection}/images/{id}/thumbnail",
+        "/collections/{collection}/stats",
+        "/collections",
+        "/embed",
+        "/metrics",
+    ] {
+        assert!(
+            api["paths"].get(p).is_some(),
+            "{p} missing from openapi.json"
+        );
+    }
+    for (uri, ctype) in [
+        ("/", "text/html"),
+        ("/app.js", "text/javascript"),
+        ("/style.css", "text/css"),
+        ("/docs", "text/html"),
+    ] {
+        let resp = test::call_service(&app, test::TestRequest::get().uri(uri).to_request()).await;
+        assert_eq!(resp.status(), StatusCode::OK, "{uri}");
+        let ct = resp
+            .headers()
+            .get("content-type")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(ct.starts_with(ctype), "{uri}: {ct}");
+    }
+    let (s, _) = call(&app, test::TestRequest::get().uri("/benchmark")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[actix_web::test]
+async fn the_ef_controller_moves_toward_the_target() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let ef = AtomicUsize::new(64);
+    assert!(imgsim_server::state::adjust_ef(&ef, 10, 0.90, 0.95));
+    assert_eq!(ef.load(Ordering::Relaxed), 81);
+    assert!(imgsim_server::state::adjust_ef(&ef, 10, 0.99, 0.95));
+    assert_eq!(ef.load(Ordering::Relaxed), 73);
+    assert!(!imgsim_server::state::adjust_ef(&ef, 10, 0.955, 0.95));
+    let low = AtomicUsize::new(10);
+    imgsim_server::state::adjust_ef(&low, 10, 1.0, 0.5);
+    assert_eq!(low.load(Ordering::Relaxed), 10, "never below k");
+}
