@@ -63,7 +63,7 @@ fn data_dir() -> (tempfile::TempDir, PathBuf) {
         &ready.collection,
         ready.embedder.as_ref(),
         walk,
-        &[photos.clone()],
+        std::slice::from_ref(&photos),
         &imgsim_pipeline::IndexOptions::default(),
         &AtomicBool::new(false),
         &|_| {},
