@@ -6,6 +6,7 @@ use std::process::{Command, Output};
 
 /// Runs `imgsim ARGS` in `cwd`, with the collection and config environment
 /// cleared and the Hugging Face Hub offline (cache under `cwd`).
+#[allow(dead_code)] // not every test binary uses it
 pub fn imgsim(args: &[&str], cwd: &Path) -> Output {
     command(args, cwd).output().expect("imgsim runs")
 }

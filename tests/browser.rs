@@ -1,0 +1,114 @@
+//! The search page in a real browser: headless Chromium (Debian package
+//! `chromium`) driven by Playwright (npm `playwright-core`, installed into
+//! tests/browser/ by tools/install-deps.sh): load the page, upload an image,
+//! see the results, click one.
+
+mod common;
+use common::{command, text};
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Stops the server when the test ends, pass or fail.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn save(seed: u32, path: &Path) {
+    image::RgbImage::from_fn(96, 72, |x, y| {
+        let v = |k: u32| ((x * k + y * (seed + 3) + seed * 41) % 256) as u8;
+        image::Rgb([v(seed + 2), v(seed * 3 + 1), v(11)])
+    })
+    .save(path)
+    .unwrap();
+}
+
+#[test]
+fn search_page_uploads_an_image_and_clicks_a_result() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let script = root.join("tests/browser/search_page.mjs");
+    assert!(
+        root.join("tests/browser/node_modules/playwright-core").exists(),
+        "playwright-core is not installed: run `bash tools/install-deps.sh` (npm install --prefix tests/browser)"
+    );
+    assert!(
+        Path::new("/usr/bin/chromium").exists() || std::env::var_os("CHROMIUM").is_some(),
+        "no Chromium: run `bash tools/install-deps.sh` (Debian package chromium)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    let photos = cwd.join("photos");
+    std::fs::create_dir(&photos).unwrap();
+    for i in 0..6 {
+        save(i, &photos.join(format!("img{i}.png")));
+    }
+    let data = cwd.join("data");
+    let o = command(
+        &[
+            "--data-dir",
+            data.to_str().unwrap(),
+            "index",
+            photos.to_str().unwrap(),
+            "--backbone",
+            "mobilenetv4-small",
+            "--weights",
+            "synthetic:1",
+        ],
+        cwd,
+    )
+    .output()
+    .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+
+    let port = free_port();
+    let bind = format!("127.0.0.1:{port}");
+    let server = command(
+        &[
+            "--data-dir",
+            data.to_str().unwrap(),
+            "serve",
+            "--bind",
+            &bind,
+        ],
+        cwd,
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let _server = Server(server);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(&bind).is_err() {
+        assert!(Instant::now() < deadline, "the server did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let o = std::process::Command::new("node")
+        .arg(&script)
+        .arg(format!("http://{bind}/"))
+        .arg(photos.join("img3.png"))
+        .arg("img3.png")
+        .current_dir(root.join("tests/browser"))
+        .output()
+        .expect("node runs");
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("OK:"),
+        "{}",
+        text(&o)
+    );
+}
