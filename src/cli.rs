@@ -317,6 +317,7 @@ fn serve(args: &ServeArgs, settings: &Settings) -> Result<()> {
         queue: s.queue,
         recall_sample: s.recall_sample,
         recall_window: s.recall_window,
+        recall_max_per_s: s.recall_max_per_s,
         target_recall: (s.target_recall > 0.0).then_some(s.target_recall),
         limits: settings.limits.image_limits(),
         storage: settings.storage.clone(),

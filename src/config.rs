@@ -150,6 +150,8 @@ pub struct ServerSettings {
     pub recall_sample: f64,
     /// Sampled queries the estimate averages.
     pub recall_window: usize,
+    /// Sampled queries re-run per second at most.
+    pub recall_max_per_s: f64,
     /// Recall@k to hold by adjusting ef (0 = off).
     pub target_recall: f64,
 }
@@ -212,6 +214,7 @@ impl Default for Settings {
                 request_timeout_s: 30,
                 recall_sample: 0.1,
                 recall_window: 200,
+                recall_max_per_s: 10.0,
                 target_recall: 0.0,
             },
             index: IndexSettings {

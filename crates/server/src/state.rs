@@ -27,6 +27,9 @@ pub struct ServerOptions {
     pub recall_sample: f64,
     /// Recent sampled queries the live recall estimate averages.
     pub recall_window: usize,
+    /// At most this many sampled queries per second are re-run (each exact
+    /// search scans the whole collection: this bounds its CPU cost).
+    pub recall_max_per_s: f64,
     /// Recall@k the service holds by adjusting ef (None: fixed ef).
     pub target_recall: Option<f64>,
     /// Decoding limits for uploaded images.
@@ -49,6 +52,7 @@ impl Default for ServerOptions {
             queue: 64,
             recall_sample: 0.1,
             recall_window: 200,
+            recall_max_per_s: 10.0,
             target_recall: None,
             limits: ImageLimits::default(),
             storage: OpenOptions::default(),
@@ -200,6 +204,9 @@ pub struct AppState {
     pub samples: std::sync::mpsc::SyncSender<Sample>,
     /// Queries seen, for sampling.
     pub query_counter: AtomicU64,
+    /// When the next sample may be taken, µs since `started`.
+    next_sample_us: AtomicU64,
+    started: std::time::Instant,
 }
 
 /// A collection of the state, for the responses that list them.
@@ -260,6 +267,8 @@ impl AppState {
             metrics: Metrics::default(),
             samples: tx,
             query_counter: AtomicU64::new(0),
+            next_sample_us: AtomicU64::new(0),
+            started: std::time::Instant::now(),
         })
     }
 
@@ -279,7 +288,26 @@ impl AppState {
         }
         let n = self.query_counter.fetch_add(1, Ordering::Relaxed);
         let every = (1.0 / rate.min(1.0)).round().max(1.0) as u64;
-        n.is_multiple_of(every)
+        if !n.is_multiple_of(every) {
+            return false;
+        }
+        // Rate limit: one sample per 1/max_per_s seconds at most.
+        let max = self.options.recall_max_per_s;
+        if max <= 0.0 {
+            return false;
+        }
+        let now = self.started.elapsed().as_micros() as u64;
+        let next = self.next_sample_us.load(Ordering::Relaxed);
+        now >= next
+            && self
+                .next_sample_us
+                .compare_exchange(
+                    next,
+                    now + (1e6 / max) as u64,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
     }
 }
 

@@ -78,6 +78,7 @@ fn options() -> ServerOptions {
         api_key: Some(KEY.into()),
         max_upload_bytes: 200_000,
         recall_sample: 1.0,
+        recall_max_per_s: 1e6,
         ..ServerOptions::default()
     }
 }
