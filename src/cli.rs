@@ -323,6 +323,7 @@ fn serve(args: &ServeArgs, settings: &Settings) -> Result<()> {
         storage: settings.storage.clone(),
         request_timeout_s: s.request_timeout_s,
         workers: s.workers,
+        cors_origins: s.cors_origins.clone(),
         bench_report: Some(
             settings
                 .bench

@@ -154,6 +154,8 @@ pub struct ServerSettings {
     pub recall_max_per_s: f64,
     /// Recall@k to hold by adjusting ef (0 = off).
     pub target_recall: f64,
+    /// Browser origins allowed to call the API (CORS); empty = off.
+    pub cors_origins: Vec<String>,
 }
 
 /// All settings.
@@ -216,6 +218,7 @@ impl Default for Settings {
                 recall_window: 200,
                 recall_max_per_s: 10.0,
                 target_recall: 0.0,
+                cors_origins: Vec::new(),
             },
             index: IndexSettings {
                 metric: Metric::Cosine,

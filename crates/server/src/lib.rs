@@ -106,6 +106,18 @@ pub fn extractor_errors(cfg: &mut web::ServiceConfig) {
     );
 }
 
+/// The CORS policy: off (no header is ever sent) unless origins are configured.
+pub fn cors(origins: &[String]) -> actix_web::middleware::Condition<actix_cors::Cors> {
+    let mut c = actix_cors::Cors::default()
+        .allowed_methods(["GET", "POST", "DELETE"])
+        .allowed_headers(["content-type", "api-key"])
+        .max_age(3600);
+    for o in origins {
+        c = c.allowed_origin(o);
+    }
+    actix_web::middleware::Condition::new(!origins.is_empty(), c)
+}
+
 /// Serves `data_dir`'s collections on `bind` until stopped (Ctrl-C).
 pub fn serve(
     bind: SocketAddr,
@@ -116,6 +128,7 @@ pub fn serve(
     let state = AppState::open(data_dir, default_collection, options)
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     let timeout = std::time::Duration::from_secs(state.options.request_timeout_s.max(1));
+    let origins = state.options.cors_origins.clone();
     let state = web::Data::new(state);
     let names: Vec<String> = {
         let mut v: Vec<String> = state.collections.keys().cloned().collect();
@@ -147,6 +160,7 @@ pub fn serve(
                     }
                 })
                 .configure(configure)
+                .wrap(cors(&origins))
         })
         .client_request_timeout(timeout)
         .client_disconnect_timeout(std::time::Duration::from_secs(5))

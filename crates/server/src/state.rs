@@ -42,6 +42,8 @@ pub struct ServerOptions {
     pub workers: usize,
     /// The JSON report of the last `imgsim bench ann`, shown by the page.
     pub bench_report: Option<std::path::PathBuf>,
+    /// Origins allowed to call the API from a browser (CORS); empty: none.
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for ServerOptions {
@@ -59,6 +61,7 @@ impl Default for ServerOptions {
             request_timeout_s: 30,
             workers: 0,
             bench_report: None,
+            cors_origins: Vec::new(),
         }
     }
 }

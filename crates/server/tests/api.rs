@@ -558,3 +558,47 @@ async fn the_ef_controller_moves_toward_the_target() {
     imgsim_server::state::adjust_ef(&low, 10, 1.0, 0.5);
     assert_eq!(low.load(Ordering::Relaxed), 10, "never below k");
 }
+
+#[actix_web::test]
+async fn cors_is_off_unless_configured() {
+    let (_dir, data) = data_dir();
+    let state = web::Data::new(AppState::open(&data, "default", options()).unwrap());
+    let preflight = || {
+        test::TestRequest::default()
+            .method(actix_web::http::Method::OPTIONS)
+            .uri("/collections")
+            .insert_header(("origin", "https://photos.example.org"))
+            .insert_header(("access-control-request-method", "GET"))
+            .to_request()
+    };
+    let get = || {
+        test::TestRequest::get()
+            .uri("/collections")
+            .insert_header(("origin", "https://photos.example.org"))
+            .to_request()
+    };
+    for (origins, allowed) in [
+        (vec![], false),
+        (vec!["https://photos.example.org".to_string()], true),
+    ] {
+        let app = test::init_service(
+            App::new()
+                .app_data(state.clone())
+                .configure(imgsim_server::configure)
+                .wrap(imgsim_server::cors(&origins)),
+        )
+        .await;
+        let r = test::call_service(&app, get()).await;
+        assert_eq!(
+            r.headers().contains_key("access-control-allow-origin"),
+            allowed,
+            "{origins:?}"
+        );
+        let r = test::call_service(&app, preflight()).await;
+        assert_eq!(
+            r.headers().contains_key("access-control-allow-origin"),
+            allowed,
+            "{origins:?}"
+        );
+    }
+}
