@@ -602,3 +602,36 @@ async fn cors_is_off_unless_configured() {
         );
     }
 }
+
+#[actix_web::test]
+async fn work_that_outlives_the_request_timeout_is_a_503() {
+    let (_dir, data) = data_dir();
+    let opts = ServerOptions {
+        request_timeout_s: 1,
+        workers: 1,
+        ..options()
+    };
+    let state = web::Data::new(AppState::open(&data, "default", opts).unwrap());
+    let app = app!(state);
+    // The only worker is busy for 3 s: the search waits, then times out.
+    state
+        .pool
+        .spawn(|| std::thread::sleep(std::time::Duration::from_secs(3)));
+    let started = std::time::Instant::now();
+    let resp = test::call_service(
+        &app,
+        test::TestRequest::post()
+            .uri("/collections/default/search")
+            .set_json(json!({"id": 0}))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(resp.headers().contains_key("retry-after"));
+    let waited = started.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_millis(900)
+            && waited < std::time::Duration::from_millis(2900),
+        "{waited:?}"
+    );
+}
