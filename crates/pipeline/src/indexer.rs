@@ -217,9 +217,8 @@ struct Commit {
     replaced: Vec<u64>,
     /// Records to rewrite (unchanged content).
     updates: Vec<(u64, ItemMeta)>,
-    /// Files examined in this batch (for progress).
-    examined: usize,
-    failed: usize,
+    /// What the batch amounts to, counted once it is committed.
+    tally: Tally,
 }
 
 fn reason_without_path(e: &imgsim_embed::EmbedError, path: &Path) -> String {
@@ -412,11 +411,11 @@ pub fn index_files(
     let known_hashes = &catalog.by_hash;
     let pipe_start = Instant::now();
     let embed_time = AtomicUsize::new(0);
-    let counters = Counters::default();
+    let counters = std::sync::Mutex::new(Tally::default());
 
     let result: Result<()> = std::thread::scope(|s| {
         let (prep_tx, prep_rx) = sync_channel::<Vec<Outcome>>(1);
-        let (commit_tx, commit_rx) = sync_channel::<(Commit, Tally)>(2);
+        let (commit_tx, commit_rx) = sync_channel::<Commit>(2);
         // Decode stage.
         s.spawn(move || {
             let mut todo = todo;
@@ -450,7 +449,7 @@ pub fn index_files(
         written
     });
     let pipeline_seconds = pipe_start.elapsed().as_secs_f64();
-    let c = counters.snapshot();
+    let c = counters.into_inner().unwrap_or_else(|p| p.into_inner());
     summary.indexed = c.indexed;
     summary.replaced = c.replaced;
     summary.duplicates = c.duplicates;
@@ -505,49 +504,29 @@ fn prune(
     Ok(collection.delete(&gone)?)
 }
 
-#[derive(Default)]
-struct Counters {
-    examined: AtomicUsize,
-    indexed: AtomicUsize,
-    replaced: AtomicUsize,
-    duplicates: AtomicUsize,
-    same_content: AtomicUsize,
-    skipped: AtomicUsize,
-    failed: AtomicUsize,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct CounterSnapshot {
+/// Per-batch counts, carried to the writer with the batch, and their sum
+/// over the committed batches: counts only include what was committed.
+#[derive(Debug, Default, Clone, Copy)]
+struct Tally {
     examined: usize,
     indexed: usize,
     replaced: usize,
     duplicates: usize,
     same_content: usize,
     skipped: usize,
+    failed: usize,
 }
 
-impl Counters {
-    fn snapshot(&self) -> CounterSnapshot {
-        let g = |a: &AtomicUsize| a.load(Ordering::SeqCst);
-        CounterSnapshot {
-            examined: g(&self.examined),
-            indexed: g(&self.indexed),
-            replaced: g(&self.replaced),
-            duplicates: g(&self.duplicates),
-            same_content: g(&self.same_content),
-            skipped: g(&self.skipped),
-        }
+impl Tally {
+    fn add(&mut self, o: &Tally) {
+        self.examined += o.examined;
+        self.indexed += o.indexed;
+        self.replaced += o.replaced;
+        self.duplicates += o.duplicates;
+        self.same_content += o.same_content;
+        self.skipped += o.skipped;
+        self.failed += o.failed;
     }
-}
-
-/// Per-batch tallies, carried to the writer with the batch so that counts
-/// only include what was committed.
-struct Tally {
-    indexed: usize,
-    replaced: usize,
-    duplicates: usize,
-    same_content: usize,
-    skipped: usize,
 }
 
 /// Embeds prepared batches and hands them to the writer; returns the
@@ -556,7 +535,7 @@ fn embed_stage(
     collection: &Collection,
     embedder: &dyn Embedder,
     rx: Receiver<Vec<Outcome>>,
-    tx: &std::sync::mpsc::SyncSender<(Commit, Tally)>,
+    tx: &std::sync::mpsc::SyncSender<Commit>,
     embed_time: &AtomicUsize,
 ) -> Result<Vec<Failure>> {
     let mut failures = Vec::new();
@@ -564,16 +543,10 @@ fn embed_stage(
     // that copies within the run are not embedded twice.
     let mut fresh: HashMap<String, (Vec<f32>, String)> = HashMap::new();
     for batch in rx {
-        let mut commit = Commit {
-            examined: batch.len(),
-            ..Commit::default()
-        };
+        let mut commit = Commit::default();
         let mut tally = Tally {
-            indexed: 0,
-            replaced: 0,
-            duplicates: 0,
-            same_content: 0,
-            skipped: 0,
+            examined: batch.len(),
+            ..Tally::default()
         };
         let mut to_embed: Vec<(Outcome, Vec<f32>)> = Vec::new();
         let mut later: Vec<Outcome> = Vec::new();
@@ -608,7 +581,7 @@ fn embed_stage(
                             path: o.work.file.path.clone(),
                             error: "its identical original was removed during the run; re-run to index it".into(),
                         });
-                        commit.failed += 1;
+                        tally.failed += 1;
                     }
                 },
                 Prepared::SameContent => {
@@ -623,7 +596,7 @@ fn embed_stage(
                         path: o.work.file.path.clone(),
                         error,
                     });
-                    commit.failed += 1;
+                    tally.failed += 1;
                 }
             }
         }
@@ -671,7 +644,7 @@ fn embed_stage(
                         path: o.work.file.path.clone(),
                         error,
                     });
-                    commit.failed += 1;
+                    tally.failed += 1;
                 }
             }
         }
@@ -691,10 +664,11 @@ fn embed_stage(
                     path: o.work.file.path.clone(),
                     error: "its identical copy in this run could not be embedded".into(),
                 });
-                commit.failed += 1;
+                tally.failed += 1;
             }
         }
-        if tx.send((commit, tally)).is_err() {
+        commit.tally = tally;
+        if tx.send(commit).is_err() {
             // The writer stopped (its error is reported by the caller).
             break;
         }
@@ -728,12 +702,12 @@ fn embed_isolating(
 /// Commits batches in order; stops at the first storage error.
 fn write_stage(
     collection: &Collection,
-    rx: Receiver<(Commit, Tally)>,
+    rx: Receiver<Commit>,
     total: usize,
-    counters: &Counters,
+    counters: &std::sync::Mutex<Tally>,
     progress: &(dyn Fn(&IndexProgress) + Sync),
 ) -> Result<()> {
-    for (commit, tally) in rx {
+    for commit in rx {
         let added = commit.items.len();
         if added > 0 {
             collection.insert(commit.items)?;
@@ -745,27 +719,16 @@ fn write_stage(
             collection.update_item(*id, meta)?;
         }
         tracing::debug!(added, removed = commit.replaced.len(), "batch committed");
-        counters
-            .examined
-            .fetch_add(commit.examined, Ordering::SeqCst);
-        counters.indexed.fetch_add(tally.indexed, Ordering::SeqCst);
-        counters
-            .replaced
-            .fetch_add(tally.replaced, Ordering::SeqCst);
-        counters
-            .duplicates
-            .fetch_add(tally.duplicates, Ordering::SeqCst);
-        counters
-            .same_content
-            .fetch_add(tally.same_content, Ordering::SeqCst);
-        counters.skipped.fetch_add(tally.skipped, Ordering::SeqCst);
-        counters.failed.fetch_add(commit.failed, Ordering::SeqCst);
-        let c = counters.snapshot();
+        let c = {
+            let mut c = counters.lock().unwrap_or_else(|p| p.into_inner());
+            c.add(&commit.tally);
+            *c
+        };
         progress(&IndexProgress {
             done: c.examined,
             total,
             indexed: c.indexed,
-            failed: counters.failed.load(Ordering::SeqCst),
+            failed: c.failed,
         });
     }
     Ok(())

@@ -235,8 +235,3 @@ fn copy_checkpoint(src: &Path, dest: &Path) -> Result<()> {
     }
     Ok(())
 }
-
-/// Whether `requested` would make the same vectors as the record.
-pub fn same_embedder(record: &EmbedderRecord, requested: &EmbedderIdentity) -> bool {
-    record.identity.compatible(requested)
-}

@@ -78,15 +78,55 @@ pub fn embed_bytes(
     name: &Path,
     limits: &ImageLimits,
 ) -> Result<Vec<f32>> {
+    embed_bytes_timed(embedder, record, bytes, name, limits).map(|t| t.vector)
+}
+
+/// An embedding and where its time went.
+#[derive(Debug, Clone)]
+pub struct TimedEmbedding {
+    /// The vector.
+    pub vector: Vec<f32>,
+    /// Decoding and preprocessing, milliseconds.
+    pub decode_ms: f64,
+    /// The model, milliseconds.
+    pub embed_ms: f64,
+}
+
+/// [`embed_bytes`], timing its two parts.
+pub fn embed_bytes_timed(
+    embedder: &dyn Embedder,
+    record: &EmbedderRecord,
+    bytes: &[u8],
+    name: &Path,
+    limits: &ImageLimits,
+) -> Result<TimedEmbedding> {
+    let t0 = Instant::now();
     let img = if record.exact_decode {
         decode_rgb(bytes, name, limits)?
     } else {
         decode_rgb_reduced(bytes, name, limits, embedder.preprocessing().resize_shorter)?
     };
     let input = embedder.preprocess(&img)?;
-    let mut v = embedder.embed_batch(&[input])?;
-    v.pop()
-        .ok_or_else(|| PipelineError::Invalid("the model returned no vector".into()))
+    let t1 = Instant::now();
+    let vector = embedder
+        .embed_batch(&[input])?
+        .pop()
+        .ok_or_else(|| PipelineError::Invalid("the model returned no vector".into()))?;
+    Ok(TimedEmbedding {
+        vector,
+        decode_ms: (t1 - t0).as_secs_f64() * 1e3,
+        embed_ms: t1.elapsed().as_secs_f64() * 1e3,
+    })
+}
+
+/// A search filter leaving out one item (a query by id).
+#[derive(Debug, Clone, Copy)]
+pub struct Except(pub u64);
+
+impl imgsim_index::IdFilter for Except {
+    fn allows(&self, id: u64) -> bool {
+        id != self.0
+    }
 }
 
 /// The answer to a query, with timings and (optionally) the exact answer.
@@ -115,13 +155,7 @@ pub fn query_vector(
     exclude: Option<u64>,
     started: Instant,
 ) -> Result<Answer> {
-    struct Not(u64);
-    impl imgsim_index::IdFilter for Not {
-        fn allows(&self, id: u64) -> bool {
-            id != self.0
-        }
-    }
-    let not = exclude.map(Not);
+    let not = exclude.map(Except);
     let filter = not.as_ref().map(|f| f as &dyn imgsim_index::IdFilter);
     let ef = ef.map(|e| e.max(k));
     let approx = collection.search(vector, k, ef, filter)?;

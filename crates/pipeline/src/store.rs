@@ -108,9 +108,19 @@ pub struct Ready {
 }
 
 impl Ready {
-    /// An existing collection with its recorded embedder, loaded and verified.
-    fn reopened(collection: Collection, record: EmbedderRecord, dir: &Path) -> Result<Ready> {
-        let embedder = record.load(dir)?;
+    /// An existing collection with its recorded embedder: `loaded` when the
+    /// caller already has an instance of the same model (verified
+    /// compatible), otherwise loaded from the record and verified.
+    fn reopened(
+        collection: Collection,
+        record: EmbedderRecord,
+        dir: &Path,
+        loaded: Option<Box<dyn Embedder>>,
+    ) -> Result<Ready> {
+        let embedder = match loaded {
+            Some(e) if e.identity().compatible(&record.identity) => e,
+            _ => record.load(dir)?,
+        };
         Ok(Ready {
             collection,
             embedder,
@@ -128,24 +138,21 @@ fn metric_of(e: &dyn Embedder) -> Metric {
     }
 }
 
-/// The identity `choice` would give, when it names a specific model
+/// The embedder `choice` names, loaded, when it names a specific model
 /// (`None` for "auto" and "train one").
-fn requested_identity(choice: &EmbedderChoice) -> Result<Option<EmbedderIdentity>> {
+fn requested_embedder(choice: &EmbedderChoice) -> Result<Option<Box<dyn Embedder>>> {
     Ok(match choice {
         EmbedderChoice::Auto { .. } | EmbedderChoice::TrainAutoencoder => None,
         EmbedderChoice::Backbone { backbone, weights } => {
             let w = weights.clone().unwrap_or_else(|| backbone.hub_weights());
-            Some(
-                imgsim_embed::PretrainedEmbedder::load(*backbone, Some(&w))?
-                    .identity()
-                    .clone(),
-            )
+            Some(Box::new(imgsim_embed::PretrainedEmbedder::load(
+                *backbone,
+                Some(&w),
+            )?))
         }
-        EmbedderChoice::Autoencoder(p) => Some(
-            imgsim_embed::AutoencoderEmbedder::load(p)?
-                .identity()
-                .clone(),
-        ),
+        EmbedderChoice::Autoencoder(p) => {
+            Some(Box::new(imgsim_embed::AutoencoderEmbedder::load(p)?))
+        }
     })
 }
 
@@ -173,22 +180,25 @@ pub fn ready_for_indexing(
         let c = Collection::open(dir, settings.options.clone(), &|_, _, _| {})?;
         match EmbedderRecord::read(&c)? {
             Some(record) => {
-                let requested = requested_identity(choice)?;
+                let requested = requested_embedder(choice)?;
                 let same = match (&requested, choice) {
-                    (Some(id), _) => record.identity.compatible(id),
+                    (Some(e), _) => record.identity.compatible(e.identity()),
                     (None, EmbedderChoice::TrainAutoencoder) => {
                         matches!(record.spec, EmbedderSpec::Autoencoder { .. })
                     }
                     (None, _) => true,
                 };
                 if same && !reindex {
-                    return Ready::reopened(c, record, dir);
+                    return Ready::reopened(c, record, dir, requested);
                 }
                 if !reindex {
                     return Err(PipelineError::EmbedderMismatch {
                         collection: dir.to_path_buf(),
                         stored: record.describe(),
-                        requested: describe_choice(choice, requested.as_ref()),
+                        requested: describe_choice(
+                            choice,
+                            requested.as_ref().map(|e| e.identity()),
+                        ),
                     });
                 }
                 // Re-index: build a new collection beside this one.
@@ -233,9 +243,12 @@ fn create_or_continue(
         if let Some(record) = EmbedderRecord::read(&c)? {
             // A re-index interrupted earlier: continue it if the embedder
             // is the one asked for; otherwise start it again.
-            let requested = requested_identity(choice)?;
-            if requested.is_none_or(|id| record.identity.compatible(&id)) {
-                return Ready::reopened(c, record, dir);
+            let requested = requested_embedder(choice)?;
+            if requested
+                .as_ref()
+                .is_none_or(|e| record.identity.compatible(e.identity()))
+            {
+                return Ready::reopened(c, record, dir, requested);
             }
         }
         if !c.is_empty() {

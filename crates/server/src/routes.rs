@@ -229,25 +229,16 @@ fn check_key(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
     }
 }
 
-fn path_of(meta: &imgsim_index::ItemMeta) -> String {
-    meta.external_id.clone()
-}
-
 fn to_results(served: &Served, found: &[Neighbor]) -> Result<Vec<ResultItem>, ApiError> {
-    let metric = served.collection.spec().metric;
-    found
-        .iter()
-        .enumerate()
-        .map(|(i, n)| {
-            let meta = served.collection.item(n.id)?;
-            Ok(ResultItem {
-                rank: i + 1,
-                id: n.id,
-                score: imgsim_pipeline::search::score(metric, n.distance),
-                path: path_of(&meta),
-            })
+    Ok(imgsim_pipeline::search::hits(&served.collection, found)?
+        .into_iter()
+        .map(|h| ResultItem {
+            rank: h.rank,
+            id: h.id,
+            score: h.score,
+            path: h.path,
         })
-        .collect()
+        .collect())
 }
 
 /// Decodes and embeds image bytes with the collection's embedder; returns
@@ -259,32 +250,14 @@ fn embed_image(
     limits: &imgsim_embed::ImageLimits,
 ) -> Result<(Vec<f32>, f64, f64), ApiError> {
     let (e, record) = served.embedder()?;
-    let t0 = Instant::now();
-    let path = std::path::Path::new(name);
-    let img = if record.exact_decode {
-        imgsim_embed::decode_rgb(bytes, path, limits)?
-    } else {
-        imgsim_embed::decode_rgb_reduced(bytes, path, limits, e.preprocessing().resize_shorter)?
-    };
-    let input = e.preprocess(&img)?;
-    let t1 = Instant::now();
-    let v = e
-        .embed_batch(&[input])?
-        .pop()
-        .ok_or_else(|| ApiError::Internal("the model returned no vector".into()))?;
-    let t2 = Instant::now();
-    Ok((
-        v,
-        (t1 - t0).as_secs_f64() * 1e3,
-        (t2 - t1).as_secs_f64() * 1e3,
-    ))
-}
-
-struct Not(u64);
-impl IdFilter for Not {
-    fn allows(&self, id: u64) -> bool {
-        id != self.0
-    }
+    let t = imgsim_pipeline::search::embed_bytes_timed(
+        e.as_ref(),
+        record,
+        bytes,
+        std::path::Path::new(name),
+        limits,
+    )?;
+    Ok((t.vector, t.decode_ms, t.embed_ms))
 }
 
 enum Query {
@@ -317,7 +290,7 @@ fn run_search(
             (v, None)
         }
     };
-    let not = exclude.map(Not);
+    let not = exclude.map(imgsim_pipeline::search::Except);
     let filter = not.as_ref().map(|f| f as &dyn IdFilter);
     let exact_only = p.exact.unwrap_or(false);
     let with_recall = p.with_recall.unwrap_or(false);
@@ -560,7 +533,7 @@ fn image_info(served: &Served, id: u64) -> Result<ImageInfo, ApiError> {
     }
     Ok(ImageInfo {
         id,
-        path: path_of(&m),
+        path: m.external_id,
         source: m.source,
         added_unix_ms: m.added_unix_ms,
         attrs,
