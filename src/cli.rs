@@ -59,6 +59,9 @@ pub enum Command {
     Dups(crate::library::DupsArgs),
     /// A collection's size, embedder, index parameters and disk use.
     Info(crate::library::InfoArgs),
+    /// Check a collection: graphs and sled agree, nothing stored twice,
+    /// every image found by its own vector (exit 4 when inconsistent).
+    Check(crate::library::CheckArgs),
     /// Remove images from a collection, by id or path.
     Remove(crate::library::RemoveArgs),
     /// Rebuild a collection's graph without deleted images.
@@ -251,6 +254,7 @@ fn execute(cli: Cli) -> Result<u8> {
         Command::Query(args) => ok(crate::library::query(&args, &settings)),
         Command::Dups(args) => ok(crate::library::dups(&args, &settings)),
         Command::Info(args) => ok(crate::library::info(&args, &settings)),
+        Command::Check(args) => crate::library::check(&args, &settings),
         Command::Remove(args) => ok(crate::library::remove(&args, &settings)),
         Command::Compact(args) => ok(crate::library::compact(&args, &settings, quiet)),
         Command::Serve(args) => ok(serve(&args, &settings)),

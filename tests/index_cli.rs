@@ -3,7 +3,7 @@
 //! the tests write themselves.
 
 mod common;
-use common::{command, imgsim, text};
+use common::{command, imgsim, picture, save, text, Tmpfs};
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -17,44 +17,6 @@ const BACKBONE: [&str; 4] = [
     "--weights",
     "synthetic:1",
 ];
-
-/// A distinct, deterministic photo-like image: a coloured gradient with a
-/// bright disc and noise, different for every `seed`.
-fn picture(seed: u32, w: u32, h: u32) -> image::RgbImage {
-    let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(12_345);
-    let mut rnd = move || {
-        state ^= state << 13;
-        state ^= state >> 17;
-        state ^= state << 5;
-        state
-    };
-    let (r0, g0, b0) = (
-        (rnd() % 200) as f32,
-        (rnd() % 200) as f32,
-        (rnd() % 200) as f32,
-    );
-    let (cx, cy, rad) = (rnd() % w, rnd() % h, 10 + rnd() % (w / 3));
-    image::RgbImage::from_fn(w, h, |x, y| {
-        let t = (x + y) as f32 / (w + h) as f32;
-        let inside =
-            (x as i64 - cx as i64).pow(2) + (y as i64 - cy as i64).pow(2) < (rad as i64).pow(2);
-        let n = (rnd() % 24) as f32;
-        let px = |base: f32, k: f32| {
-            let v = if inside {
-                250.0 - base / 4.0
-            } else {
-                base + t * k
-            };
-            (v + n).clamp(0.0, 255.0) as u8
-        };
-        image::Rgb([px(r0, 55.0), px(g0, -40.0), px(b0, 30.0)])
-    })
-}
-
-fn save(img: &image::RgbImage, path: &Path) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    img.save(path).unwrap();
-}
 
 fn json(o: &Output) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", text(o)))
@@ -545,43 +507,6 @@ fn bad_roots_and_locked_collections_are_clear_errors() {
         cwd,
     );
     assert!(o.status.success(), "{}", text(&o));
-}
-
-/// A tmpfs mounted by the test (needs root), unmounted on drop.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(at: &Path, size: &str) -> Option<Tmpfs> {
-        std::fs::create_dir_all(at).unwrap();
-        let ok = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(at)
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then(|| Tmpfs(at.to_path_buf()))
-    }
-
-    fn free_kib(&self) -> u64 {
-        let o = std::process::Command::new("df")
-            .args(["-k", "--output=avail"])
-            .arg(&self.0)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&o.stdout)
-            .lines()
-            .nth(1)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.0).status();
-    }
 }
 
 #[test]

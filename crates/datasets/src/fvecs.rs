@@ -8,6 +8,10 @@ use crate::{DatasetError, Dense, Result};
 
 fn read_records(path: &Path) -> Result<(usize, Vec<[u8; 4]>)> {
     let bytes = std::fs::read(path).map_err(|e| DatasetError::io(path, e))?;
+    records(&bytes, path)
+}
+
+fn records(bytes: &[u8], path: &Path) -> Result<(usize, Vec<[u8; 4]>)> {
     if bytes.is_empty() {
         return Ok((0, Vec::new()));
     }
@@ -51,7 +55,15 @@ fn read_records(path: &Path) -> Result<(usize, Vec<[u8; 4]>)> {
 
 /// Reads an `.fvecs` file.
 pub fn read_fvecs(path: &Path) -> Result<Dense> {
-    let (dim, raw) = read_records(path)?;
+    fvecs_from(read_records(path)?, path)
+}
+
+/// Parses `.fvecs` data already in memory; `path` names it in errors.
+pub fn parse_fvecs(bytes: &[u8], path: &Path) -> Result<Dense> {
+    fvecs_from(records(bytes, path)?, path)
+}
+
+fn fvecs_from((dim, raw): (usize, Vec<[u8; 4]>), path: &Path) -> Result<Dense> {
     if dim == 0 {
         return Err(DatasetError::format(path, "empty file"));
     }

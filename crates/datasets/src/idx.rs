@@ -82,8 +82,13 @@ fn header(path: &Path, bytes: &[u8]) -> Result<(Vec<usize>, usize)> {
 /// Reads an IDX image file (`n × rows × cols` bytes) as `n` vectors of
 /// `rows*cols` floats holding the raw pixel values 0..=255.
 pub fn read_images(path: &Path) -> Result<Dense> {
-    let bytes = read_all(path)?;
-    let (dims, off) = header(path, &bytes)?;
+    parse_images(&read_all(path)?, path)
+}
+
+/// Parses IDX image data already in memory (decompressed); `path` names it
+/// in errors.
+pub fn parse_images(bytes: &[u8], path: &Path) -> Result<Dense> {
+    let (dims, off) = header(path, bytes)?;
     if dims.len() < 2 {
         return Err(DatasetError::format(
             path,
@@ -102,8 +107,13 @@ pub fn read_images(path: &Path) -> Result<Dense> {
 
 /// Reads an IDX label file (`n` bytes).
 pub fn read_labels(path: &Path) -> Result<Vec<u8>> {
-    let bytes = read_all(path)?;
-    let (dims, off) = header(path, &bytes)?;
+    parse_labels(&read_all(path)?, path)
+}
+
+/// Parses IDX label data already in memory (decompressed); `path` names it
+/// in errors.
+pub fn parse_labels(bytes: &[u8], path: &Path) -> Result<Vec<u8>> {
+    let (dims, off) = header(path, bytes)?;
     if dims.len() != 1 {
         return Err(DatasetError::format(
             path,

@@ -26,6 +26,11 @@ fn field<'a>(header: &'a str, key: &str) -> Option<&'a str> {
 /// Reads a 2-D `.npy` array as f32 vectors (one per row).
 pub fn read_npy(path: &Path) -> Result<Dense> {
     let bytes = std::fs::read(path).map_err(|e| DatasetError::io(path, e))?;
+    parse_npy(&bytes, path)
+}
+
+/// Parses `.npy` data already in memory; `path` names it in errors.
+pub fn parse_npy(bytes: &[u8], path: &Path) -> Result<Dense> {
     if bytes.len() < 10 || &bytes[..6] != MAGIC {
         return Err(DatasetError::format(path, "not a .npy file (bad magic)"));
     }

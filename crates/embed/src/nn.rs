@@ -714,21 +714,29 @@ impl GemmConv<'_> {
         }
         let direct = k == 1 && stride == 1 && p == 0;
         let mut out = vec![0f32; b * c_out * n];
-        COLS.with(|cols| {
-            let mut cols = cols.borrow_mut();
-            if !direct && cols.len() < kk * n {
-                cols.resize(kk * n, 0.0);
-            }
-            for bi in 0..b {
-                let img = &x[bi * c * h * w..(bi + 1) * c * h * w];
-                let rhs: &[f32] = if direct {
-                    img
-                } else {
-                    im2col_rows(img, (h, w), k, stride, p, (oh, ow), &mut cols[..kk * n]);
-                    &cols[..kk * n]
-                };
-                let dst = &mut out[bi * c_out * n..(bi + 1) * c_out * n];
-                crate::blas::sgemm(c_out, n, kk, self.weight, rhs, dst);
+        // The scratch is taken out of the thread-local, not borrowed: the
+        // matrix product runs on rayon, and a thread waiting inside it may
+        // steal another convolution (another request's, in the server)
+        // that then runs on this same thread and needs scratch of its own.
+        let mut cols = COLS.with(|c| std::mem::take(&mut *c.borrow_mut()));
+        if !direct && cols.len() < kk * n {
+            cols.resize(kk * n, 0.0);
+        }
+        for bi in 0..b {
+            let img = &x[bi * c * h * w..(bi + 1) * c * h * w];
+            let rhs: &[f32] = if direct {
+                img
+            } else {
+                im2col_rows(img, (h, w), k, stride, p, (oh, ow), &mut cols[..kk * n]);
+                &cols[..kk * n]
+            };
+            let dst = &mut out[bi * c_out * n..(bi + 1) * c_out * n];
+            crate::blas::sgemm(c_out, n, kk, self.weight, rhs, dst);
+        }
+        COLS.with(|c| {
+            let mut slot = c.borrow_mut();
+            if slot.len() < cols.len() {
+                *slot = cols;
             }
         });
         let relu = self.relu;

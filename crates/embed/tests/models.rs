@@ -299,3 +299,43 @@ fn weights_sources_parse_and_describe() {
         .to_string()
         .contains("resnet18"));
 }
+
+/// Regression (found by the service's crash test): embeddings run
+/// concurrently on one rayon pool panicked with "RefCell already borrowed"
+/// when a thread waiting inside a matrix product stole another request's
+/// convolution, which wanted the same thread-local scratch.
+#[test]
+fn regression_concurrent_embeds_on_one_rayon_pool_do_not_panic() {
+    let e = std::sync::Arc::new(
+        PretrainedEmbedder::load(
+            Backbone::Mobilenetv4Small,
+            Some(&WeightsSource::Synthetic { seed: 1 }),
+        )
+        .unwrap(),
+    );
+    let alone = e.embed_batch(&[input()]).unwrap();
+    // As the service does: independent requests spawned on one pool.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    for _ in 0..32 {
+        let (e, tx) = (e.clone(), tx.clone());
+        pool.spawn(move || {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                e.embed_batch(&[input()]).unwrap()
+            }));
+            tx.send(r).unwrap();
+        });
+    }
+    drop(tx);
+    let mut panics = 0;
+    for r in rx {
+        match r {
+            Ok(v) => assert_eq!(v, alone, "the same input, the same vector"),
+            Err(_) => panics += 1,
+        }
+    }
+    assert_eq!(panics, 0, "{panics} of 32 concurrent embeddings panicked");
+}

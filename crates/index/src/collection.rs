@@ -74,6 +74,8 @@ const MANIFEST_KEY: &[u8] = b"m";
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Sub-folder holding the sled database.
 const SLED_DIR: &str = "sled";
+/// Where a new collection's database is made before it is renamed to `sled`.
+const SLED_STAGING_DIR: &str = "sled.creating";
 /// Sub-folder holding the sealed segment files.
 const SEGMENTS_DIR: &str = "segments";
 const ITEM: u8 = b'i';
@@ -243,6 +245,44 @@ pub struct Stats {
     pub format_version: u32,
 }
 
+/// What [`Collection::verify`] found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Consistency {
+    /// Live ids (in a sealed graph or the appendable segment).
+    pub live: usize,
+    /// Item records in sled for committed ids.
+    pub item_records: usize,
+    /// Sealed segments.
+    pub segments: usize,
+    /// Live ids without an item record.
+    pub missing_metadata: Vec<u64>,
+    /// Item records that cannot be parsed.
+    pub unreadable_metadata: Vec<u64>,
+    /// Item records without a live vector.
+    pub orphan_metadata: Vec<u64>,
+    /// Ids whose stored vector holds NaN or an infinity.
+    pub non_finite: Vec<u64>,
+    /// Graph rows unreachable from their segment's entry point.
+    pub unreachable_rows: usize,
+    /// Ids searched with their own vector.
+    pub self_searched: usize,
+    /// Of those, the ids not found.
+    pub not_found_by_own_vector: Vec<u64>,
+}
+
+impl Consistency {
+    /// True when nothing is wrong.
+    pub fn is_consistent(&self) -> bool {
+        self.missing_metadata.is_empty()
+            && self.unreadable_metadata.is_empty()
+            && self.orphan_metadata.is_empty()
+            && self.non_finite.is_empty()
+            && self.unreachable_rows == 0
+            && self.not_found_by_own_vector.is_empty()
+            && self.live == self.item_records
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 enum Loc {
     Sealed { seg: usize, row: u32 },
@@ -334,6 +374,14 @@ fn id_of(k: &[u8]) -> Result<u64> {
 
 fn map_open_error(path: &Path, e: sled::Error) -> IndexError {
     if let sled::Error::Io(io) = &e {
+        if io.kind() == std::io::ErrorKind::ReadOnlyFilesystem
+            || io.kind() == std::io::ErrorKind::PermissionDenied
+        {
+            return IndexError::ReadOnly {
+                path: path.to_path_buf(),
+                reason: io.to_string(),
+            };
+        }
         let msg = io.to_string().to_ascii_lowercase();
         if io.kind() == std::io::ErrorKind::WouldBlock || msg.contains("lock") {
             return IndexError::Locked {
@@ -379,12 +427,6 @@ impl Collection {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             segfile::sync_dir(parent)?;
         }
-        let db = Self::open_db(path, &options)?;
-        if db.contains_key(MANIFEST_KEY)? {
-            return Err(IndexError::AlreadyExists {
-                path: path.to_path_buf(),
-            });
-        }
         let manifest = Manifest {
             format_version: FORMAT_VERSION,
             spec: spec.clone(),
@@ -394,8 +436,25 @@ impl Collection {
             created_unix_ms: now_ms(),
             properties: BTreeMap::new(),
         };
-        db.insert(MANIFEST_KEY, manifest_bytes(&manifest))?;
-        db.flush()?;
+        // The database is made under a staging name and renamed into place
+        // once its manifest is durable: a creation killed half-way leaves no
+        // `sled/` folder without a manifest (which would look like a
+        // collection that cannot be opened), only a staging folder that the
+        // next creation replaces.
+        let staging = path.join(SLED_STAGING_DIR);
+        if staging.exists() {
+            std::fs::remove_dir_all(&staging)?;
+        }
+        {
+            let db = Self::sled_config(&staging, &options)
+                .open()
+                .map_err(|e| map_open_error(path, e))?;
+            db.insert(MANIFEST_KEY, manifest_bytes(&manifest))?;
+            db.flush()?;
+        }
+        std::fs::rename(&staging, path.join(SLED_DIR))?;
+        segfile::sync_dir(path)?;
+        let db = Self::open_db(path, &options)?;
         Ok(Collection {
             path: path.to_path_buf(),
             seg_dir: path.join(SEGMENTS_DIR),
@@ -418,6 +477,13 @@ impl Collection {
         path.join(SLED_DIR).join("conf").exists()
     }
 
+    fn sled_config(db_dir: &Path, options: &OpenOptions) -> sled::Config {
+        sled::Config::new()
+            .path(db_dir)
+            .cache_capacity(options.cache_bytes)
+            .mode(sled::Mode::LowSpace)
+    }
+
     fn open_db(path: &Path, options: &OpenOptions) -> Result<sled::Db> {
         // sled releases its file lock from background threads a moment after
         // the last handle is dropped, so a reopen right after a close (in the
@@ -425,10 +491,7 @@ impl Collection {
         // the collection locked by someone else.
         let deadline = std::time::Instant::now() + LOCK_WAIT;
         loop {
-            let res = sled::Config::new()
-                .path(path.join(SLED_DIR))
-                .cache_capacity(options.cache_bytes)
-                .mode(sled::Mode::LowSpace)
+            let res = Self::sled_config(&path.join(SLED_DIR), options)
                 .open()
                 .map_err(|e| map_open_error(path, e));
             match res {
@@ -1218,6 +1281,94 @@ impl Collection {
                 + st.fresh.heap_bytes(),
             format_version: st.manifest.format_version,
         }
+    }
+
+    /// Checks that the index and sled agree: every live id (in a graph or
+    /// the appendable segment) has its item record and every item record a
+    /// live vector, every stored vector is finite, and every graph row is
+    /// reachable from its entry point. With `self_search` > 0, up to that
+    /// many live ids (evenly spread) are also searched with their own
+    /// vector and must be found (or be tied, at the same distance, with k
+    /// copies). Reads only; writes wait while the structure is checked.
+    pub fn verify(&self, self_search: usize) -> Result<Consistency> {
+        let mut report = Consistency::default();
+        let writer = self.lock_writer();
+        let (live, next_id, ef) = {
+            let st = self.read_state();
+            report.segments = st.segments.len();
+            for seg in &st.segments {
+                report.unreachable_rows += seg.unreachable_rows();
+            }
+            let mut live: Vec<u64> = st
+                .locations
+                .keys()
+                .filter(|id| !st.tombstones.contains(id))
+                .copied()
+                .collect();
+            live.sort_unstable();
+            for &id in &live {
+                let v = match st.locations[&id] {
+                    Loc::Sealed { seg, row } => st.segments[seg].vectors().row(row as usize),
+                    Loc::Fresh { row } => st.fresh.row(row as usize),
+                };
+                if v.iter().any(|x| !x.is_finite()) {
+                    report.non_finite.push(id);
+                }
+            }
+            (
+                live,
+                st.manifest.next_id,
+                st.manifest.spec.params.ef_search.max(64),
+            )
+        };
+        report.live = live.len();
+        let live_set: HashSet<u64> = live.iter().copied().collect();
+        let mut with_meta = HashSet::with_capacity(live.len());
+        for kv in self.db.scan_prefix([ITEM, b'/']) {
+            let (k, v) = kv?;
+            let id = id_of(&k)?;
+            if id >= next_id {
+                continue; // an insert in progress, not yet committed
+            }
+            report.item_records += 1;
+            if !live_set.contains(&id) {
+                report.orphan_metadata.push(id);
+            } else if serde_json::from_slice::<ItemMeta>(&v).is_err() {
+                report.unreadable_metadata.push(id);
+            } else {
+                with_meta.insert(id);
+            }
+        }
+        report.missing_metadata = live
+            .iter()
+            .filter(|id| !with_meta.contains(id) && !report.unreadable_metadata.contains(id))
+            .copied()
+            .collect();
+        drop(writer);
+        if self_search > 0 && !live.is_empty() {
+            let step = live.len().div_ceil(self_search).max(1);
+            for &id in live.iter().step_by(step) {
+                let Ok(v) = self.vector(id) else {
+                    continue; // deleted meanwhile
+                };
+                if v.iter().any(|x| !x.is_finite()) {
+                    continue; // reported above
+                }
+                report.self_searched += 1;
+                let k = 10.min(live.len());
+                let found = self.search(&v, k, Some(ef), None)?;
+                // k exact copies of the vector may all rank before it.
+                let tied = found.len() == k
+                    && found[0].distance.abs() <= 1e-4
+                    && found
+                        .last()
+                        .is_some_and(|h| h.distance <= found[0].distance + 1e-6);
+                if !found.iter().any(|h| h.id == id) && !tied && self.contains(id) {
+                    report.not_found_by_own_vector.push(id);
+                }
+            }
+        }
+        Ok(report)
     }
 
     /// Flushes sled's buffers (every acknowledged write is already durable;

@@ -66,6 +66,15 @@ pub enum IndexError {
         /// The collection directory.
         path: PathBuf,
     },
+    /// The collection's folder or files cannot be written (a read-only
+    /// file system, or permissions).
+    #[error("collection at {path} is read-only ({reason}): imgsim needs write access to a collection's folder, also to search it")]
+    ReadOnly {
+        /// The collection directory.
+        path: PathBuf,
+        /// What the system said.
+        reason: String,
+    },
     /// No collection exists at the path.
     #[error("no collection at {path}")]
     NoCollection {
@@ -111,6 +120,20 @@ pub enum IndexError {
 }
 
 impl IndexError {
+    /// The I/O error underneath, if this is one (storage or file).
+    pub fn io_error(&self) -> Option<&std::io::Error> {
+        match self {
+            IndexError::Io(e) => Some(e),
+            IndexError::Storage(sled::Error::Io(e)) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// True when the storage ran out of space (ENOSPC, EDQUOT).
+    pub fn is_storage_full(&self) -> bool {
+        self.io_error().is_some_and(is_storage_full)
+    }
+
     /// True for errors caused by the caller's input rather than the environment.
     pub fn is_user_error(&self) -> bool {
         match self {
@@ -125,6 +148,7 @@ impl IndexError {
             | IndexError::AlreadyExists { .. }
             | IndexError::SettingsMismatch(_) => true,
             IndexError::Locked { .. }
+            | IndexError::ReadOnly { .. }
             | IndexError::IncompatibleVersion { .. }
             | IndexError::NeedsReopen(_)
             | IndexError::Corrupt(_)
@@ -132,4 +156,9 @@ impl IndexError {
             | IndexError::Io(_) => false,
         }
     }
+}
+
+/// True when `e` says the disk (or quota) is full.
+pub fn is_storage_full(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::StorageFull || matches!(e.raw_os_error(), Some(28 | 122))
 }

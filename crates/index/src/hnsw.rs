@@ -438,6 +438,32 @@ impl AnnIndex {
         self.vectors.heap_bytes() + self.graph.heap_bytes()
     }
 
+    /// Rows that a search cannot reach: not connected to the entry point
+    /// through layer 0's links (0 for a sound graph). A consistency check;
+    /// one breadth-first walk, O(rows × m).
+    pub fn unreachable_rows(&self) -> usize {
+        let n = self.vectors.len();
+        if n == 0 {
+            return 0;
+        }
+        let mut seen = vec![false; n];
+        let mut queue = vec![self.graph.entry];
+        seen[self.graph.entry as usize] = true;
+        let mut reached = 1;
+        while let Some(row) = queue.pop() {
+            for &next in self.graph.links0(row) {
+                if let Some(s) = seen.get_mut(next as usize) {
+                    if !*s {
+                        *s = true;
+                        reached += 1;
+                        queue.push(next);
+                    }
+                }
+            }
+        }
+        n - reached
+    }
+
     /// Number of levels above layer 0.
     pub fn max_level(&self) -> usize {
         self.graph.max_level as usize

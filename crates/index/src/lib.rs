@@ -25,8 +25,8 @@ mod segfile;
 pub mod vectors;
 
 pub use collection::{
-    Collection, CollectionSpec, ItemMeta, Manifest, NewItem, OpenOptions, Phase, Stats,
-    FORMAT_VERSION,
+    Collection, CollectionSpec, Consistency, ItemMeta, Manifest, NewItem, OpenOptions, Phase,
+    Stats, FORMAT_VERSION,
 };
 pub use distance::Metric;
 pub use error::{IndexError, Result};

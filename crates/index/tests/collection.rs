@@ -555,3 +555,56 @@ fn regression_open_leaves_foreign_entries_in_segments_alone() {
     assert!(p.join("segments").join("README.txt").exists());
     assert!(p.join("segments").join("notes").is_dir());
 }
+
+#[test]
+fn a_creation_killed_half_way_leaves_no_unopenable_collection() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("c");
+    // What a creation killed before its manifest was durable leaves: a
+    // staging database without a manifest.
+    let staging = p.join("sled.creating");
+    {
+        let db = sled::open(&staging).unwrap();
+        db.insert(b"junk", b"x".as_slice()).unwrap();
+        db.flush().unwrap();
+    }
+    assert!(!Collection::exists(&p), "a half-made collection is not one");
+    let c = Collection::create(&p, spec(8, Metric::L2), OpenOptions::default()).unwrap();
+    assert!(!staging.exists());
+    c.insert(items(&data(3, 8, 1), 8)).unwrap();
+    drop(c);
+    let c = open(&p, OpenOptions::default()).unwrap();
+    assert_eq!(c.len(), 3);
+    let report = c.verify(10).unwrap();
+    assert!(report.is_consistent(), "{report:?}");
+    assert_eq!(report.self_searched, 3);
+}
+
+#[test]
+fn verify_finds_metadata_without_vectors() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("c");
+    let c = Collection::create(&p, spec(8, Metric::L2), OpenOptions::default()).unwrap();
+    c.insert(items(&data(20, 8, 2), 8)).unwrap();
+    c.seal(&|_, _, _| {}).unwrap();
+    c.insert(items(&data(5, 8, 3), 8)).unwrap();
+    let r = c.verify(usize::MAX).unwrap();
+    assert!(r.is_consistent(), "{r:?}");
+    assert_eq!(
+        (r.live, r.item_records, r.segments, r.self_searched),
+        (25, 25, 1, 25)
+    );
+    drop(c);
+    // An item record for a live id removed behind the collection's back.
+    {
+        let db = raw_db(&p);
+        let mut k = vec![b'i', b'/'];
+        k.extend_from_slice(&3u64.to_be_bytes());
+        db.remove(k).unwrap();
+        db.flush().unwrap();
+    }
+    let c = open(&p, OpenOptions::default()).unwrap();
+    let r = c.verify(0).unwrap();
+    assert!(!r.is_consistent());
+    assert_eq!(r.missing_metadata, vec![3]);
+}

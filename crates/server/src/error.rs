@@ -17,6 +17,9 @@ pub enum ApiError {
     /// No such collection or item.
     #[error("{0}")]
     NotFound(String),
+    /// The client did not send its request body in time.
+    #[error("{0}")]
+    Timeout(String),
     /// Body larger than the limit.
     #[error("{0}")]
     TooLarge(String),
@@ -26,6 +29,9 @@ pub enum ApiError {
     /// An image we cannot use (damaged, too many pixels).
     #[error("{0}")]
     Unprocessable(String),
+    /// The disk holding the collection is full: nothing was stored.
+    #[error("{0}")]
+    InsufficientStorage(String),
     /// Too much work queued.
     #[error("the server is busy: too many requests are waiting; retry shortly")]
     Busy,
@@ -34,15 +40,20 @@ pub enum ApiError {
     Internal(String),
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    error: Inner<'a>,
+/// The body of every error answer (documented in the OpenAPI document).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorResponse {
+    /// What went wrong.
+    pub error: ErrorDetail,
 }
 
-#[derive(Serialize)]
-struct Inner<'a> {
-    status: u16,
-    message: &'a str,
+/// An error's status and message.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// The HTTP status code.
+    pub status: u16,
+    /// What happened, and what to do about it.
+    pub message: String,
 }
 
 impl ResponseError for ApiError {
@@ -51,9 +62,11 @@ impl ResponseError for ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -69,10 +82,10 @@ impl ResponseError for ApiError {
         if matches!(self, ApiError::Unauthorized) {
             r.insert_header(("WWW-Authenticate", "api-key"));
         }
-        r.json(Body {
-            error: Inner {
+        r.json(ErrorResponse {
+            error: ErrorDetail {
                 status: status.as_u16(),
-                message: &msg,
+                message: msg,
             },
         })
     }
@@ -96,6 +109,11 @@ impl From<imgsim_index::IndexError> for ApiError {
     fn from(e: imgsim_index::IndexError) -> Self {
         use imgsim_index::IndexError as E;
         let msg = e.to_string();
+        if e.is_storage_full() {
+            return ApiError::InsufficientStorage(format!(
+                "the disk holding the collection is full: this write was not acknowledged; free space and retry ({msg})"
+            ));
+        }
         match e {
             E::NotFound(_) => ApiError::NotFound(msg),
             e if e.is_user_error() => ApiError::BadRequest(msg),

@@ -32,7 +32,7 @@ impl Modify for ApiKeyScheme {
         routes::SearchRequest, routes::SearchResponse, routes::ResultItem, routes::Timings,
         routes::Added, routes::ImageInfo, routes::ImagePage, routes::CollectionList,
         routes::Stats, routes::RecallEstimate, routes::Embedding,
-        crate::state::CollectionSummary
+        crate::state::CollectionSummary, crate::error::ErrorResponse, crate::error::ErrorDetail
     )),
     modifiers(&ApiKeyScheme)
 )]

@@ -10,8 +10,8 @@ use imgsim_index::{IdFilter, Neighbor};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::error::ApiError;
-use crate::state::{AppState, CollectionSummary, Sample, Served};
+use crate::error::{ApiError, ErrorResponse};
+use crate::state::{AppState, CollectionSummary, Sample, Served, ATTR_BLAKE3, UPLOAD_SOURCE};
 
 /// Largest k a search may ask for.
 pub const MAX_K: usize = 1000;
@@ -99,7 +99,7 @@ enum Input {
     Image { bytes: Vec<u8>, name: String },
 }
 
-async fn read_limited(mut payload: web::Payload, limit: usize) -> Result<Vec<u8>, ApiError> {
+async fn read_limited<S: Body>(mut payload: S, limit: usize) -> Result<Vec<u8>, ApiError> {
     let mut body = Vec::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("reading the body: {e}")))?;
@@ -113,16 +113,31 @@ async fn read_limited(mut payload: web::Payload, limit: usize) -> Result<Vec<u8>
     Ok(body)
 }
 
+/// A request body as a stream of chunks (actix's payload, or bytes in tests
+/// and fuzzing).
+pub trait Body:
+    futures_util::Stream<Item = Result<actix_web::web::Bytes, actix_web::error::PayloadError>>
+    + Unpin
+    + 'static
+{
+}
+
+impl<S> Body for S where
+    S: futures_util::Stream<Item = Result<actix_web::web::Bytes, actix_web::error::PayloadError>>
+        + Unpin
+        + 'static
+{
+}
+
 /// Reads a JSON search request, a multipart upload (field `image`) or a raw
 /// image body.
-async fn read_input(
-    req: &HttpRequest,
-    payload: web::Payload,
+async fn read_input<S: Body>(
+    headers: &actix_web::http::header::HeaderMap,
+    payload: S,
     limit: usize,
     allow_json: bool,
 ) -> Result<Input, ApiError> {
-    let ctype = req
-        .headers()
+    let ctype = headers
         .get(actix_web::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
@@ -139,7 +154,7 @@ async fn read_input(
         return Ok(Input::Json(r));
     }
     if ctype.starts_with("multipart/form-data") {
-        let mut mp = actix_multipart::Multipart::new(req.headers(), payload);
+        let mut mp = actix_multipart::Multipart::new(headers, payload);
         while let Some(field) = mp.next().await {
             let mut field = field
                 .map_err(|e| ApiError::BadRequest(format!("malformed multipart body: {e}")))?;
@@ -183,6 +198,24 @@ async fn read_input(
         bytes,
         name: "upload".into(),
     })
+}
+
+/// Reads a request body within `request_timeout_s`: a client sending its
+/// body slowly (slowloris) is answered 408 and dropped instead of holding
+/// its connection forever. (Slow headers are cut by actix's
+/// `client_request_timeout`.)
+async fn read_body<T>(
+    state: &AppState,
+    read: impl std::future::Future<Output = Result<T, ApiError>>,
+) -> Result<T, ApiError> {
+    let secs = state.options.request_timeout_s.max(1);
+    tokio::time::timeout(std::time::Duration::from_secs(secs), read)
+        .await
+        .unwrap_or_else(|_| {
+            Err(ApiError::Timeout(format!(
+                "the request body did not arrive within {secs} s (server.request_timeout_s)"
+            )))
+        })
 }
 
 /// Runs `f` on the worker pool, or answers 503 when too much is waiting.
@@ -266,6 +299,93 @@ enum Query {
     Image(Vec<u8>, String),
 }
 
+/// The query a body asks for; JSON fields override query parameters.
+fn to_query(input: Input, p: &mut SearchParams) -> Result<Query, ApiError> {
+    let q = match input {
+        Input::Json(r) => {
+            p.k = r.k.or(p.k);
+            p.ef = r.ef.or(p.ef);
+            p.exact = r.exact.or(p.exact);
+            p.with_recall = r.with_recall.or(p.with_recall);
+            match (r.vector, r.id) {
+                (Some(v), None) => Query::Vector(v),
+                (None, Some(id)) => Query::Id(id),
+                _ => {
+                    return Err(ApiError::BadRequest(
+                        "give exactly one of `vector` and `id`".into(),
+                    ))
+                }
+            }
+        }
+        Input::Image { bytes, name } => Query::Image(bytes, name),
+    };
+    let k = p.k.unwrap_or(10);
+    if k == 0 || k > MAX_K {
+        return Err(ApiError::BadRequest(format!(
+            "k must be between 1 and {MAX_K}, not {k}"
+        )));
+    }
+    Ok(q)
+}
+
+/// What a search request asks for, once parsed (see [`parse_search`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ParsedQuery {
+    /// A vector of this many components.
+    Vector(usize),
+    /// An indexed id.
+    Id(u64),
+    /// An image of this many bytes.
+    Image(usize),
+}
+
+/// Parses a search request exactly as `POST /collections/{c}/search` does
+/// before any work is done: the query string, then the body by its
+/// content type (JSON, multipart with field `image`, or raw bytes), with
+/// the body limit. For tests and fuzzing: no collection is involved.
+pub fn parse_search(
+    content_type: &str,
+    query_string: &str,
+    body: &[u8],
+    limit: usize,
+) -> Result<(ParsedQuery, SearchParams), ApiError> {
+    let mut p = web::Query::<SearchParams>::from_query(query_string)
+        .map_err(|e| ApiError::BadRequest(format!("bad query parameters: {e}")))?
+        .into_inner();
+    let mut headers = actix_web::http::header::HeaderMap::new();
+    let ctype = actix_web::http::header::HeaderValue::from_str(content_type)
+        .map_err(|e| ApiError::BadRequest(format!("bad content type: {e}")))?;
+    headers.insert(actix_web::http::header::CONTENT_TYPE, ctype);
+    // Two chunks, so that parsers see a body split mid-way.
+    let cut = body.len() / 2;
+    let chunks = vec![
+        Ok(web::Bytes::copy_from_slice(&body[..cut])),
+        Ok(web::Bytes::copy_from_slice(&body[cut..])),
+    ];
+    let stream = futures_util::stream::iter(chunks);
+    let input = block_on(read_input(&headers, stream, limit, true))
+        .ok_or_else(|| ApiError::Internal("the body parser stalled".into()))??;
+    let q = match to_query(input, &mut p)? {
+        Query::Vector(v) => ParsedQuery::Vector(v.len()),
+        Query::Id(id) => ParsedQuery::Id(id),
+        Query::Image(b, _) => ParsedQuery::Image(b.len()),
+    };
+    Ok((q, p))
+}
+
+/// Runs a future that never waits on I/O (its stream is in memory); None
+/// if it keeps answering "pending" (it never should).
+fn block_on<F: std::future::Future>(f: F) -> Option<F::Output> {
+    let mut f = std::pin::pin!(f);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    for _ in 0..1_000_000 {
+        if let std::task::Poll::Ready(out) = f.as_mut().poll(&mut cx) {
+            return Some(out);
+        }
+    }
+    None
+}
+
 fn run_search(
     state: &AppState,
     served: &Arc<Served>,
@@ -274,11 +394,6 @@ fn run_search(
 ) -> Result<SearchResponse, ApiError> {
     let started = Instant::now();
     let k = p.k.unwrap_or(10);
-    if k == 0 || k > MAX_K {
-        return Err(ApiError::BadRequest(format!(
-            "k must be between 1 and {MAX_K}, not {k}"
-        )));
-    }
     let mut timings = Timings::default();
     let (vector, exclude) = match query {
         Query::Vector(v) => (v, None),
@@ -355,12 +470,13 @@ fn run_search(
         content_type = "application/json"),
     responses(
         (status = 200, description = "Ranked results", body = SearchResponse),
-        (status = 400, description = "Malformed request"),
-        (status = 404, description = "No such collection or id"),
-        (status = 413, description = "Body over the upload limit"),
-        (status = 415, description = "Not an image format imgsim decodes"),
-        (status = 422, description = "An image that cannot be used (damaged, too many pixels)"),
-        (status = 503, description = "Busy: retry after the Retry-After seconds"),
+        (status = 400, description = "Malformed request", body = ErrorResponse),
+        (status = 404, description = "No such collection or id", body = ErrorResponse),
+        (status = 408, description = "The body did not arrive within request_timeout_s", body = ErrorResponse),
+        (status = 413, description = "Body over the upload limit", body = ErrorResponse),
+        (status = 415, description = "Not an image format imgsim decodes", body = ErrorResponse),
+        (status = 422, description = "An image that cannot be used (damaged, too many pixels)", body = ErrorResponse),
+        (status = 503, description = "Busy: retry after the Retry-After seconds", body = ErrorResponse),
     )
 )]
 pub async fn search(
@@ -371,26 +487,13 @@ pub async fn search(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let served = state.get(&path)?;
-    let input = read_input(&req, payload, state.options.max_upload_bytes, true).await?;
+    let input = read_body(
+        &state,
+        read_input(req.headers(), payload, state.options.max_upload_bytes, true),
+    )
+    .await?;
     let mut p = params.into_inner();
-    let query = match input {
-        Input::Json(r) => {
-            p.k = r.k.or(p.k);
-            p.ef = r.ef.or(p.ef);
-            p.exact = r.exact.or(p.exact);
-            p.with_recall = r.with_recall.or(p.with_recall);
-            match (r.vector, r.id) {
-                (Some(v), None) => Query::Vector(v),
-                (None, Some(id)) => Query::Id(id),
-                _ => {
-                    return Err(ApiError::BadRequest(
-                        "give exactly one of `vector` and `id`".into(),
-                    ))
-                }
-            }
-        }
-        Input::Image { bytes, name } => Query::Image(bytes, name),
-    };
+    let query = to_query(input, &mut p)?;
     let st = state.clone();
     let resp = offload(&state, move || run_search(&st, &served, query, &p)).await?;
     Ok(HttpResponse::Ok().json(resp))
@@ -405,12 +508,117 @@ pub struct Added {
     pub path: String,
     /// Milliseconds.
     pub took_ms: f64,
+    /// True when these bytes were already stored: `id` is the existing
+    /// item's and nothing was added (status 200 instead of 201).
+    pub existing: bool,
 }
 
 /// Item attribute of uploads: where the bytes are kept.
 const ATTR_FILE: &str = "file";
 
-/// Add an uploaded image to a collection (needs the API key).
+fn storage_error(what: &str, e: std::io::Error) -> ApiError {
+    if imgsim_index::error::is_storage_full(&e) {
+        ApiError::InsufficientStorage(format!(
+            "the disk holding the collection is full: {what} failed ({e}); nothing was added"
+        ))
+    } else {
+        ApiError::Internal(format!("{what}: {e}"))
+    }
+}
+
+/// Stores an upload's bytes under `<collection>/uploads/<blake3>.<ext>`
+/// (written to a temporary name, fsynced, renamed): the item that will
+/// point at it is committed only afterwards, so a crash leaves at most an
+/// unreferenced file, never an item without its image.
+fn store_upload(served: &Served, bytes: &[u8], hash: &str) -> Result<std::path::PathBuf, ApiError> {
+    use std::io::Write;
+    let fmt = image::guess_format(bytes)
+        .map(|f| f.extensions_str().first().copied().unwrap_or("img"))
+        .unwrap_or("img");
+    let dir = served.dir.join("uploads");
+    std::fs::create_dir_all(&dir).map_err(|e| storage_error("creating the uploads folder", e))?;
+    let file = dir.join(format!("{hash}.{fmt}"));
+    if file.exists() {
+        return Ok(file);
+    }
+    let tmp = dir.join(format!("{hash}.tmp"));
+    let written = std::fs::File::create(&tmp)
+        .and_then(|mut f| {
+            f.write_all(bytes)?;
+            f.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&tmp, &file))
+        .and_then(|()| std::fs::File::open(&dir)?.sync_all());
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(storage_error("storing the upload", e));
+    }
+    Ok(file)
+}
+
+fn add_upload(
+    state: &AppState,
+    served: &Served,
+    bytes: &[u8],
+    name: &str,
+) -> Result<Added, ApiError> {
+    let started = Instant::now();
+    let hash = blake3::hash(bytes).to_hex().to_string();
+    let existing = |uploads: &std::collections::HashMap<String, u64>| {
+        uploads
+            .get(&hash)
+            .copied()
+            .filter(|&id| served.collection.contains(id))
+    };
+    let known = existing(&served.uploads.lock().unwrap_or_else(|p| p.into_inner()));
+    if let Some(id) = known {
+        return Ok(Added {
+            id,
+            path: served.collection.item(id)?.external_id,
+            took_ms: started.elapsed().as_secs_f64() * 1e3,
+            existing: true,
+        });
+    }
+    let (v, _, _) = embed_image(served, bytes, name, &state.options.limits)?;
+    // Only the file name the client gave, never a path.
+    let shown = std::path::Path::new(name)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("upload")
+        .to_string();
+    let mut meta = imgsim_index::ItemMeta::new(format!("upload:{shown}"), UPLOAD_SOURCE);
+    meta.attrs.insert(ATTR_BLAKE3.into(), hash.clone().into());
+    meta.attrs
+        .insert("size".into(), (bytes.len() as u64).into());
+    // Held from the check to the insert: the same bytes uploaded twice at
+    // once give one item.
+    let mut uploads = served.uploads.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(id) = existing(&uploads) {
+        return Ok(Added {
+            id,
+            path: served.collection.item(id)?.external_id,
+            took_ms: started.elapsed().as_secs_f64() * 1e3,
+            existing: true,
+        });
+    }
+    let file = store_upload(served, bytes, &hash)?;
+    meta.attrs
+        .insert(ATTR_FILE.into(), file.display().to_string().into());
+    let ids = served.collection.insert(vec![imgsim_index::NewItem {
+        vector: v,
+        meta: meta.clone(),
+    }])?;
+    uploads.insert(hash, ids[0]);
+    Ok(Added {
+        id: ids[0],
+        path: meta.external_id,
+        took_ms: started.elapsed().as_secs_f64() * 1e3,
+        existing: false,
+    })
+}
+
+/// Add an uploaded image to a collection (needs the API key). Idempotent:
+/// bytes already stored answer 200 with the existing id.
 #[utoipa::path(
     post,
     path = "/collections/{collection}/images",
@@ -418,9 +626,15 @@ const ATTR_FILE: &str = "file";
     request_body(content = Vec<u8>, description = "multipart/form-data with field `image`, or the raw image bytes", content_type = "multipart/form-data"),
     responses(
         (status = 201, description = "Added", body = Added),
-        (status = 401, description = "Missing or wrong api-key header"),
-        (status = 413, description = "Too large"), (status = 415, description = "Unsupported format"),
-        (status = 422, description = "Unusable image"), (status = 503, description = "Busy")
+        (status = 200, description = "These bytes were already stored: the existing id", body = Added),
+        (status = 400, description = "Malformed request", body = ErrorResponse),
+        (status = 401, description = "Missing or wrong api-key header", body = ErrorResponse),
+        (status = 404, description = "No such collection", body = ErrorResponse),
+        (status = 408, description = "The body did not arrive in time", body = ErrorResponse),
+        (status = 413, description = "Too large", body = ErrorResponse), (status = 415, description = "Unsupported format", body = ErrorResponse),
+        (status = 422, description = "Unusable image", body = ErrorResponse),
+        (status = 503, description = "Busy", body = ErrorResponse),
+        (status = 507, description = "The disk is full: nothing was added", body = ErrorResponse),
     ),
     security(("api_key" = []))
 )]
@@ -432,52 +646,26 @@ pub async fn add_image(
 ) -> Result<HttpResponse, ApiError> {
     check_key(&state, &req)?;
     let served = state.get(&path)?;
-    let Input::Image { bytes, name } =
-        read_input(&req, payload, state.options.max_upload_bytes, false).await?
+    let Input::Image { bytes, name } = read_body(
+        &state,
+        read_input(
+            req.headers(),
+            payload,
+            state.options.max_upload_bytes,
+            false,
+        ),
+    )
+    .await?
     else {
         unreachable!("JSON is refused by read_input")
     };
     let st = state.clone();
-    let added = offload(&state, move || {
-        let started = Instant::now();
-        let (v, _, _) = embed_image(&served, &bytes, &name, &st.options.limits)?;
-        let hash = blake3::hash(&bytes).to_hex().to_string();
-        let fmt = image::guess_format(&bytes)
-            .map(|f| f.extensions_str().first().copied().unwrap_or("img"))
-            .unwrap_or("img");
-        let dir = served.dir.join("uploads");
-        std::fs::create_dir_all(&dir).map_err(|e| ApiError::Internal(e.to_string()))?;
-        let file = dir.join(format!("{hash}.{fmt}"));
-        if !file.exists() {
-            let tmp = dir.join(format!("{hash}.tmp"));
-            std::fs::write(&tmp, &bytes)
-                .and_then(|()| std::fs::rename(&tmp, &file))
-                .map_err(|e| ApiError::Internal(format!("storing the upload: {e}")))?;
-        }
-        // Only the file name the client gave, never a path.
-        let shown = std::path::Path::new(&name)
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("upload")
-            .to_string();
-        let mut meta = imgsim_index::ItemMeta::new(format!("upload:{shown}"), "upload");
-        meta.attrs
-            .insert(ATTR_FILE.into(), file.display().to_string().into());
-        meta.attrs.insert("blake3".into(), hash.into());
-        meta.attrs
-            .insert("size".into(), (bytes.len() as u64).into());
-        let ids = served.collection.insert(vec![imgsim_index::NewItem {
-            vector: v,
-            meta: meta.clone(),
-        }])?;
-        Ok(Added {
-            id: ids[0],
-            path: meta.external_id,
-            took_ms: started.elapsed().as_secs_f64() * 1e3,
-        })
+    let added = offload(&state, move || add_upload(&st, &served, &bytes, &name)).await?;
+    Ok(if added.existing {
+        HttpResponse::Ok().json(added)
+    } else {
+        HttpResponse::Created().json(added)
     })
-    .await?;
-    Ok(HttpResponse::Created().json(added))
 }
 
 /// Delete an image from a collection (needs the API key).
@@ -485,7 +673,14 @@ pub async fn add_image(
     delete,
     path = "/collections/{collection}/images/{id}",
     params(("collection" = String, Path, description = "Collection name"), ("id" = u64, Path, description = "Item id")),
-    responses((status = 200, description = "Deleted"), (status = 401, description = "Missing or wrong api-key"), (status = 404, description = "No such item")),
+    responses(
+        (status = 200, description = "Deleted"),
+        (status = 400, description = "Malformed id", body = ErrorResponse),
+        (status = 401, description = "Missing or wrong api-key", body = ErrorResponse),
+        (status = 404, description = "No such item", body = ErrorResponse),
+        (status = 503, description = "Busy", body = ErrorResponse),
+        (status = 507, description = "The disk is full: nothing was deleted", body = ErrorResponse),
+    ),
     security(("api_key" = []))
 )]
 pub async fn delete_image(
@@ -497,7 +692,19 @@ pub async fn delete_image(
     let (c, id) = path.into_inner();
     let served = state.get(&c)?;
     let n = offload(&state, move || {
+        let mut uploads = served.uploads.lock().unwrap_or_else(|p| p.into_inner());
+        let hash = served
+            .collection
+            .item(id)
+            .ok()
+            .and_then(|m| m.attrs.get(ATTR_BLAKE3)?.as_str().map(str::to_string));
         let n = served.collection.delete(&[id])?;
+        if let Some(h) = hash {
+            if uploads.get(&h) == Some(&id) {
+                uploads.remove(&h);
+            }
+        }
+        drop(uploads);
         let _ = std::fs::remove_file(thumb_path(&served, id));
         Ok(n)
     })
@@ -545,7 +752,7 @@ fn image_info(served: &Served, id: u64) -> Result<ImageInfo, ApiError> {
     get,
     path = "/collections/{collection}/images/{id}",
     params(("collection" = String, Path, description = "Collection name"), ("id" = u64, Path, description = "Item id")),
-    responses((status = 200, body = ImageInfo), (status = 404, description = "No such item"))
+    responses((status = 200, body = ImageInfo), (status = 400, description = "Malformed id", body = ErrorResponse), (status = 404, description = "No such collection or item", body = ErrorResponse))
 )]
 pub async fn get_image(
     state: web::Data<AppState>,
@@ -580,7 +787,7 @@ pub struct ImagePage {
     get,
     path = "/collections/{collection}/images",
     params(("collection" = String, Path, description = "Collection name"), Page),
-    responses((status = 200, body = ImagePage), (status = 404, description = "No such collection"))
+    responses((status = 200, body = ImagePage), (status = 400, description = "Bad offset or limit", body = ErrorResponse), (status = 404, description = "No such collection", body = ErrorResponse))
 )]
 pub async fn list_images(
     state: web::Data<AppState>,
@@ -621,7 +828,7 @@ fn make_thumbnail(
     }
     let meta = served.collection.item(id)?;
     let source = match meta.attrs.get(ATTR_FILE).and_then(|v| v.as_str()) {
-        Some(f) if meta.source == "upload" => std::path::PathBuf::from(f),
+        Some(f) if meta.source == UPLOAD_SOURCE => std::path::PathBuf::from(f),
         _ => std::path::PathBuf::from(&meta.external_id),
     };
     let img = imgsim_embed::load_rgb_reduced(&source, limits, THUMB_SIDE).map_err(|e| {
@@ -667,7 +874,7 @@ fn make_thumbnail(
     get,
     path = "/collections/{collection}/images/{id}/thumbnail",
     params(("collection" = String, Path, description = "Collection name"), ("id" = u64, Path, description = "Item id")),
-    responses((status = 200, description = "image/jpeg", content_type = "image/jpeg"), (status = 404, description = "No such item, or its file is gone"))
+    responses((status = 200, description = "image/jpeg", content_type = "image/jpeg"), (status = 400, description = "Malformed id", body = ErrorResponse), (status = 404, description = "No such item, or its file is gone", body = ErrorResponse), (status = 503, description = "Busy", body = ErrorResponse))
 )]
 pub async fn thumbnail(
     state: web::Data<AppState>,
@@ -760,7 +967,7 @@ pub struct Stats {
     get,
     path = "/collections/{collection}/stats",
     params(("collection" = String, Path, description = "Collection name")),
-    responses((status = 200, body = Stats), (status = 404, description = "No such collection"))
+    responses((status = 200, body = Stats), (status = 404, description = "No such collection", body = ErrorResponse))
 )]
 pub async fn stats(
     state: web::Data<AppState>,
@@ -819,7 +1026,7 @@ pub struct Embedding {
     path = "/embed",
     params(EmbedParams),
     request_body(content = Vec<u8>, description = "multipart/form-data with field `image`, or the raw image bytes", content_type = "multipart/form-data"),
-    responses((status = 200, body = Embedding), (status = 413, description = "Too large"), (status = 415, description = "Unsupported"), (status = 422, description = "Unusable image"))
+    responses((status = 200, body = Embedding), (status = 400, description = "Malformed request", body = ErrorResponse), (status = 404, description = "No such collection", body = ErrorResponse), (status = 408, description = "The body did not arrive in time", body = ErrorResponse), (status = 413, description = "Too large", body = ErrorResponse), (status = 503, description = "Busy", body = ErrorResponse), (status = 415, description = "Unsupported", body = ErrorResponse), (status = 422, description = "Unusable image", body = ErrorResponse))
 )]
 pub async fn embed(
     state: web::Data<AppState>,
@@ -832,8 +1039,16 @@ pub async fn embed(
         .clone()
         .unwrap_or_else(|| state.default_collection.clone());
     let served = state.get(&name)?;
-    let Input::Image { bytes, name } =
-        read_input(&req, payload, state.options.max_upload_bytes, false).await?
+    let Input::Image { bytes, name } = read_body(
+        &state,
+        read_input(
+            req.headers(),
+            payload,
+            state.options.max_upload_bytes,
+            false,
+        ),
+    )
+    .await?
     else {
         unreachable!("JSON is refused by read_input")
     };
@@ -924,7 +1139,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// The JSON report of the last recall-vs-QPS benchmark (`imgsim bench ann`).
-#[utoipa::path(get, path = "/benchmark", responses((status = 200, description = "The report (JSON)"), (status = 404, description = "No report")))]
+#[utoipa::path(get, path = "/benchmark", responses((status = 200, description = "The report (JSON)"), (status = 404, description = "No report", body = ErrorResponse)))]
 pub async fn benchmark(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let path = state
         .options

@@ -106,6 +106,12 @@ pub struct Served {
     pub ef: AtomicUsize,
     /// Searches served.
     pub searches: AtomicU64,
+    /// Uploaded images by blake3 of their bytes → id: an upload whose bytes
+    /// are already stored answers with the existing id (a client retrying
+    /// an add whose answer it never got stores nothing twice). Held while
+    /// an upload is inserted, so two concurrent uploads of the same bytes
+    /// give one item.
+    pub uploads: Mutex<HashMap<String, u64>>,
 }
 
 impl Served {
@@ -114,6 +120,15 @@ impl Served {
         let collection = imgsim_pipeline::open(dir, storage)?;
         let record = EmbedderRecord::read(&collection)?;
         let ef = collection.spec().params.ef_search;
+        let uploads = collection
+            .items()?
+            .into_iter()
+            .filter(|(_, m)| m.source == UPLOAD_SOURCE)
+            .filter_map(|(id, m)| {
+                let h = m.attrs.get(ATTR_BLAKE3)?.as_str()?.to_string();
+                Some((h, id))
+            })
+            .collect();
         Ok(Served {
             name: name.to_string(),
             dir: dir.to_path_buf(),
@@ -123,6 +138,7 @@ impl Served {
             recall: Mutex::new(RecallWindow::default()),
             ef: AtomicUsize::new(ef),
             searches: AtomicU64::new(0),
+            uploads: Mutex::new(uploads),
         })
     }
 
@@ -155,6 +171,11 @@ impl Served {
         (w.mean(), w.total)
     }
 }
+
+/// `source` of items added through the API.
+pub const UPLOAD_SOURCE: &str = "upload";
+/// Item attribute: blake3 of an upload's bytes, hex.
+pub const ATTR_BLAKE3: &str = "blake3";
 
 /// A sampled query, to be re-run exactly in the background.
 pub struct Sample {
