@@ -341,6 +341,9 @@ fn embedding(dir: &Path, bytes: &[u8]) -> Vec<f32> {
     v
 }
 
+/// Uploads waiting to be sent: (seed, PNG bytes).
+type Queue = VecDeque<(u32, Vec<u8>)>;
+
 #[test]
 fn uploads_survive_sigkill_of_the_service_at_random_moments() {
     let dir = tempfile::tempdir().unwrap();
@@ -350,7 +353,7 @@ fn uploads_survive_sigkill_of_the_service_at_random_moments() {
     let coll = data.join("default");
     let mut rng = Rng(seed() ^ 0xa5a5);
     // Images waiting to be uploaded (seed, bytes); unanswered ones go back.
-    let pending: Arc<Mutex<VecDeque<(u32, Vec<u8>)>>> = Arc::default();
+    let pending: Arc<Mutex<Queue>> = Arc::default();
     let next_seed = Arc::new(Mutex::new(5000u32));
     // seed → id, for every upload the service acknowledged.
     let acked: Arc<Mutex<BTreeMap<u32, u64>>> = Arc::default();

@@ -69,6 +69,7 @@ fn every_hostile_file_decodes_correctly_or_fails_clearly() {
 }
 
 /// Runs `cmd` to completion; returns its exit code, output and peak RSS (KiB).
+#[allow(clippy::zombie_processes)] // reaped by wait4, which also gives its rusage
 fn run_measured(mut cmd: std::process::Command) -> (i32, String, u64) {
     use std::os::unix::process::ExitStatusExt;
     let out_file = tempfile::NamedTempFile::new().unwrap();

@@ -30,7 +30,7 @@ fn records(bytes: &[u8], path: &Path) -> Result<(usize, Vec<[u8; 4]>)> {
     }
     let dim = dim as usize;
     let rec = 4 * (dim + 1);
-    if bytes.len() % rec != 0 {
+    if !bytes.len().is_multiple_of(rec) {
         return Err(DatasetError::format(
             path,
             format!(
