@@ -1,0 +1,70 @@
+//! Search request parsing without a collection (`routes::parse_search`, the
+//! function the `search_request` fuzz target drives).
+
+use actix_web::ResponseError;
+use imgsim_server::routes::{parse_search, ParsedQuery};
+
+const LIMIT: usize = 1 << 16;
+
+fn status(ctype: &str, query: &str, body: &[u8]) -> u16 {
+    match parse_search(ctype, query, body, LIMIT) {
+        Ok(_) => 200,
+        Err(e) => e.status_code().as_u16(),
+    }
+}
+
+#[test]
+fn json_multipart_and_raw_bodies_parse_like_the_endpoint() {
+    let (q, p) = parse_search(
+        "application/json",
+        "k=5",
+        br#"{"vector": [1, 2.5, 3]}"#,
+        LIMIT,
+    )
+    .unwrap();
+    assert_eq!(q, ParsedQuery::Vector(3));
+    assert_eq!(p.k, Some(5));
+    // JSON fields override the query string.
+    let (q, p) = parse_search(
+        "application/json",
+        "k=5",
+        br#"{"id": 7, "k": 2, "exact": true}"#,
+        LIMIT,
+    )
+    .unwrap();
+    assert_eq!((q, p.k, p.exact), (ParsedQuery::Id(7), Some(2), Some(true)));
+    let mp = b"--XyZ\r\nContent-Disposition: form-data; name=\"other\"\r\n\r\nzz\r\n--XyZ\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.png\"\r\n\r\n12345\r\n--XyZ--\r\n";
+    let (q, _) = parse_search("multipart/form-data; boundary=XyZ", "", mp, LIMIT).unwrap();
+    assert_eq!(q, ParsedQuery::Image(5));
+    let (q, _) = parse_search("image/png", "", b"\x89PNG....", LIMIT).unwrap();
+    assert_eq!(q, ParsedQuery::Image(8));
+}
+
+#[test]
+fn every_bad_request_is_a_client_error() {
+    let json = "application/json";
+    assert_eq!(status(json, "", b"{"), 400);
+    assert_eq!(status(json, "", br#"{"vector": [1], "id": 2}"#), 400);
+    assert_eq!(status(json, "", br#"{}"#), 400);
+    assert_eq!(status(json, "", br#"{"vector": [1], "bogus": 1}"#), 400);
+    assert_eq!(status(json, "k=0", br#"{"id": 1}"#), 400);
+    assert_eq!(status(json, "k=1001", br#"{"id": 1}"#), 400);
+    assert_eq!(status(json, "k=-1", br#"{"id": 1}"#), 400);
+    assert_eq!(status(json, "exact=maybe", br#"{"id": 1}"#), 400);
+    assert_eq!(status(json, "", &vec![b' '; LIMIT + 1]), 413);
+    assert_eq!(status("image/png", "", b""), 400);
+    assert_eq!(status("image/png", "", &vec![0; LIMIT + 1]), 413);
+    assert_eq!(status("multipart/form-data", "", b"--B\r\n\r\n"), 400);
+    assert_eq!(
+        status(
+            "multipart/form-data; boundary=B",
+            "",
+            b"--B\r\nContent-Disposition: form-data; name=\"image\"\r\n\r\nabc"
+        ),
+        400
+    );
+    assert_eq!(
+        status("multipart/form-data; boundary=B", "", b"--B--\r\n"),
+        400
+    );
+}
