@@ -230,6 +230,36 @@ fn hostile_clients_get_the_right_status_and_nothing_leaks() {
     .unwrap();
     expect(&server, "delete with a traversal id", &a, &[400, 404]);
 
+    // Paging bounds are the documented ones (regression: an offset over
+    // the schema's maximum was accepted, found by schemathesis).
+    for q in [
+        "limit=501",
+        "offset=1000000001",
+        "offset=99999999999999999999999",
+        "limit=-1",
+    ] {
+        let head = format!("GET /collections/default/images?{q} HTTP/1.1");
+        let a = http(&addr, &head, b"").unwrap();
+        expect(&server, &head, &a, &[400]);
+    }
+
+    // --- Methods a path does not take: 405 with Allow (regression: the
+    // catch-all answered 404, found by schemathesis) ----------------------
+    for (head, allow) in [
+        ("TRACE /healthz HTTP/1.1", "GET"),
+        ("PUT /collections HTTP/1.1", "GET"),
+        ("GET /collections/default/search HTTP/1.1", "POST"),
+        ("DELETE /collections/default/images HTTP/1.1", "GET, POST"),
+        (
+            "PATCH /collections/default/images/1 HTTP/1.1",
+            "GET, DELETE",
+        ),
+    ] {
+        let a = http(&addr, head, b"").unwrap();
+        expect(&server, head, &a, &[405]);
+        assert_eq!(a.header("allow"), Some(allow), "{head}");
+    }
+
     // --- API keys ---------------------------------------------------------
     let png = common::png_bytes(99, 48, 48);
     let add = "POST /collections/default/images HTTP/1.1\nContent-Type: image/png";

@@ -40,22 +40,26 @@ pub fn score(metric: Metric, distance: f32) -> f32 {
     }
 }
 
-/// Resolves neighbours to hits with paths.
+/// Resolves neighbours to hits with paths. A neighbour deleted between the
+/// search and this lookup (by a concurrent writer) is left out, not an
+/// error: the answer is what the collection holds now.
 pub fn hits(collection: &Collection, found: &[Neighbor]) -> Result<Vec<Hit>> {
     let metric = collection.spec().metric;
-    found
-        .iter()
-        .enumerate()
-        .map(|(i, n)| {
-            let meta = collection.item(n.id)?;
-            Ok(Hit {
-                rank: i + 1,
-                id: n.id,
-                path: meta.external_id,
-                score: score(metric, n.distance),
-            })
-        })
-        .collect()
+    let mut out = Vec::with_capacity(found.len());
+    for n in found {
+        let meta = match collection.item(n.id) {
+            Ok(m) => m,
+            Err(imgsim_index::IndexError::NotFound(_)) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        out.push(Hit {
+            rank: out.len() + 1,
+            id: n.id,
+            path: meta.external_id,
+            score: score(metric, n.distance),
+        });
+    }
+    Ok(out)
 }
 
 /// Reads, decodes and embeds one image file as the collection's images were.
@@ -303,4 +307,41 @@ pub fn duplicate_groups(
             .then(a.items[0].id.cmp(&b.items[0].id))
     });
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use imgsim_index::{CollectionSpec, HnswParams, ItemMeta, NewItem, OpenOptions};
+
+    use super::*;
+
+    /// Regression (found by the soak test): a search whose result was
+    /// deleted by a concurrent request before its metadata was read
+    /// answered 404 for the whole search.
+    #[test]
+    fn regression_a_result_deleted_after_the_search_is_left_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = CollectionSpec {
+            dim: 2,
+            metric: Metric::L2,
+            params: HnswParams::default(),
+        };
+        let c = Collection::create(&dir.path().join("c"), spec, OpenOptions::default()).unwrap();
+        let ids = c
+            .insert(
+                (0..4)
+                    .map(|i| NewItem {
+                        vector: vec![i as f32, 1.0],
+                        meta: ItemMeta::new(format!("p{i}"), "test"),
+                    })
+                    .collect(),
+            )
+            .unwrap();
+        let found = c.search(&[0.0, 1.0], 3, None, None).unwrap();
+        assert_eq!(found.len(), 3);
+        c.delete(&[ids[1]]).unwrap(); // what a concurrent DELETE does
+        let h = hits(&c, &found).unwrap();
+        let got: Vec<(usize, u64)> = h.iter().map(|h| (h.rank, h.id)).collect();
+        assert_eq!(got, vec![(1, ids[0]), (2, ids[2])]);
+    }
 }

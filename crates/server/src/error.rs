@@ -17,6 +17,9 @@ pub enum ApiError {
     /// No such collection or item.
     #[error("{0}")]
     NotFound(String),
+    /// The path exists, the method does not (the value lists the allowed ones).
+    #[error("method not allowed here; allowed: {0}")]
+    MethodNotAllowed(&'static str),
     /// The client did not send its request body in time.
     #[error("{0}")]
     Timeout(String),
@@ -62,6 +65,7 @@ impl ResponseError for ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -78,6 +82,9 @@ impl ResponseError for ApiError {
         let mut r = HttpResponse::build(status);
         if matches!(self, ApiError::Busy) {
             r.insert_header(("Retry-After", "1"));
+        }
+        if let ApiError::MethodNotAllowed(allow) = self {
+            r.insert_header(("Allow", *allow));
         }
         if matches!(self, ApiError::Unauthorized) {
             r.insert_header(("WWW-Authenticate", "api-key"));

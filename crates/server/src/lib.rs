@@ -34,58 +34,57 @@ fn asset(body: &'static str, ctype: &'static str) -> HttpResponse {
         .body(body)
 }
 
+/// A resource whose other methods are answered 405 with `Allow: {allow}`.
+fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(move || async move {
+        Err::<HttpResponse, ApiError>(ApiError::MethodNotAllowed(allow))
+    }))
+}
+
 /// Registers every route on an app (used by the server and by tests).
+/// Unknown paths are 404; a known path with another method is 405 with
+/// `Allow`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route(
-        "/",
-        web::get().to(|| async { asset(INDEX_HTML, "text/html; charset=utf-8") }),
+    cfg.service(
+        resource("/", "GET")
+            .route(web::get().to(|| async { asset(INDEX_HTML, "text/html; charset=utf-8") })),
     )
-    .route(
-        "/app.js",
-        web::get().to(|| async { asset(APP_JS, "text/javascript; charset=utf-8") }),
+    .service(
+        resource("/app.js", "GET")
+            .route(web::get().to(|| async { asset(APP_JS, "text/javascript; charset=utf-8") })),
     )
-    .route(
-        "/style.css",
-        web::get().to(|| async { asset(STYLE_CSS, "text/css; charset=utf-8") }),
+    .service(
+        resource("/style.css", "GET")
+            .route(web::get().to(|| async { asset(STYLE_CSS, "text/css; charset=utf-8") })),
     )
-    .route(
-        "/docs",
-        web::get().to(|| async { asset(DOCS_HTML, "text/html; charset=utf-8") }),
+    .service(
+        resource("/docs", "GET")
+            .route(web::get().to(|| async { asset(DOCS_HTML, "text/html; charset=utf-8") })),
     )
-    .route("/openapi.json", web::get().to(openapi::openapi_json))
-    .route("/healthz", web::get().to(routes::healthz))
-    .route("/readyz", web::get().to(routes::readyz))
-    .route("/metrics", web::get().to(routes::metrics))
-    .route("/benchmark", web::get().to(routes::benchmark))
-    .route("/embed", web::post().to(routes::embed))
-    .route("/collections", web::get().to(routes::collections))
-    .route(
-        "/collections/{collection}/stats",
-        web::get().to(routes::stats),
+    .service(resource("/openapi.json", "GET").route(web::get().to(openapi::openapi_json)))
+    .service(resource("/healthz", "GET").route(web::get().to(routes::healthz)))
+    .service(resource("/readyz", "GET").route(web::get().to(routes::readyz)))
+    .service(resource("/metrics", "GET").route(web::get().to(routes::metrics)))
+    .service(resource("/benchmark", "GET").route(web::get().to(routes::benchmark)))
+    .service(resource("/embed", "POST").route(web::post().to(routes::embed)))
+    .service(resource("/collections", "GET").route(web::get().to(routes::collections)))
+    .service(resource("/collections/{collection}/stats", "GET").route(web::get().to(routes::stats)))
+    .service(
+        resource("/collections/{collection}/search", "POST").route(web::post().to(routes::search)),
     )
-    .route(
-        "/collections/{collection}/search",
-        web::post().to(routes::search),
+    .service(
+        resource("/collections/{collection}/images", "GET, POST")
+            .route(web::get().to(routes::list_images))
+            .route(web::post().to(routes::add_image)),
     )
-    .route(
-        "/collections/{collection}/images",
-        web::get().to(routes::list_images),
+    .service(
+        resource("/collections/{collection}/images/{id}", "GET, DELETE")
+            .route(web::get().to(routes::get_image))
+            .route(web::delete().to(routes::delete_image)),
     )
-    .route(
-        "/collections/{collection}/images",
-        web::post().to(routes::add_image),
-    )
-    .route(
-        "/collections/{collection}/images/{id}",
-        web::get().to(routes::get_image),
-    )
-    .route(
-        "/collections/{collection}/images/{id}",
-        web::delete().to(routes::delete_image),
-    )
-    .route(
-        "/collections/{collection}/images/{id}/thumbnail",
-        web::get().to(routes::thumbnail),
+    .service(
+        resource("/collections/{collection}/images/{id}/thumbnail", "GET")
+            .route(web::get().to(routes::thumbnail)),
     )
     .default_service(web::to(|| async {
         Err::<HttpResponse, ApiError>(ApiError::NotFound("no such endpoint (see /docs)".into()))

@@ -29,7 +29,7 @@ impl Modify for ApiKeyScheme {
         routes::embed, routes::healthz, routes::readyz, routes::metrics, routes::benchmark
     ),
     components(schemas(
-        routes::SearchRequest, routes::SearchResponse, routes::ResultItem, routes::Timings,
+        routes::SearchRequest, routes::ImageUpload, routes::ImageBytes, routes::SearchResponse, routes::ResultItem, routes::Timings,
         routes::Added, routes::ImageInfo, routes::ImagePage, routes::CollectionList,
         routes::Stats, routes::RecallEstimate, routes::Embedding,
         crate::state::CollectionSummary, crate::error::ErrorResponse, crate::error::ErrorDetail

@@ -21,8 +21,10 @@ pub const MAX_K: usize = 1000;
 #[into_params(parameter_in = Query)]
 pub struct SearchParams {
     /// Number of results (default 10, at most 1000).
+    #[param(minimum = 1, maximum = 1000)]
     pub k: Option<usize>,
     /// HNSW candidate list size (default: the ef in use, see stats).
+    #[param(minimum = 1, maximum = 100000)]
     pub ef: Option<usize>,
     /// Run exact search instead of HNSW.
     pub exact: Option<bool>,
@@ -39,14 +41,53 @@ pub struct SearchRequest {
     /// Or: the id of an indexed image (it is left out of the results).
     pub id: Option<u64>,
     /// Number of results.
+    #[schema(minimum = 1, maximum = 1000)]
     pub k: Option<usize>,
     /// HNSW candidate list size.
+    #[schema(minimum = 1, maximum = 100000)]
     pub ef: Option<usize>,
     /// Exact search instead of HNSW.
     pub exact: Option<bool>,
     /// Also exact search, and recall@k.
     pub with_recall: Option<bool>,
 }
+
+/// An uploaded image as a multipart form (other fields are not part of it).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImageUpload {
+    /// The image file (JPEG, PNG, WebP, GIF, BMP or TIFF).
+    #[schema(value_type = String, format = Binary)]
+    pub image: Vec<u8>,
+}
+
+/// An image as the raw request body (not empty).
+#[derive(Debug)]
+pub struct ImageBytes(pub Vec<u8>);
+
+impl utoipa::PartialSchema for ImageBytes {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+            .min_length(Some(1))
+            .description(Some(
+                "The image file's bytes (JPEG, PNG, WebP, GIF, BMP or TIFF)",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for ImageBytes {}
+
+/// Largest page of `GET /collections/{c}/images`.
+pub const MAX_PAGE: usize = 500;
+/// Largest offset of `GET /collections/{c}/images`.
+pub const MAX_OFFSET: usize = 1_000_000_000;
+
+/// Largest ef a search may ask for.
+pub const MAX_EF: usize = 100_000;
 
 /// One result.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -155,18 +196,31 @@ async fn read_input<S: Body>(
     }
     if ctype.starts_with("multipart/form-data") {
         let mut mp = actix_multipart::Multipart::new(headers, payload);
+        let mut image: Option<(Vec<u8>, String)> = None;
+        // Every field is read: the form is exactly one field, `image`.
         while let Some(field) = mp.next().await {
             let mut field = field
                 .map_err(|e| ApiError::BadRequest(format!("malformed multipart body: {e}")))?;
-            let (is_image, name) = {
+            let (field_name, file_name) = {
                 let cd = field.content_disposition();
                 (
-                    cd.and_then(|c| c.get_name()) == Some("image"),
+                    cd.and_then(|c| c.get_name()).unwrap_or("").to_string(),
                     cd.and_then(|c| c.get_filename())
                         .unwrap_or("upload")
                         .to_string(),
                 )
             };
+            if field_name != "image" {
+                let shown: String = field_name.chars().take(40).collect();
+                return Err(ApiError::BadRequest(format!(
+                    "unexpected multipart field {shown:?}: the form has one field, `image`"
+                )));
+            }
+            if image.is_some() {
+                return Err(ApiError::BadRequest(
+                    "the multipart body has two `image` fields; send one".into(),
+                ));
+            }
             let mut bytes = Vec::new();
             while let Some(chunk) = field.next().await {
                 let chunk = chunk
@@ -176,17 +230,16 @@ async fn read_input<S: Body>(
                         "the upload exceeds the {limit}-byte limit (server.max_upload_bytes)"
                     )));
                 }
-                if is_image {
-                    bytes.extend_from_slice(&chunk);
-                }
+                bytes.extend_from_slice(&chunk);
             }
-            if is_image {
-                return Ok(Input::Image { bytes, name });
-            }
+            image = Some((bytes, file_name));
         }
-        return Err(ApiError::BadRequest(
-            "the multipart body has no field named `image`".into(),
-        ));
+        return match image {
+            Some((bytes, name)) => Ok(Input::Image { bytes, name }),
+            None => Err(ApiError::BadRequest(
+                "the multipart body has no field named `image`".into(),
+            )),
+        };
     }
     let bytes = read_limited(payload, limit).await?;
     if bytes.is_empty() {
@@ -323,6 +376,11 @@ fn to_query(input: Input, p: &mut SearchParams) -> Result<Query, ApiError> {
     if k == 0 || k > MAX_K {
         return Err(ApiError::BadRequest(format!(
             "k must be between 1 and {MAX_K}, not {k}"
+        )));
+    }
+    if let Some(ef) = p.ef.filter(|&ef| ef == 0 || ef > MAX_EF) {
+        return Err(ApiError::BadRequest(format!(
+            "ef must be between 1 and {MAX_EF}, not {ef}"
         )));
     }
     Ok(q)
@@ -466,8 +524,8 @@ fn run_search(
     post,
     path = "/collections/{collection}/search",
     params(("collection" = String, Path, description = "Collection name"), SearchParams),
-    request_body(content = SearchRequest, description = "JSON {\"vector\": [...]} or {\"id\": N}; or multipart/form-data with the image in field `image`; or the raw image bytes (image/jpeg, image/png, ...)",
-        content_type = "application/json"),
+    request_body(description = "JSON {\"vector\": [...]} or {\"id\": N}; or multipart/form-data with the image in field `image`; or the raw image bytes (image/jpeg, image/png, ...)",
+        content((SearchRequest = "application/json"), (ImageUpload = "multipart/form-data"), (ImageBytes = "application/octet-stream"))),
     responses(
         (status = 200, description = "Ranked results", body = SearchResponse),
         (status = 400, description = "Malformed request", body = ErrorResponse),
@@ -623,7 +681,8 @@ fn add_upload(
     post,
     path = "/collections/{collection}/images",
     params(("collection" = String, Path, description = "Collection name")),
-    request_body(content = Vec<u8>, description = "multipart/form-data with field `image`, or the raw image bytes", content_type = "multipart/form-data"),
+    request_body(description = "multipart/form-data with field `image`, or the raw image bytes",
+        content((ImageUpload = "multipart/form-data"), (ImageBytes = "application/octet-stream"))),
     responses(
         (status = 201, description = "Added", body = Added),
         (status = 200, description = "These bytes were already stored: the existing id", body = Added),
@@ -768,8 +827,10 @@ pub async fn get_image(
 #[into_params(parameter_in = Query)]
 pub struct Page {
     /// Items to skip (by ascending id).
+    #[param(minimum = 0, maximum = 1000000000)]
     pub offset: Option<usize>,
     /// Items to return (default 50, at most 500).
+    #[param(minimum = 0, maximum = 500)]
     pub limit: Option<usize>,
 }
 
@@ -797,7 +858,12 @@ pub async fn list_images(
     let served = state.get(&path)?;
     let ids = served.collection.ids();
     let offset = page.offset.unwrap_or(0);
-    let limit = page.limit.unwrap_or(50).min(500);
+    let limit = page.limit.unwrap_or(50);
+    if offset > MAX_OFFSET || limit > MAX_PAGE {
+        return Err(ApiError::BadRequest(format!(
+            "offset must be at most {MAX_OFFSET} and limit at most {MAX_PAGE}"
+        )));
+    }
     let images = ids
         .iter()
         .skip(offset)
@@ -1025,7 +1091,8 @@ pub struct Embedding {
     post,
     path = "/embed",
     params(EmbedParams),
-    request_body(content = Vec<u8>, description = "multipart/form-data with field `image`, or the raw image bytes", content_type = "multipart/form-data"),
+    request_body(description = "multipart/form-data with field `image`, or the raw image bytes",
+        content((ImageUpload = "multipart/form-data"), (ImageBytes = "application/octet-stream"))),
     responses((status = 200, body = Embedding), (status = 400, description = "Malformed request", body = ErrorResponse), (status = 404, description = "No such collection", body = ErrorResponse), (status = 408, description = "The body did not arrive in time", body = ErrorResponse), (status = 413, description = "Too large", body = ErrorResponse), (status = 503, description = "Busy", body = ErrorResponse), (status = 415, description = "Unsupported", body = ErrorResponse), (status = 422, description = "Unusable image", body = ErrorResponse))
 )]
 pub async fn embed(

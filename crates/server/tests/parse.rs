@@ -33,7 +33,7 @@ fn json_multipart_and_raw_bodies_parse_like_the_endpoint() {
     )
     .unwrap();
     assert_eq!((q, p.k, p.exact), (ParsedQuery::Id(7), Some(2), Some(true)));
-    let mp = b"--XyZ\r\nContent-Disposition: form-data; name=\"other\"\r\n\r\nzz\r\n--XyZ\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.png\"\r\n\r\n12345\r\n--XyZ--\r\n";
+    let mp = b"--XyZ\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.png\"\r\n\r\n12345\r\n--XyZ--\r\n";
     let (q, _) = parse_search("multipart/form-data; boundary=XyZ", "", mp, LIMIT).unwrap();
     assert_eq!(q, ParsedQuery::Image(5));
     let (q, _) = parse_search("image/png", "", b"\x89PNG....", LIMIT).unwrap();
@@ -51,6 +51,9 @@ fn every_bad_request_is_a_client_error() {
     assert_eq!(status(json, "k=1001", br#"{"id": 1}"#), 400);
     assert_eq!(status(json, "k=-1", br#"{"id": 1}"#), 400);
     assert_eq!(status(json, "exact=maybe", br#"{"id": 1}"#), 400);
+    assert_eq!(status(json, "ef=0", br#"{"id": 1}"#), 400);
+    assert_eq!(status(json, "", br#"{"id": 1, "ef": 100001}"#), 400);
+    assert_eq!(status(json, "ef=100000", br#"{"id": 1}"#), 200);
     assert_eq!(status(json, "", &vec![b' '; LIMIT + 1]), 413);
     assert_eq!(status("image/png", "", b""), 400);
     assert_eq!(status("image/png", "", &vec![0; LIMIT + 1]), 413);
@@ -67,4 +70,13 @@ fn every_bad_request_is_a_client_error() {
         status("multipart/form-data; boundary=B", "", b"--B--\r\n"),
         400
     );
+    // Regression (schemathesis): fields other than `image`, before or after
+    // it, were silently ignored; the form is exactly one field.
+    let mp = |first: &str, second: &str| {
+        format!("--B\r\nContent-Disposition: form-data; name=\"{first}\"\r\n\r\nzz\r\n--B\r\nContent-Disposition: form-data; name=\"{second}\"\r\n\r\nyy\r\n--B--\r\n")
+    };
+    let ct = "multipart/form-data; boundary=B";
+    assert_eq!(status(ct, "", mp("other", "image").as_bytes()), 400);
+    assert_eq!(status(ct, "", mp("image", "other").as_bytes()), 400);
+    assert_eq!(status(ct, "", mp("image", "image").as_bytes()), 400);
 }
