@@ -519,10 +519,10 @@ fn a_full_disk_stops_indexing_cleanly_and_the_next_run_resumes() {
         return;
     };
     let photos = cwd.join("photos");
-    for i in 0..60 {
+    for i in 0..200 {
         save(
             &picture(300 + i, 64, 64),
-            &photos.join(format!("{i:02}.png")),
+            &photos.join(format!("{i:03}.png")),
         );
     }
     let data = fs.0.join("data");
@@ -536,7 +536,7 @@ fn a_full_disk_stops_indexing_cleanly_and_the_next_run_resumes() {
     for i in 0..6 {
         args.push(
             photos
-                .join(format!("{i:02}.png"))
+                .join(format!("{i:03}.png"))
                 .to_str()
                 .unwrap()
                 .to_string(),
@@ -565,14 +565,14 @@ fn a_full_disk_stops_indexing_cleanly_and_the_next_run_resumes() {
     // is indexed, nothing twice.
     std::fs::remove_file(&ballast).unwrap();
     let s = json(&run(&argv, cwd));
-    assert_eq!(s["total"], 60, "{s}");
+    assert_eq!(s["total"], 200, "{s}");
     assert!(s["unchanged"].as_u64().unwrap() >= 6, "{s}");
     let o = run(
         &data_args(
             data_s,
             &[
                 "query",
-                photos.join("03.png").to_str().unwrap(),
+                photos.join("003.png").to_str().unwrap(),
                 "-k",
                 "1",
                 "--json",
@@ -585,7 +585,7 @@ fn a_full_disk_stops_indexing_cleanly_and_the_next_run_resumes() {
         q["results"][0]["path"]
             .as_str()
             .unwrap()
-            .ends_with("03.png"),
+            .ends_with("003.png"),
         "{q}"
     );
 }
