@@ -261,14 +261,20 @@ async fn read_body<T>(
     state: &AppState,
     read: impl std::future::Future<Output = Result<T, ApiError>>,
 ) -> Result<T, ApiError> {
+    use futures_util::FutureExt;
     let secs = state.options.request_timeout_s.max(1);
-    tokio::time::timeout(std::time::Duration::from_secs(secs), read)
-        .await
-        .unwrap_or_else(|_| {
-            Err(ApiError::Timeout(format!(
-                "the request body did not arrive within {secs} s (server.request_timeout_s)"
-            )))
-        })
+    // A body parser that panics (actix-multipart 0.7 did, on a body the
+    // fuzzer found) must not take the worker down with it.
+    let guarded = std::panic::AssertUnwindSafe(read).catch_unwind();
+    match tokio::time::timeout(std::time::Duration::from_secs(secs), guarded).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(_)) => Err(ApiError::BadRequest(
+            "the request body could not be parsed".into(),
+        )),
+        Err(_) => Err(ApiError::Timeout(format!(
+            "the request body did not arrive within {secs} s (server.request_timeout_s)"
+        ))),
+    }
 }
 
 /// Runs `f` on the worker pool, or answers 503 when too much is waiting.
