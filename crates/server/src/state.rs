@@ -221,7 +221,7 @@ pub struct AppState {
     /// Requests that may use or wait for the worker pool.
     pub slots: Arc<tokio::sync::Semaphore>,
     /// The worker pool: decode, embed and search run here, off the async executor.
-    pub pool: rayon::ThreadPool,
+    pub pool: WorkerPool,
     /// Counters.
     pub metrics: Metrics,
     /// Sampled queries for the recall estimator.
@@ -231,6 +231,66 @@ pub struct AppState {
     /// When the next sample may be taken, µs since `started`.
     next_sample_us: AtomicU64,
     started: std::time::Instant,
+}
+
+/// A job of the worker pool.
+type Job = Box<dyn FnOnce() + Send + 'static>;
+
+/// The threads that run requests' heavy work: plain threads taking jobs
+/// from a queue, deliberately not a rayon pool. A request's work holds
+/// locks (the collection's writer, the upload table) while it uses rayon
+/// for its own parallel parts (matrix products, HNSW construction when an
+/// insert seals a segment); on a rayon worker thread, waiting inside such a
+/// part steals other queued jobs, so another request could run on the same
+/// thread and block on the lock that thread already holds (a deadlock the
+/// soak test hit). From a plain thread, rayon work runs in the global pool
+/// while the caller simply waits.
+pub struct WorkerPool {
+    queue: Mutex<std::sync::mpsc::Sender<Job>>,
+    threads: usize,
+}
+
+impl WorkerPool {
+    /// Starts `threads` workers (0: one per core).
+    pub fn new(threads: usize) -> std::io::Result<WorkerPool> {
+        let threads = if threads == 0 {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        } else {
+            threads
+        };
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..threads {
+            let rx = rx.clone();
+            std::thread::Builder::new()
+                .name(format!("imgsim-worker-{i}"))
+                .spawn(move || loop {
+                    let job = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                    match job {
+                        Ok(job) => job(),
+                        Err(_) => return, // the pool was dropped
+                    }
+                })?;
+        }
+        Ok(WorkerPool {
+            queue: Mutex::new(tx),
+            threads,
+        })
+    }
+
+    /// Queues `job` (run by the next free worker).
+    pub fn spawn(&self, job: impl FnOnce() + Send + 'static) {
+        let _ = self
+            .queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(Box::new(job));
+    }
+
+    /// Number of worker threads.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
 }
 
 /// A collection of the state, for the responses that list them.
@@ -277,10 +337,7 @@ impl AppState {
             .name("imgsim-recall".into())
             .spawn(move || recall_worker(rx, window, target))
             .map_err(|e| ApiError::Internal(format!("cannot start the recall estimator: {e}")))?;
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(options.workers)
-            .thread_name(|i| format!("imgsim-worker-{i}"))
-            .build()
+        let pool = WorkerPool::new(options.workers)
             .map_err(|e| ApiError::Internal(format!("cannot start the worker pool: {e}")))?;
         Ok(AppState {
             pool,
