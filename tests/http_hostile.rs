@@ -34,6 +34,19 @@ impl Drop for Server {
 }
 
 fn start(cwd: &Path) -> Server {
+    start_with(
+        cwd,
+        &[
+            ("IMGSIM_SERVER_MAX_UPLOAD_BYTES", MAX_UPLOAD.to_string()),
+            ("IMGSIM_SERVER_REQUEST_TIMEOUT_S", TIMEOUT_S.to_string()),
+            ("IMGSIM_LIMITS_MAX_DECODED_BYTES", (64u64 << 20).to_string()),
+        ],
+    )
+}
+
+/// Indexes 4 images with a synthetic-weights backbone, then serves them
+/// with the API key and `env`.
+fn start_with(cwd: &Path, env: &[(&str, String)]) -> Server {
     let photos = cwd.join("photos");
     for i in 0..4 {
         save(
@@ -68,9 +81,7 @@ fn start(cwd: &Path) -> Server {
         cwd,
     )
     .env("IMGSIM_SERVER_API_KEY", KEY)
-    .env("IMGSIM_SERVER_MAX_UPLOAD_BYTES", MAX_UPLOAD.to_string())
-    .env("IMGSIM_SERVER_REQUEST_TIMEOUT_S", TIMEOUT_S.to_string())
-    .env("IMGSIM_LIMITS_MAX_DECODED_BYTES", (64u64 << 20).to_string())
+    .envs(env.iter().map(|(k, v)| (k, v)))
     .stdout(Stdio::null())
     .stderr(Stdio::null())
     .spawn()
@@ -440,54 +451,16 @@ fn hostile_clients_get_the_right_status_and_nothing_leaks() {
 fn concurrent_adds_deletes_and_searches_while_sealing_do_not_deadlock() {
     let dir = tempfile::tempdir().unwrap();
     let cwd = dir.path();
-    let photos = cwd.join("photos");
-    for i in 0..4 {
-        save(
-            &common::picture(60 + i, 64, 64),
-            &photos.join(format!("{i}.png")),
-        );
-    }
-    let data = cwd.join("data");
-    let o = common::imgsim(
-        &[
-            "--data-dir",
-            data.to_str().unwrap(),
-            "index",
-            photos.to_str().unwrap(),
-            "--backbone",
-            "mobilenetv4-small",
-            "--weights",
-            "synthetic:1",
-        ],
+    let server = start_with(
         cwd,
+        &[
+            ("IMGSIM_SERVER_WORKERS", "2".into()),
+            ("IMGSIM_SERVER_REQUEST_TIMEOUT_S", "20".into()),
+            ("IMGSIM_STORAGE_SEAL_THRESHOLD", "64".into()),
+            ("IMGSIM_STORAGE_MAX_SEGMENTS", "2".into()),
+        ],
     );
-    assert!(o.status.success(), "{}", text(&o));
-    let addr = format!("127.0.0.1:{}", common::free_port());
-    let mut child = command(
-        &[
-            "--data-dir",
-            data.to_str().unwrap(),
-            "serve",
-            "--bind",
-            &addr,
-        ],
-        cwd,
-    )
-    .env("IMGSIM_SERVER_API_KEY", KEY)
-    .env("IMGSIM_SERVER_WORKERS", "2")
-    .env("IMGSIM_SERVER_REQUEST_TIMEOUT_S", "20")
-    .env("IMGSIM_STORAGE_SEAL_THRESHOLD", "64")
-    .env("IMGSIM_STORAGE_MAX_SEGMENTS", "2")
-    .stdout(Stdio::null())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
-    assert!(wait_ready(&addr, &mut child, 60));
-    let server = Server {
-        child,
-        addr: addr.clone(),
-        data: data.to_str().unwrap().to_string(),
-    };
+    let addr = server.addr.clone();
     // Three clients add (each add may seal a segment and, past 2 segments,
     // compact: HNSW builds under the locks), three delete as fast as they
     // can (ids that mostly do not exist: each still takes the locks), until
@@ -547,7 +520,8 @@ fn concurrent_adds_deletes_and_searches_while_sealing_do_not_deadlock() {
         }
     }
     assert_eq!(n, 300);
+    let data = server.data.clone();
     drop(server);
-    let o = common::imgsim(&["--data-dir", data.to_str().unwrap(), "check"], cwd);
+    let o = common::imgsim(&["--data-dir", &data, "check"], cwd);
     assert!(o.status.success(), "{}", text(&o));
 }

@@ -25,7 +25,9 @@ fuzz_target!(|data: &[u8]| {
     ] {
         if let Ok(img) = decoded {
             assert!(img.width() > 0 && img.height() > 0);
-            let t = transform.apply(&img).expect("a decoded image always transforms");
+            let t = transform
+                .apply(&img)
+                .expect("a decoded image always transforms");
             assert_eq!(t.len(), transform.len());
             assert!(t.iter().all(|x| x.is_finite()));
         }

@@ -277,6 +277,29 @@ async fn read_body<T>(
     }
 }
 
+/// Reads an uploaded image (multipart field `image`, or the raw body) for
+/// the endpoints that take only an image.
+async fn read_image(
+    state: &AppState,
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<(Vec<u8>, String), ApiError> {
+    let input = read_body(
+        state,
+        read_input(
+            req.headers(),
+            payload,
+            state.options.max_upload_bytes,
+            false,
+        ),
+    )
+    .await?;
+    match input {
+        Input::Image { bytes, name } => Ok((bytes, name)),
+        Input::Json(_) => unreachable!("JSON is refused by read_input"),
+    }
+}
+
 /// Runs `f` on the worker pool, or answers 503 when too much is waiting.
 async fn offload<T: Send + 'static>(
     state: &web::Data<AppState>,
@@ -711,19 +734,7 @@ pub async fn add_image(
 ) -> Result<HttpResponse, ApiError> {
     check_key(&state, &req)?;
     let served = state.get(&path)?;
-    let Input::Image { bytes, name } = read_body(
-        &state,
-        read_input(
-            req.headers(),
-            payload,
-            state.options.max_upload_bytes,
-            false,
-        ),
-    )
-    .await?
-    else {
-        unreachable!("JSON is refused by read_input")
-    };
+    let (bytes, name) = read_image(&state, &req, payload).await?;
     let st = state.clone();
     let added = offload(&state, move || add_upload(&st, &served, &bytes, &name)).await?;
     Ok(if added.existing {
@@ -1112,19 +1123,7 @@ pub async fn embed(
         .clone()
         .unwrap_or_else(|| state.default_collection.clone());
     let served = state.get(&name)?;
-    let Input::Image { bytes, name } = read_body(
-        &state,
-        read_input(
-            req.headers(),
-            payload,
-            state.options.max_upload_bytes,
-            false,
-        ),
-    )
-    .await?
-    else {
-        unreachable!("JSON is refused by read_input")
-    };
+    let (bytes, name) = read_image(&state, &req, payload).await?;
     let st = state.clone();
     let out = offload(&state, move || {
         let t = Instant::now();
