@@ -677,9 +677,9 @@ pub fn check(args: &CheckArgs, settings: &Settings) -> Result<u8> {
     let mut seen = std::collections::HashMap::new();
     let mut duplicated = Vec::new();
     for (id, meta) in collection.items()? {
-        let key = if meta.source == "upload" {
+        let key = if meta.source == imgsim_pipeline::indexer::SOURCE_UPLOAD {
             meta.attrs
-                .get("blake3")
+                .get(imgsim_pipeline::indexer::ATTR_HASH)
                 .and_then(|h| h.as_str())
                 .map(|h| format!("upload:{h}"))
         } else {

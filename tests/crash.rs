@@ -265,27 +265,6 @@ fn indexing_survives_sigkill_at_random_moments() {
     );
 }
 
-/// The collection the service tests use: 4 images indexed with [`BACKBONE`],
-/// so that the collection records its embedder.
-fn seed_collection(cwd: &Path, data: &Path) {
-    let photos = cwd.join("seed-photos");
-    for i in 0..4 {
-        save(
-            &common::picture(50 + i, 64, 64),
-            &photos.join(format!("{i}.png")),
-        );
-    }
-    let mut args = vec![
-        "--data-dir",
-        data.to_str().unwrap(),
-        "index",
-        photos.to_str().unwrap(),
-    ];
-    args.extend_from_slice(&BACKBONE);
-    let o = common::imgsim(&args, cwd);
-    assert!(o.status.success(), "{}", text(&o));
-}
-
 fn serve(cwd: &Path, data: &Path, addr: &str) -> Child {
     small_segments(command(
         &[
@@ -322,6 +301,7 @@ fn blake3_hex(bytes: &[u8]) -> String {
 fn embedding(dir: &Path, bytes: &[u8]) -> Vec<f32> {
     let c = imgsim_pipeline::open(dir, &OpenOptions::default()).unwrap();
     let record = imgsim_pipeline::EmbedderRecord::read(&c).unwrap().unwrap();
+    let metric = c.spec().metric;
     drop(c);
     let e = record.load(dir).unwrap();
     let mut v = imgsim_pipeline::search::embed_bytes_timed(
@@ -333,11 +313,8 @@ fn embedding(dir: &Path, bytes: &[u8]) -> Vec<f32> {
     )
     .unwrap()
     .vector;
-    // The collection stores cosine vectors normalised.
-    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if record.identity.metric == imgsim_embed::Metric::Cosine && n > 0.0 {
-        v.iter_mut().for_each(|x| *x /= n);
-    }
+    // As the collection stores it (cosine: normalised).
+    metric.prepare(&mut v, 0).unwrap();
     v
 }
 
@@ -349,7 +326,7 @@ fn uploads_survive_sigkill_of_the_service_at_random_moments() {
     let dir = tempfile::tempdir().unwrap();
     let cwd = dir.path();
     let data = cwd.join("data");
-    seed_collection(cwd, &data);
+    common::indexed_collection(cwd, &data, 50);
     let coll = data.join("default");
     let mut rng = Rng(seed() ^ 0xa5a5);
     // Images waiting to be uploaded (seed, bytes); unanswered ones go back.
@@ -472,7 +449,7 @@ fn a_full_disk_under_the_service_refuses_adds_cleanly() {
         return;
     };
     let data = fs.0.join("data");
-    seed_collection(cwd, &data);
+    common::indexed_collection(cwd, &data, 50);
     let coll = data.join("default");
     let addr = format!("127.0.0.1:{}", common::free_port());
     let mut server = serve(cwd, &data, &addr);
@@ -613,7 +590,7 @@ fn a_read_only_collection_is_a_clear_error_and_stays_intact() {
     let dir = tempfile::tempdir().unwrap();
     let cwd = dir.path();
     let data = cwd.join("data");
-    seed_collection(cwd, &data);
+    common::indexed_collection(cwd, &data, 50);
     let coll = data.join("default");
     let before = reopen_and_check(&coll).items;
     let photos = cwd.join("more");

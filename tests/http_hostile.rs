@@ -7,7 +7,7 @@
 
 mod common;
 use common::corpus::{self, Expect};
-use common::{command, http, parse_answer, save, text, wait_ready, Answer};
+use common::{command, http, parse_answer, text, wait_ready, Answer};
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -47,28 +47,8 @@ fn start(cwd: &Path) -> Server {
 /// Indexes 4 images with a synthetic-weights backbone, then serves them
 /// with the API key and `env`.
 fn start_with(cwd: &Path, env: &[(&str, String)]) -> Server {
-    let photos = cwd.join("photos");
-    for i in 0..4 {
-        save(
-            &common::picture(40 + i, 64, 64),
-            &photos.join(format!("{i}.png")),
-        );
-    }
     let data = cwd.join("data");
-    let o = common::imgsim(
-        &[
-            "--data-dir",
-            data.to_str().unwrap(),
-            "index",
-            photos.to_str().unwrap(),
-            "--backbone",
-            "mobilenetv4-small",
-            "--weights",
-            "synthetic:1",
-        ],
-        cwd,
-    );
-    assert!(o.status.success(), "{}", text(&o));
+    common::indexed_collection(cwd, &data, 40);
     let addr = format!("127.0.0.1:{}", common::free_port());
     let mut child = command(
         &[

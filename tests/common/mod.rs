@@ -286,3 +286,28 @@ impl Rng {
         lo + self.next() % (hi - lo).max(1)
     }
 }
+
+/// Indexes 4 pictures (seeds `seed..seed + 4`, 64 × 64, written under
+/// `cwd/seed-photos`) into collection `default` of `data` with
+/// MobileNetV4-small and synthetic weights, so that the collection records
+/// an image embedder: the starting point of the service tests.
+pub fn indexed_collection(cwd: &Path, data: &Path, seed: u32) {
+    let photos = cwd.join("seed-photos");
+    for i in 0..4 {
+        save(&picture(seed + i, 64, 64), &photos.join(format!("{i}.png")));
+    }
+    let o = imgsim(
+        &[
+            "--data-dir",
+            data.to_str().unwrap(),
+            "index",
+            photos.to_str().unwrap(),
+            "--backbone",
+            "mobilenetv4-small",
+            "--weights",
+            "synthetic:1",
+        ],
+        cwd,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+}

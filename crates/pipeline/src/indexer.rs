@@ -34,6 +34,8 @@ pub const ATTR_FORMAT: &str = "format";
 pub const ATTR_DUPLICATE_OF: &str = "duplicate_of";
 /// `ItemMeta::source` of items made from files.
 pub const SOURCE_FILE: &str = "file";
+/// Item `source` of images added through the service's API.
+pub const SOURCE_UPLOAD: &str = "upload";
 
 /// How to index.
 #[derive(Debug, Clone)]

@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{ApiError, ErrorResponse};
-use crate::state::{AppState, CollectionSummary, Sample, Served, ATTR_BLAKE3, UPLOAD_SOURCE};
+use crate::state::{AppState, CollectionSummary, Sample, Served};
+use imgsim_pipeline::indexer::{ATTR_HASH, SOURCE_UPLOAD};
 
 /// Largest k a search may ask for.
 pub const MAX_K: usize = 1000;
@@ -651,20 +652,22 @@ fn add_upload(
 ) -> Result<Added, ApiError> {
     let started = Instant::now();
     let hash = blake3::hash(bytes).to_hex().to_string();
+    // The answer for bytes already stored (None when they are not).
     let existing = |uploads: &std::collections::HashMap<String, u64>| {
-        uploads
+        let id = uploads
             .get(&hash)
             .copied()
-            .filter(|&id| served.collection.contains(id))
-    };
-    let known = existing(&served.uploads.lock().unwrap_or_else(|p| p.into_inner()));
-    if let Some(id) = known {
-        return Ok(Added {
+            .filter(|&id| served.collection.contains(id))?;
+        Some(served.collection.item(id).map(|m| Added {
             id,
-            path: served.collection.item(id)?.external_id,
+            path: m.external_id,
             took_ms: started.elapsed().as_secs_f64() * 1e3,
             existing: true,
-        });
+        }))
+    };
+    let known = existing(&served.uploads.lock().unwrap_or_else(|p| p.into_inner()));
+    if let Some(added) = known {
+        return Ok(added?);
     }
     let (v, _, _) = embed_image(served, bytes, name, &state.options.limits)?;
     // Only the file name the client gave, never a path.
@@ -673,20 +676,15 @@ fn add_upload(
         .and_then(|n| n.to_str())
         .unwrap_or("upload")
         .to_string();
-    let mut meta = imgsim_index::ItemMeta::new(format!("upload:{shown}"), UPLOAD_SOURCE);
-    meta.attrs.insert(ATTR_BLAKE3.into(), hash.clone().into());
+    let mut meta = imgsim_index::ItemMeta::new(format!("upload:{shown}"), SOURCE_UPLOAD);
+    meta.attrs.insert(ATTR_HASH.into(), hash.clone().into());
     meta.attrs
         .insert("size".into(), (bytes.len() as u64).into());
     // Held from the check to the insert: the same bytes uploaded twice at
     // once give one item.
     let mut uploads = served.uploads.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(id) = existing(&uploads) {
-        return Ok(Added {
-            id,
-            path: served.collection.item(id)?.external_id,
-            took_ms: started.elapsed().as_secs_f64() * 1e3,
-            existing: true,
-        });
+    if let Some(added) = existing(&uploads) {
+        return Ok(added?);
     }
     let file = store_upload(served, bytes, &hash)?;
     meta.attrs
@@ -773,7 +771,7 @@ pub async fn delete_image(
             .collection
             .item(id)
             .ok()
-            .and_then(|m| m.attrs.get(ATTR_BLAKE3)?.as_str().map(str::to_string));
+            .and_then(|m| m.attrs.get(ATTR_HASH)?.as_str().map(str::to_string));
         let n = served.collection.delete(&[id])?;
         if let Some(h) = hash {
             if uploads.get(&h) == Some(&id) {
@@ -911,7 +909,7 @@ fn make_thumbnail(
     }
     let meta = served.collection.item(id)?;
     let source = match meta.attrs.get(ATTR_FILE).and_then(|v| v.as_str()) {
-        Some(f) if meta.source == UPLOAD_SOURCE => std::path::PathBuf::from(f),
+        Some(f) if meta.source == SOURCE_UPLOAD => std::path::PathBuf::from(f),
         _ => std::path::PathBuf::from(&meta.external_id),
     };
     let img = imgsim_embed::load_rgb_reduced(&source, limits, THUMB_SIDE).map_err(|e| {

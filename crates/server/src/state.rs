@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use imgsim_embed::{Embedder, ImageLimits};
 use imgsim_index::{recall_at_k_by_distance, Collection, Neighbor, OpenOptions};
+use imgsim_pipeline::indexer::{ATTR_HASH, SOURCE_UPLOAD};
 use imgsim_pipeline::search::RECALL_EPSILON;
 use imgsim_pipeline::EmbedderRecord;
 use serde::Serialize;
@@ -123,9 +124,9 @@ impl Served {
         let uploads = collection
             .items()?
             .into_iter()
-            .filter(|(_, m)| m.source == UPLOAD_SOURCE)
+            .filter(|(_, m)| m.source == SOURCE_UPLOAD)
             .filter_map(|(id, m)| {
-                let h = m.attrs.get(ATTR_BLAKE3)?.as_str()?.to_string();
+                let h = m.attrs.get(ATTR_HASH)?.as_str()?.to_string();
                 Some((h, id))
             })
             .collect();
@@ -171,11 +172,6 @@ impl Served {
         (w.mean(), w.total)
     }
 }
-
-/// `source` of items added through the API.
-pub const UPLOAD_SOURCE: &str = "upload";
-/// Item attribute: blake3 of an upload's bytes, hex.
-pub const ATTR_BLAKE3: &str = "blake3";
 
 /// A sampled query, to be re-run exactly in the background.
 pub struct Sample {
@@ -247,7 +243,6 @@ type Job = Box<dyn FnOnce() + Send + 'static>;
 /// while the caller simply waits.
 pub struct WorkerPool {
     queue: Mutex<std::sync::mpsc::Sender<Job>>,
-    threads: usize,
 }
 
 impl WorkerPool {
@@ -274,7 +269,6 @@ impl WorkerPool {
         }
         Ok(WorkerPool {
             queue: Mutex::new(tx),
-            threads,
         })
     }
 
@@ -285,11 +279,6 @@ impl WorkerPool {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .send(Box::new(job));
-    }
-
-    /// Number of worker threads.
-    pub fn threads(&self) -> usize {
-        self.threads
     }
 }
 
