@@ -48,6 +48,20 @@ pub enum BenchError {
     Invalid(String),
 }
 
+impl BenchError {
+    /// The error's kind (see [`imgsim_common::ErrorKind`]).
+    pub fn kind(&self) -> imgsim_common::ErrorKind {
+        use imgsim_common::ErrorKind;
+        match self {
+            BenchError::Index(e) => e.kind(),
+            BenchError::Dataset(e) => e.kind(),
+            BenchError::Write { source, .. } => ErrorKind::of_io(source),
+            BenchError::Plot(_) => ErrorKind::Internal,
+            BenchError::Invalid(_) => ErrorKind::Invalid,
+        }
+    }
+}
+
 /// Result alias.
 pub type Result<T, E = BenchError> = std::result::Result<T, E>;
 

@@ -54,6 +54,19 @@ pub enum DatasetError {
 }
 
 impl DatasetError {
+    /// The error's kind (see [`imgsim_common::ErrorKind`]).
+    pub fn kind(&self) -> imgsim_common::ErrorKind {
+        use imgsim_common::ErrorKind;
+        match self {
+            DatasetError::Missing { .. } => ErrorKind::NotFound,
+            DatasetError::Io { source, .. } => match ErrorKind::of_io(source) {
+                ErrorKind::Internal => ErrorKind::Invalid,
+                other => other,
+            },
+            DatasetError::Format { .. } => ErrorKind::Invalid,
+        }
+    }
+
     pub(crate) fn format(path: &Path, reason: impl Into<String>) -> Self {
         DatasetError::Format {
             path: path.to_path_buf(),

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use imgsim_common::ErrorKind;
+
 /// Result alias for this crate.
 pub type Result<T, E = EmbedError> = std::result::Result<T, E>;
 
@@ -118,4 +120,29 @@ pub enum EmbedError {
     /// An error inside the tensor library (a bug, or out of memory).
     #[error("tensor computation failed: {0}")]
     Candle(#[from] candle_core::Error),
+}
+
+impl EmbedError {
+    /// The error's kind (see [`imgsim_common::ErrorKind`]); front ends derive
+    /// exit codes and HTTP statuses from it.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            EmbedError::Io { source, .. } => match ErrorKind::of_io(source) {
+                // A file that cannot be read is the user's to fix (a wrong
+                // path, permissions); a full disk cannot happen reading.
+                ErrorKind::Internal => ErrorKind::Unprocessable,
+                other => other,
+            },
+            EmbedError::Empty { .. } | EmbedError::Decode { .. } => ErrorKind::Unprocessable,
+            EmbedError::Unsupported { .. } => ErrorKind::Unsupported,
+            EmbedError::TooLarge { .. } => ErrorKind::TooLarge,
+            EmbedError::InvalidTransform(_) | EmbedError::Input(_) => ErrorKind::Invalid,
+            EmbedError::Weights { .. }
+            | EmbedError::MissingTensor { .. }
+            | EmbedError::TensorShape { .. }
+            | EmbedError::Checkpoint { .. } => ErrorKind::Invalid,
+            EmbedError::Hub { .. } => ErrorKind::NotFound,
+            EmbedError::NonFinite { .. } | EmbedError::Candle(_) => ErrorKind::Internal,
+        }
+    }
 }

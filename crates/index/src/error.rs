@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use imgsim_common::ErrorKind;
+
 /// Result alias used throughout `imgsim-index`.
 pub type Result<T, E = IndexError> = std::result::Result<T, E>;
 
@@ -136,29 +138,33 @@ impl IndexError {
 
     /// True for errors caused by the caller's input rather than the environment.
     pub fn is_user_error(&self) -> bool {
+        self.kind().is_user_error()
+    }
+
+    /// The error's kind (see [`imgsim_common::ErrorKind`]); front ends derive
+    /// exit codes and HTTP statuses from it.
+    pub fn kind(&self) -> ErrorKind {
         match self {
             IndexError::WrongDimension { .. }
             | IndexError::NonFinite { .. }
             | IndexError::ZeroVector { .. }
             | IndexError::ZeroK
             | IndexError::InvalidParameter { .. }
-            | IndexError::LengthMismatch { .. }
-            | IndexError::NotFound(_)
-            | IndexError::NoCollection { .. }
-            | IndexError::AlreadyExists { .. }
-            | IndexError::SettingsMismatch(_) => true,
-            IndexError::Locked { .. }
-            | IndexError::ReadOnly { .. }
-            | IndexError::IncompatibleVersion { .. }
-            | IndexError::NeedsReopen(_)
-            | IndexError::Corrupt(_)
-            | IndexError::Storage(_)
-            | IndexError::Io(_) => false,
+            | IndexError::LengthMismatch { .. } => ErrorKind::Invalid,
+            IndexError::NotFound(_) | IndexError::NoCollection { .. } => ErrorKind::NotFound,
+            IndexError::AlreadyExists { .. } | IndexError::SettingsMismatch(_) => {
+                ErrorKind::Conflict
+            }
+            IndexError::Locked { .. } => ErrorKind::Locked,
+            IndexError::ReadOnly { .. } => ErrorKind::PermissionDenied,
+            IndexError::IncompatibleVersion { .. } | IndexError::Corrupt(_) => ErrorKind::Corrupt,
+            IndexError::NeedsReopen(_) => ErrorKind::Internal,
+            IndexError::Storage(_) | IndexError::Io(_) => match self.io_error() {
+                Some(e) => ErrorKind::of_io(e),
+                None => ErrorKind::Internal,
+            },
         }
     }
 }
 
-/// True when `e` says the disk (or quota) is full.
-pub fn is_storage_full(e: &std::io::Error) -> bool {
-    e.kind() == std::io::ErrorKind::StorageFull || matches!(e.raw_os_error(), Some(28 | 122))
-}
+pub use imgsim_common::kind::is_storage_full;

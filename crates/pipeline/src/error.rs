@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use imgsim_common::ErrorKind;
+
 /// What can go wrong indexing or querying a photo collection.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -66,14 +68,22 @@ impl PipelineError {
     /// True for errors caused by the user's input or arguments (exit code 2),
     /// false for failures of the machine (storage, computation).
     pub fn is_user_error(&self) -> bool {
+        self.kind().is_user_error()
+    }
+
+    /// The error's kind (see [`imgsim_common::ErrorKind`]); front ends derive
+    /// exit codes and HTTP statuses from it.
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            PipelineError::Index(e) => e.is_user_error(),
-            PipelineError::Embed(e) => !matches!(
-                e,
-                imgsim_embed::EmbedError::Candle(_) | imgsim_embed::EmbedError::NonFinite { .. }
-            ),
-            PipelineError::Io { .. } => false,
-            _ => true,
+            PipelineError::Index(e) => e.kind(),
+            PipelineError::Embed(e) => e.kind(),
+            PipelineError::Io { source, .. } => ErrorKind::of_io(source),
+            PipelineError::EmbedderMismatch { .. } => ErrorKind::Conflict,
+            PipelineError::NoEmbedder(_) => ErrorKind::Invalid,
+            PipelineError::WeightsChanged { .. } => ErrorKind::Conflict,
+            PipelineError::BadRoot { .. } => ErrorKind::Invalid,
+            PipelineError::NotFound(_) => ErrorKind::NotFound,
+            PipelineError::Invalid(_) => ErrorKind::Invalid,
         }
     }
 }
