@@ -1,12 +1,22 @@
-//! Settings: built-in defaults < config file < environment < flags.
+//! Settings: built-in defaults < config file < environment < flags. Each
+//! section deserializes straight into the library's own option type
+//! (`HnswParams`, `OpenOptions`, `ImageLimits`, `ServerOptions`), whose
+//! `Default` is the only place its defaults are written, and is validated
+//! at load, naming the file or variable that set a bad value.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use imgsim_embed::ImageLimits;
 use imgsim_index::{HnswParams, Metric, OpenOptions};
+use imgsim_server::ServerOptions;
 use serde::{Deserialize, Serialize};
 
 /// The commented default configuration, shipped in the binary.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// Prefix of the environment variables that override settings.
+const ENV_PREFIX: &str = "IMGSIM";
 
 /// Errors loading settings.
 #[derive(Debug, thiserror::Error)]
@@ -19,44 +29,73 @@ pub enum ConfigError {
         /// Why.
         source: std::io::Error,
     },
-    /// Parsing it.
+    /// The file is not valid TOML, or a key or value is not one imgsim knows.
     #[error("invalid config {path}: {message}")]
     Parse {
-        /// The file (or the environment variable).
+        /// The file.
         path: String,
         /// Parser message.
         message: String,
     },
+    /// An environment variable's value is not of the setting's type.
+    #[error("{var}={value:?}: {expected} (the setting {key})")]
+    Env {
+        /// The variable.
+        var: String,
+        /// Its value.
+        value: String,
+        /// What it should look like.
+        expected: String,
+        /// The setting it overrides.
+        key: String,
+    },
+    /// A value out of range.
+    #[error("invalid setting {key} (set by {origin}): {message}")]
+    Invalid {
+        /// The setting (`index.m`), or the section when the library does
+        /// not say which key.
+        key: String,
+        /// Where the value came from: the file, the variable, or the defaults.
+        origin: String,
+        /// What is wrong.
+        message: String,
+    },
 }
 
-/// `[index]`.
+/// `[index]`: the metric, and the HNSW parameters of new collections.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct IndexSettings {
     /// Distance metric.
+    #[serde(default = "default_metric")]
     pub metric: Metric,
-    /// HNSW M.
-    pub m: usize,
-    /// HNSW ef_construction.
-    pub ef_construction: usize,
-    /// Default ef_search.
-    pub ef_search: usize,
+    /// HNSW parameters (m, ef_construction, ef_search).
+    #[serde(flatten)]
+    pub params: HnswParams,
+}
+
+fn default_metric() -> Metric {
+    Metric::Cosine
+}
+
+impl Default for IndexSettings {
+    fn default() -> Self {
+        IndexSettings {
+            metric: default_metric(),
+            params: HnswParams::default(),
+        }
+    }
 }
 
 impl IndexSettings {
     /// As HNSW parameters.
     pub fn params(&self) -> HnswParams {
-        HnswParams {
-            m: self.m,
-            ef_construction: self.ef_construction,
-            ef_search: self.ef_search,
-        }
+        self.params
     }
 }
 
 /// `[bench]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct BenchSettings {
     /// Output folder.
     pub out_dir: PathBuf,
@@ -68,9 +107,20 @@ pub struct BenchSettings {
     pub fashion_mnist_dir: PathBuf,
 }
 
+impl Default for BenchSettings {
+    fn default() -> Self {
+        BenchSettings {
+            out_dir: PathBuf::from("bench-results"),
+            ef: vec![10, 16, 24, 32, 48, 64, 96, 128, 192, 256],
+            runs: 3,
+            fashion_mnist_dir: PathBuf::from(imgsim_datasets::fashion_mnist::DEFAULT_DIR),
+        }
+    }
+}
+
 /// `[embed]`: how images become vectors, and how indexing runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct EmbedSettings {
     /// `auto`, `backbone` or `autoencoder`.
     pub model: EmbedModel,
@@ -92,6 +142,43 @@ pub struct EmbedSettings {
     pub exact_decode: bool,
 }
 
+impl Default for EmbedSettings {
+    fn default() -> Self {
+        EmbedSettings {
+            model: EmbedModel::Auto,
+            backbone: "dinov2-small".into(),
+            weights: String::new(),
+            autoencoder_dim: 64,
+            autoencoder_epochs: 0,
+            autoencoder_max_images: 10_000,
+            batch_size: 16,
+            decode_threads: 0,
+            exact_decode: false,
+        }
+    }
+}
+
+impl EmbedSettings {
+    /// Checks ranges and names.
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        imgsim_embed::Backbone::parse(&self.backbone).map_err(|e| ("backbone", e.to_string()))?;
+        if !self.weights.is_empty() {
+            imgsim_embed::WeightsSource::parse(&self.weights)
+                .map_err(|e| ("weights", e.to_string()))?;
+        }
+        for (key, v) in [
+            ("autoencoder_dim", self.autoencoder_dim),
+            ("autoencoder_max_images", self.autoencoder_max_images),
+            ("batch_size", self.batch_size),
+        ] {
+            if v == 0 {
+                return Err((key, "must be at least 1".into()));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// `[embed] model`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -104,63 +191,9 @@ pub enum EmbedModel {
     Autoencoder,
 }
 
-/// `[limits]`: what an input image may be.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LimitsSettings {
-    /// Largest width, pixels.
-    pub max_width: u32,
-    /// Largest height, pixels.
-    pub max_height: u32,
-    /// Largest decoded image, bytes.
-    pub max_decoded_bytes: u64,
-    /// Largest file, bytes.
-    pub max_file_bytes: u64,
-}
-
-impl LimitsSettings {
-    /// As decoder limits.
-    pub fn image_limits(&self) -> imgsim_embed::ImageLimits {
-        imgsim_embed::ImageLimits {
-            max_width: self.max_width,
-            max_height: self.max_height,
-            max_alloc_bytes: self.max_decoded_bytes,
-            max_file_bytes: self.max_file_bytes,
-        }
-    }
-}
-
-/// `[server]`: `imgsim serve`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServerSettings {
-    /// Address to listen on.
-    pub bind: String,
-    /// Key for write endpoints ("" = writes refused).
-    pub api_key: String,
-    /// Worker threads (0 = one per core).
-    pub workers: usize,
-    /// Requests allowed to use or wait for the workers; more get 503.
-    pub queue: usize,
-    /// Largest request body, bytes.
-    pub max_upload_bytes: usize,
-    /// Request timeout, seconds.
-    pub request_timeout_s: u64,
-    /// Share of searches re-run exactly for the live recall estimate.
-    pub recall_sample: f64,
-    /// Sampled queries the estimate averages.
-    pub recall_window: usize,
-    /// Sampled queries re-run per second at most.
-    pub recall_max_per_s: f64,
-    /// Recall@k to hold by adjusting ef (0 = off).
-    pub target_recall: f64,
-    /// Browser origins allowed to call the API (CORS); empty = off.
-    pub cors_origins: Vec<String>,
-}
-
 /// All settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// Collections folder ("" = platform default).
     pub data_dir: PathBuf,
@@ -170,10 +203,10 @@ pub struct Settings {
     pub collection: String,
     /// Embedding and indexing.
     pub embed: EmbedSettings,
-    /// Input limits.
-    pub limits: LimitsSettings,
+    /// Input limits, for every command that reads images.
+    pub limits: ImageLimits,
     /// The HTTP service.
-    pub server: ServerSettings,
+    pub server: ServerOptions,
     /// Index parameters.
     pub index: IndexSettings,
     /// Collection storage options.
@@ -184,125 +217,143 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        let p = HnswParams::default();
-        let l = imgsim_embed::ImageLimits::default();
         Settings {
             data_dir: PathBuf::new(),
             threads: 0,
             collection: "default".into(),
-            embed: EmbedSettings {
-                model: EmbedModel::Auto,
-                backbone: "dinov2-small".into(),
-                weights: String::new(),
-                autoencoder_dim: 64,
-                autoencoder_epochs: 0,
-                autoencoder_max_images: 10_000,
-                batch_size: 16,
-                decode_threads: 0,
-                exact_decode: false,
-            },
-            limits: LimitsSettings {
-                max_width: l.max_width,
-                max_height: l.max_height,
-                max_decoded_bytes: l.max_alloc_bytes,
-                max_file_bytes: l.max_file_bytes,
-            },
-            server: ServerSettings {
-                bind: "127.0.0.1:8080".into(),
-                api_key: String::new(),
-                workers: 0,
-                queue: 64,
-                max_upload_bytes: 32 << 20,
-                request_timeout_s: 30,
-                recall_sample: 0.1,
-                recall_window: 200,
-                recall_max_per_s: 10.0,
-                target_recall: 0.0,
-                cors_origins: Vec::new(),
-            },
-            index: IndexSettings {
-                metric: Metric::Cosine,
-                m: p.m,
-                ef_construction: p.ef_construction,
-                ef_search: p.ef_search,
-            },
+            embed: EmbedSettings::default(),
+            limits: ImageLimits::default(),
+            server: ServerOptions::default(),
+            index: IndexSettings::default(),
             storage: OpenOptions::default(),
-            bench: BenchSettings {
-                out_dir: PathBuf::from("bench-results"),
-                ef: vec![10, 16, 24, 32, 48, 64, 96, 128, 192, 256],
-                runs: 3,
-                fashion_mnist_dir: PathBuf::from(imgsim_datasets::fashion_mnist::DEFAULT_DIR),
-            },
+            bench: BenchSettings::default(),
         }
     }
 }
 
-/// Overlays `over` onto `base`, key by key.
-fn merge(base: &mut toml::Value, over: toml::Value) {
+/// Where each setting (by dotted key) got its value, when not from the
+/// built-in defaults.
+type Origins = BTreeMap<String, String>;
+
+/// Overlays `over` onto `base`, key by key, recording `origin` for each leaf.
+fn merge(base: &mut toml::Value, over: toml::Value, key: &str, origin: &str, out: &mut Origins) {
     match (base, over) {
         (toml::Value::Table(b), toml::Value::Table(o)) => {
             for (k, v) in o {
+                let sub = if key.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{key}.{k}")
+                };
                 match b.get_mut(&k) {
-                    Some(slot) => merge(slot, v),
+                    Some(slot) => merge(slot, v, &sub, origin, out),
                     None => {
+                        out.insert(sub, origin.to_string());
                         b.insert(k, v);
                     }
                 }
             }
         }
-        (slot, v) => *slot = v,
+        (slot, v) => {
+            out.insert(key.to_string(), origin.to_string());
+            *slot = v;
+        }
     }
 }
 
-/// Applies IMGSIM_* variables to every leaf key of `value`.
+/// `raw` (an environment variable's text) as a value of the same type as
+/// the setting's `current` value; `Err` says what was expected.
+fn env_value(raw: &str, current: &toml::Value) -> Result<toml::Value, String> {
+    let t = raw.trim();
+    match current {
+        toml::Value::String(_) => Ok(toml::Value::String(raw.to_string())),
+        toml::Value::Integer(_) => t
+            .replace('_', "")
+            .parse::<i64>()
+            .map(toml::Value::Integer)
+            .map_err(|_| "expected a whole number, e.g. 16".into()),
+        toml::Value::Float(_) => t
+            .parse::<f64>()
+            .ok()
+            .filter(|f| f.is_finite())
+            .map(toml::Value::Float)
+            .ok_or_else(|| "expected a number, e.g. 0.5".into()),
+        toml::Value::Boolean(_) => match t.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(toml::Value::Boolean(true)),
+            "false" | "0" | "no" | "off" => Ok(toml::Value::Boolean(false)),
+            _ => Err("expected true or false".into()),
+        },
+        toml::Value::Array(items) => {
+            // A comma-separated list, each element of the default's element type.
+            let like = items
+                .first()
+                .cloned()
+                .unwrap_or(toml::Value::String(String::new()));
+            let inner = t.trim_start_matches('[').trim_end_matches(']');
+            inner
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| env_value(s.trim_matches('"'), &like))
+                .collect::<Result<Vec<_>, _>>()
+                .map(toml::Value::Array)
+                .map_err(|e| format!("expected a comma-separated list ({e})"))
+        }
+        toml::Value::Datetime(_) | toml::Value::Table(_) => Err("not settable here".into()),
+    }
+}
+
+/// Applies `IMGSIM_*` variables to every leaf key of `value`.
 fn apply_env(
     value: &mut toml::Value,
     prefix: &str,
+    key: &str,
     env: &dyn Fn(&str) -> Option<String>,
+    out: &mut Origins,
 ) -> Result<(), ConfigError> {
     let toml::Value::Table(t) = value else {
         return Ok(());
     };
     for (k, v) in t.iter_mut() {
         let name = format!("{prefix}_{}", k.to_ascii_uppercase());
+        let sub = if key.is_empty() {
+            k.clone()
+        } else {
+            format!("{key}.{k}")
+        };
         if v.is_table() {
-            apply_env(v, &name, env)?;
+            apply_env(v, &name, &sub, env, out)?;
             continue;
         }
         let Some(raw) = env(&name) else { continue };
-        let parsed = match v {
-            toml::Value::String(_) => toml::Value::String(raw),
-            _ => raw
-                .parse::<toml::Value>()
-                .or_else(|_| {
-                    toml::from_str::<toml::Table>(&format!("x = {raw}"))
-                        .map(|mut t| t.remove("x").expect("x is set"))
-                })
-                .map_err(|e| ConfigError::Parse {
-                    path: name.clone(),
-                    message: e.to_string(),
-                })?,
-        };
-        *v = parsed;
+        *v = env_value(&raw, v).map_err(|expected| ConfigError::Env {
+            var: name.clone(),
+            value: raw.clone(),
+            expected,
+            key: sub.clone(),
+        })?;
+        out.insert(sub, name);
     }
     Ok(())
 }
 
 impl Settings {
     /// Loads settings: defaults, then `file` (or the platform config file if
-    /// it exists), then the environment through `env`.
+    /// it exists), then the environment through `env`; then validates them.
     pub fn load_with(
         file: Option<&Path>,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Settings, ConfigError> {
         let mut value = toml::Value::try_from(Settings::default()).expect("defaults serialise");
+        let mut origins = Origins::new();
         let file = file.map(Path::to_path_buf).or_else(|| {
             directories::ProjectDirs::from("", "", "imgsim")
                 .map(|d| d.config_dir().join("config.toml"))
                 .filter(|p| p.exists())
         });
-        if let Some(path) = file {
-            let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+        let file_name = file.as_ref().map(|p| p.display().to_string());
+        if let Some(path) = &file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
                 path: path.clone(),
                 source,
             })?;
@@ -310,20 +361,94 @@ impl Settings {
                 path: path.display().to_string(),
                 message: e.to_string(),
             })?;
-            merge(&mut value, over);
+            merge(
+                &mut value,
+                over,
+                "",
+                &format!("config {}", path.display()),
+                &mut origins,
+            );
         }
-        apply_env(&mut value, "IMGSIM", env)?;
-        value
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Parse {
-                path: "settings".into(),
-                message: e.to_string(),
-            })
+        apply_env(&mut value, ENV_PREFIX, "", env, &mut origins)?;
+        let settings: Settings = value.try_into().map_err(|e: toml::de::Error| {
+            ConfigError::Parse {
+                path: file_name.unwrap_or_else(|| "(environment)".into()),
+                message: e.message().to_string(),
+            }
+        })?;
+        settings.validate(&origins)?;
+        Ok(settings)
     }
 
     /// Loads with the process environment.
     pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
         Self::load_with(file, &|k| std::env::var(k).ok())
+    }
+
+    /// Checks every section's ranges; an error names the setting and where
+    /// its value came from.
+    fn validate(&self, origins: &Origins) -> Result<(), ConfigError> {
+        let invalid = |section: &str, key: Option<&str>, message: String| {
+            let full = match key {
+                Some(k) => format!("{section}.{k}"),
+                None => format!("[{section}]"),
+            };
+            let origin = match key {
+                Some(_) => origins.get(&full).cloned(),
+                None => {
+                    let from: Vec<&String> = origins
+                        .iter()
+                        .filter(|(k, _)| k.starts_with(&format!("{section}.")))
+                        .map(|(_, o)| o)
+                        .collect();
+                    (!from.is_empty()).then(|| {
+                        let mut v: Vec<String> = from.into_iter().cloned().collect();
+                        v.dedup();
+                        v.join(", ")
+                    })
+                }
+            };
+            ConfigError::Invalid {
+                key: full,
+                origin: origin.unwrap_or_else(|| "the built-in defaults".into()),
+                message,
+            }
+        };
+        let index_key = |e: &imgsim_index::IndexError| match e {
+            imgsim_index::IndexError::InvalidParameter { name, .. } => Some(*name),
+            _ => None,
+        };
+        self.index
+            .params
+            .validate()
+            .map_err(|e| invalid("index", index_key(&e), e.to_string()))?;
+        self.storage
+            .validate()
+            .map_err(|e| invalid("storage", index_key(&e), e.to_string()))?;
+        self.limits
+            .validate()
+            .map_err(|e| invalid("limits", None, e.to_string()))?;
+        self.server
+            .validate()
+            .map_err(|e| invalid("server", None, e.to_string()))?;
+        self.embed
+            .validate()
+            .map_err(|(k, m)| invalid("embed", Some(k), m))?;
+        if self.bench.ef.is_empty() || self.bench.ef.contains(&0) || self.bench.runs == 0 {
+            return Err(invalid(
+                "bench",
+                None,
+                "ef needs at least one value, each at least 1, and runs at least 1".into(),
+            ));
+        }
+        if imgsim_pipeline::collection_dir(Path::new(""), &self.collection).is_err() {
+            return Err(invalid(
+                "collection",
+                None,
+                format!("`{}` is not a valid collection name", self.collection),
+            ));
+        }
+        Ok(())
     }
 
     /// The collections folder: `data_dir`, or the platform data directory.
@@ -334,6 +459,33 @@ impl Settings {
         directories::ProjectDirs::from("", "", "imgsim")
             .map(|d| d.data_dir().to_path_buf())
             .unwrap_or_else(|| PathBuf::from(".imgsim"))
+    }
+
+    /// The service's options: `[server]` plus what the service needs from
+    /// the other sections (limits, storage, the benchmark report).
+    pub fn server_options(&self) -> ServerOptions {
+        let mut o = self.server.clone();
+        o.limits = self.limits;
+        o.storage = self.storage.clone();
+        o.bench_report = Some(self.bench.out_dir.join("fashion-mnist-784-euclidean.json"));
+        o
+    }
+
+    /// The settings as TOML, for `imgsim config`: the api key is never
+    /// printed, only whether one is set.
+    pub fn to_toml(&self) -> Result<String, toml::ser::Error> {
+        let mut shown = self.clone();
+        let key_set = shown.server.api_key.is_some();
+        shown.server.api_key = None;
+        let mut text = toml::to_string_pretty(&shown)?;
+        if key_set {
+            text = text.replacen(
+                "[server]\n",
+                "[server]\n# api_key is set (not shown)\n",
+                1,
+            );
+        }
+        Ok(text)
     }
 }
 
@@ -355,20 +507,77 @@ mod tests {
         let s = Settings::load_with(Some(&f), &|k| match k {
             "IMGSIM_INDEX_M" => Some("32".into()),
             "IMGSIM_DATA_DIR" => Some("/tmp/x".into()),
+            "IMGSIM_BENCH_EF" => Some("8,16".into()),
             _ => None,
         })
         .unwrap();
         assert_eq!(s.threads, 3);
-        assert_eq!(s.index.m, 32);
+        assert_eq!(s.index.params.m, 32);
         assert_eq!(s.index.metric, Metric::L2);
         assert_eq!(s.data_dir, PathBuf::from("/tmp/x"));
-        assert_eq!(s.index.ef_construction, 200);
+        assert_eq!(s.index.params.ef_construction, 200);
+        assert_eq!(s.bench.ef, vec![8, 16]);
 
         std::fs::write(&f, "[index]\nmm = 1\n").unwrap();
         assert!(Settings::load_with(Some(&f), &|_| None).is_err());
-        let bad_env = Settings::load_with(None, &|k| {
+    }
+
+    /// Regression: a bad IMGSIM_* value showed an internal TOML snippet.
+    #[test]
+    fn a_bad_environment_value_names_the_variable_plainly() {
+        let e = Settings::load_with(None, &|k| {
             (k == "IMGSIM_THREADS").then(|| "many".to_string())
-        });
-        assert!(bad_env.is_err());
+        })
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            e,
+            "IMGSIM_THREADS=\"many\": expected a whole number, e.g. 16 (the setting threads)"
+        );
+        let e = Settings::load_with(None, &|k| {
+            (k == "IMGSIM_SERVER_RECALL_SAMPLE").then(|| "lots".to_string())
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("IMGSIM_SERVER_RECALL_SAMPLE=\"lots\": expected a number"), "{e}");
+        assert!(!e.contains('|'), "no parser snippet: {e}");
+    }
+
+    /// `m = 1` is refused at load, naming the file and the key.
+    #[test]
+    fn out_of_range_values_are_refused_naming_file_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "[index]\nm = 1\n").unwrap();
+        let e = Settings::load_with(Some(&f), &|_| None).unwrap_err().to_string();
+        assert!(e.contains("index.m") && e.contains(&f.display().to_string()), "{e}");
+        let e = Settings::load_with(None, &|k| (k == "IMGSIM_INDEX_M").then(|| "500".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("index.m") && e.contains("IMGSIM_INDEX_M"), "{e}");
+        std::fs::write(&f, "[server]\nrecall_sample = 2.0\n").unwrap();
+        let e = Settings::load_with(Some(&f), &|_| None).unwrap_err().to_string();
+        assert!(e.contains("[server]") && e.contains("c.toml"), "{e}");
+        std::fs::write(&f, "[limits]\nmax_file_bytes = 10\n").unwrap();
+        let e = Settings::load_with(Some(&f), &|_| None).unwrap_err().to_string();
+        assert!(e.contains("[limits]") && e.contains("max_file_bytes"), "{e}");
+        std::fs::write(&f, "[embed]\nbatch_size = 0\n").unwrap();
+        let e = Settings::load_with(Some(&f), &|_| None).unwrap_err().to_string();
+        assert!(e.contains("embed.batch_size"), "{e}");
+    }
+
+    #[test]
+    fn the_api_key_is_never_printed() {
+        let s = Settings::load_with(None, &|k| {
+            (k == "IMGSIM_SERVER_API_KEY").then(|| "s3cret-key".to_string())
+        })
+        .unwrap();
+        assert_eq!(s.server.api_key.as_deref(), Some("s3cret-key"));
+        let text = s.to_toml().unwrap();
+        assert!(!text.contains("s3cret-key"), "{text}");
+        assert!(text.contains("api_key is set"), "{text}");
+        // What it prints reads back (without the key).
+        let back: Settings = toml::from_str(&text).unwrap();
+        assert_eq!(back.server.api_key, None);
     }
 }

@@ -1,3 +1,5 @@
+//! The `imgsim` binary: installs the allocator and runs the command line.
+
 use std::process::ExitCode;
 
 /// HNSW construction in hnsw_rs makes many small allocations from every

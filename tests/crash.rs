@@ -445,7 +445,7 @@ fn a_full_disk_under_the_service_refuses_adds_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let cwd = dir.path();
     let Some(fs) = Tmpfs::mount(&cwd.join("small-disk"), "16m") else {
-        eprintln!("SKIPPED: cannot mount a tmpfs here (not root)");
+        common::skip("cannot mount a tmpfs here (not root)");
         return;
     };
     let data = fs.0.join("data");

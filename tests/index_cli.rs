@@ -515,7 +515,7 @@ fn a_full_disk_stops_indexing_cleanly_and_the_next_run_resumes() {
     let cwd = dir.path();
     let Some(fs) = Tmpfs::mount(&cwd.join("small-disk"), "8m") else {
         // .ci/run runs as root; elsewhere this test cannot make a full disk.
-        eprintln!("SKIPPED: cannot mount a tmpfs here (not root)");
+        common::skip("cannot mount a tmpfs here (not root)");
         return;
     };
     let photos = cwd.join("photos");
@@ -661,7 +661,7 @@ fn unreadable_folders_and_files_are_reported_and_skipped() {
         .output()
         .is_ok_and(|o| o.status.success());
     if is_root && !have_setpriv {
-        eprintln!("SKIPPED: running as root without setpriv");
+        common::skip("running as root without setpriv");
         return;
     }
     use std::os::unix::fs::PermissionsExt;

@@ -121,6 +121,16 @@ impl Drop for Tmpfs {
     }
 }
 
+/// Skips a test that this machine cannot run (not root, a missing tool):
+/// prints SKIPPED and lets the caller return, except under CI (`CI=true`),
+/// where every test must really run, so it fails instead.
+pub fn skip(reason: &str) {
+    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+        panic!("this test cannot run here ({reason}), and under CI=true it must: run CI as root with the tools .ci/run installs");
+    }
+    eprintln!("SKIPPED: {reason}");
+}
+
 /// An HTTP answer: status, headers (lower-case names), body.
 #[allow(dead_code)]
 #[derive(Debug)]

@@ -19,7 +19,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+pub mod data;
 pub mod eval;
+pub mod peers;
 pub mod plot;
 pub mod report;
 
@@ -376,8 +378,9 @@ pub fn run_ann(data: BenchData, cfg: &AnnBenchConfig) -> Result<AnnReport> {
 
 /// Creates the folder that will hold `path`, if it has one.
 pub(crate) fn create_parent(path: &Path) -> Result<()> {
+    use imgsim_common::Storage;
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|source| BenchError::Write {
+        imgsim_common::LocalFs.create_dir_all(parent).map_err(|source| BenchError::Write {
             path: parent.to_path_buf(),
             source,
         })?;
@@ -385,10 +388,12 @@ pub(crate) fn create_parent(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Writes `bytes` to `path`, creating parent folders.
+/// Writes `bytes` to `path` through the storage seam (whole or not at
+/// all), creating parent folders.
 pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    use imgsim_common::Storage;
     create_parent(path)?;
-    std::fs::write(path, bytes).map_err(|source| BenchError::Write {
+    imgsim_common::LocalFs.write(path, bytes).map_err(|source| BenchError::Write {
         path: path.to_path_buf(),
         source,
     })

@@ -60,7 +60,8 @@ pub fn plot_svg(title: &str, curves: &[Curve], path: &Path) -> Result<()> {
     let y0 = 10f64.powf(qmin.log10().floor());
     let y1 = 10f64.powf(qmax.log10().ceil());
     crate::create_parent(path)?;
-    let root = SVGBackend::new(path, (900, 600)).into_drawing_area();
+    let mut svg = String::new();
+    let root = SVGBackend::with_string(&mut svg, (900, 600)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 22))
@@ -100,7 +101,9 @@ pub fn plot_svg(title: &str, curves: &[Curve], path: &Path) -> Result<()> {
         .draw()
         .map_err(|e| err(&e))?;
     root.present().map_err(|e| err(&e))?;
-    Ok(())
+    drop(chart);
+    drop(root);
+    crate::write_file(path, svg.as_bytes())
 }
 
 /// Draws a training loss curve (epoch on x, loss on a logarithmic y axis)
@@ -119,7 +122,8 @@ pub fn plot_loss_svg(title: &str, points: &[(f64, f64)], path: &Path) -> Result<
     let lmin = pts.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
     let lmax = pts.iter().map(|p| p.1).fold(0.0, f64::max);
     crate::create_parent(path)?;
-    let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
+    let mut svg = String::new();
+    let root = SVGBackend::with_string(&mut svg, (800, 500)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 20))
@@ -139,7 +143,9 @@ pub fn plot_loss_svg(title: &str, points: &[(f64, f64)], path: &Path) -> Result<
         .draw_series(LineSeries::new(pts.clone(), COLOURS[0].stroke_width(2)))
         .map_err(|e| err(&e))?;
     root.present().map_err(|e| err(&e))?;
-    Ok(())
+    drop(chart);
+    drop(root);
+    crate::write_file(path, svg.as_bytes())
 }
 
 #[cfg(test)]

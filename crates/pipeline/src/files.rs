@@ -102,10 +102,37 @@ pub struct Walk {
     pub failures: Vec<Failure>,
 }
 
-/// Walks `roots` recursively (following symbolic links, with loop
-/// detection). Each root must exist; it may also be a single file. Hidden
-/// entries are included; unreadable ones are reported, never fatal.
+/// What a walk leaves out.
+#[derive(Debug, Clone, Default)]
+pub struct WalkOptions {
+    /// Include hidden files and folders (names starting with `.`, such as
+    /// `.thumbnails`, `.git` or macOS's `._*` companions) and NAS metadata
+    /// folders ([`SKIPPED_FOLDERS`]); they are left out by default.
+    pub hidden: bool,
+    /// Globs to leave out, in gitignore syntax (`*.png`, `screenshots/`,
+    /// `**/tmp/**`), matched against paths under each root.
+    pub exclude: Vec<String>,
+}
+
+/// Folders that hold a NAS's or a desktop's own thumbnails and metadata,
+/// not photos: skipped unless [`WalkOptions::hidden`].
+pub const SKIPPED_FOLDERS: [&str; 2] = ["@eaDir", "#recycle"];
+
+/// The file in a folder whose lines (gitignore syntax) exclude paths under
+/// that folder.
+pub const IGNORE_FILE: &str = ".imgsimignore";
+
+/// Walks `roots` with the default [`WalkOptions`] (see [`walk_with`]).
 pub fn walk(roots: &[PathBuf]) -> Result<Walk, crate::PipelineError> {
+    walk_with(roots, &WalkOptions::default())
+}
+
+/// Walks `roots` recursively (following symbolic links, with loop
+/// detection), leaving out hidden entries unless asked, what `opts.exclude`
+/// matches, and what [`IGNORE_FILE`]s list. Each root must exist; it may
+/// also be a single file (taken even if hidden or excluded: it was named).
+/// Unreadable entries are reported, never fatal.
+pub fn walk_with(roots: &[PathBuf], opts: &WalkOptions) -> Result<Walk, crate::PipelineError> {
     let mut out = Walk::default();
     for root in roots {
         let abs = std::path::absolute(root).map_err(crate::error::io(root))?;
@@ -125,9 +152,32 @@ pub fn walk(roots: &[PathBuf]) -> Result<Walk, crate::PipelineError> {
             });
             continue;
         }
-        for entry in walkdir::WalkDir::new(&abs).follow_links(true) {
+        let mut excludes = ignore::overrides::OverrideBuilder::new(&abs);
+        for g in &opts.exclude {
+            excludes
+                .add(&format!("!{g}"))
+                .map_err(|e| crate::PipelineError::Invalid(format!("--exclude `{g}`: {e}")))?;
+        }
+        let excludes = excludes
+            .build()
+            .map_err(|e| crate::PipelineError::Invalid(format!("--exclude: {e}")))?;
+        let hidden = opts.hidden;
+        let walker = ignore::WalkBuilder::new(&abs)
+            .standard_filters(false)
+            .hidden(!hidden)
+            .follow_links(true)
+            .add_custom_ignore_filename(IGNORE_FILE)
+            .overrides(excludes)
+            .filter_entry(move |e| {
+                hidden
+                    || e.depth() == 0
+                    || !e.file_type().is_some_and(|t| t.is_dir())
+                    || !SKIPPED_FOLDERS.contains(&e.file_name().to_string_lossy().as_ref())
+            })
+            .build();
+        for entry in walker {
             match entry {
-                Ok(e) if e.file_type().is_file() => match e.metadata() {
+                Ok(e) if e.file_type().is_some_and(|t| t.is_file()) => match e.metadata() {
                     Ok(m) => {
                         let (size, mtime_ns) = size_and_mtime(&m);
                         out.files.push(FoundFile {
@@ -140,7 +190,7 @@ pub fn walk(roots: &[PathBuf]) -> Result<Walk, crate::PipelineError> {
                 },
                 Ok(_) => {}
                 Err(err) => {
-                    let path = err.path().unwrap_or(&abs).to_path_buf();
+                    let path = error_path(&err).unwrap_or(&abs).to_path_buf();
                     out.failures.push(walk_failure(&err, &path));
                 }
             }
@@ -151,13 +201,59 @@ pub fn walk(roots: &[PathBuf]) -> Result<Walk, crate::PipelineError> {
     Ok(out)
 }
 
-fn walk_failure(err: &walkdir::Error, path: &Path) -> Failure {
-    let error = if let Some(ancestor) = err.loop_ancestor() {
+/// The path an error of the walk is about, if it says.
+fn error_path(err: &ignore::Error) -> Option<&Path> {
+    match err {
+        ignore::Error::WithPath { path, .. } => Some(path),
+        ignore::Error::WithDepth { err, .. } | ignore::Error::WithLineNumber { err, .. } => {
+            error_path(err)
+        }
+        ignore::Error::Loop { child, .. } => Some(child),
+        ignore::Error::Partial(_)
+        | ignore::Error::Io(_)
+        | ignore::Error::Glob { .. }
+        | ignore::Error::UnrecognizedFileType(_)
+        | ignore::Error::InvalidDefinition => None,
+    }
+}
+
+/// The I/O error underneath a walk error, if any.
+fn error_io(err: &ignore::Error) -> Option<&std::io::Error> {
+    match err {
+        ignore::Error::Io(e) => Some(e),
+        ignore::Error::WithPath { err, .. }
+        | ignore::Error::WithDepth { err, .. }
+        | ignore::Error::WithLineNumber { err, .. } => error_io(err),
+        ignore::Error::Partial(_)
+        | ignore::Error::Loop { .. }
+        | ignore::Error::Glob { .. }
+        | ignore::Error::UnrecognizedFileType(_)
+        | ignore::Error::InvalidDefinition => None,
+    }
+}
+
+/// The ancestor a symbolic-link loop points back to, if this is one.
+fn error_loop(err: &ignore::Error) -> Option<&Path> {
+    match err {
+        ignore::Error::Loop { ancestor, .. } => Some(ancestor),
+        ignore::Error::WithPath { err, .. }
+        | ignore::Error::WithDepth { err, .. }
+        | ignore::Error::WithLineNumber { err, .. } => error_loop(err),
+        ignore::Error::Partial(_)
+        | ignore::Error::Io(_)
+        | ignore::Error::Glob { .. }
+        | ignore::Error::UnrecognizedFileType(_)
+        | ignore::Error::InvalidDefinition => None,
+    }
+}
+
+fn walk_failure(err: &ignore::Error, path: &Path) -> Failure {
+    let error = if let Some(ancestor) = error_loop(err) {
         format!(
             "symbolic link loop (points back to {}); not followed",
             ancestor.display()
         )
-    } else if let Some(io) = err.io_error() {
+    } else if let Some(io) = error_io(err) {
         match io.kind() {
             std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
             std::io::ErrorKind::NotFound => {
@@ -211,6 +307,71 @@ mod tests {
         assert!(matches!(
             walk(&[dir.path().join("nope")]),
             Err(crate::PipelineError::BadRoot { .. })
+        ));
+    }
+
+    #[test]
+    fn hidden_entries_nas_folders_and_exclusions_are_left_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for f in [
+            "a.jpg",
+            "._a.jpg",
+            ".thumbnails/t.png",
+            ".git/objects/x.jpg",
+            "@eaDir/a.jpg/SYNOPHOTO_THUMB_XL.jpg",
+            "shots/s.png",
+            "keep/k.jpg",
+            "keep/drop.tmp.jpg",
+            "raw/r.jpg",
+        ] {
+            let p = d.join(f);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, b"x").unwrap();
+        }
+        std::fs::write(d.join("keep").join(IGNORE_FILE), "*.tmp.jpg\n").unwrap();
+        let names = |w: &Walk| -> Vec<String> {
+            w.files
+                .iter()
+                .map(|f| f.path.strip_prefix(d).unwrap().display().to_string())
+                .collect()
+        };
+        let root = vec![d.to_path_buf()];
+        let w = walk(&root).unwrap();
+        assert_eq!(
+            names(&w),
+            ["a.jpg", "keep/k.jpg", "raw/r.jpg", "shots/s.png"],
+            "hidden, @eaDir and .imgsimignore'd files are left out"
+        );
+        let opts = WalkOptions {
+            hidden: false,
+            exclude: vec!["shots/".into(), "*.jpg".into()],
+        };
+        assert!(names(&walk_with(&root, &opts).unwrap()).is_empty());
+        let opts = WalkOptions {
+            hidden: false,
+            exclude: vec!["raw/**".into()],
+        };
+        assert_eq!(
+            names(&walk_with(&root, &opts).unwrap()),
+            ["a.jpg", "keep/k.jpg", "shots/s.png"]
+        );
+        let all = WalkOptions {
+            hidden: true,
+            exclude: vec![],
+        };
+        let n = names(&walk_with(&root, &all).unwrap());
+        assert!(n.contains(&"._a.jpg".to_string()) && n.contains(&"@eaDir/a.jpg/SYNOPHOTO_THUMB_XL.jpg".to_string()));
+        // A file named on the command line is taken even if hidden.
+        assert_eq!(walk(&[d.join("._a.jpg")]).unwrap().files.len(), 1);
+        // A bad glob is a clear error.
+        let bad = WalkOptions {
+            hidden: false,
+            exclude: vec!["a[".into()],
+        };
+        assert!(matches!(
+            walk_with(&root, &bad),
+            Err(crate::PipelineError::Invalid(m)) if m.contains("a[")
         ));
     }
 }

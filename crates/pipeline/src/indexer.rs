@@ -101,6 +101,8 @@ pub struct Summary {
     pub embed_images_per_s: f64,
     /// Each failure and its reason.
     pub errors: Vec<Failure>,
+    /// Files left out because they are not images (by content and name).
+    pub not_images: Vec<PathBuf>,
 }
 
 /// Progress reported after each committed batch.
@@ -292,7 +294,10 @@ fn prepare(
         }
         Sniffed::Empty | Sniffed::NotImage => return out,
     }
-    if let Err(e) = (&mut f).take(limit + 1 - 64).read_to_end(&mut bytes) {
+    // The rest, up to one byte past the limit (the header may already be
+    // past a tiny limit: saturate rather than underflow).
+    let rest = (limit + 1).saturating_sub(bytes.len() as u64);
+    if let Err(e) = (&mut f).take(rest).read_to_end(&mut bytes) {
         out.prepared = Prepared::Failed(format!("cannot read: {e}"));
         return out;
     }
@@ -446,8 +451,9 @@ pub fn index_files(
         let written = writer
             .join()
             .unwrap_or_else(|_| Err(PipelineError::Invalid("the writer thread panicked".into())));
-        let errors = embedded?;
+        let (errors, not_images) = embedded?;
         summary.errors.extend(errors);
+        summary.not_images = not_images;
         written
     });
     let pipeline_seconds = pipe_start.elapsed().as_secs_f64();
@@ -539,8 +545,9 @@ fn embed_stage(
     rx: Receiver<Vec<Outcome>>,
     tx: &std::sync::mpsc::SyncSender<Commit>,
     embed_time: &AtomicUsize,
-) -> Result<Vec<Failure>> {
+) -> Result<(Vec<Failure>, Vec<PathBuf>)> {
     let mut failures = Vec::new();
+    let mut not_images = Vec::new();
     // Content hash -> (vector, path) of images embedded in this run, so
     // that copies within the run are not embedded twice.
     let mut fresh: HashMap<String, (Vec<f32>, String)> = HashMap::new();
@@ -592,7 +599,10 @@ fn embed_stage(
                     }
                     tally.same_content += 1;
                 }
-                Prepared::Skipped => tally.skipped += 1,
+                Prepared::Skipped => {
+                    not_images.push(o.work.file.path.clone());
+                    tally.skipped += 1;
+                }
                 Prepared::Failed(error) => {
                     failures.push(Failure {
                         path: o.work.file.path.clone(),
@@ -675,7 +685,7 @@ fn embed_stage(
             break;
         }
     }
-    Ok(failures)
+    Ok((failures, not_images))
 }
 
 /// Embeds a batch; when the batch fails, each input alone, so that one bad

@@ -6,6 +6,7 @@
 //! [`imgsim_index`] (vectors → search); neither knows the other.
 #![deny(missing_docs)]
 
+pub mod dups;
 pub mod error;
 pub mod files;
 pub mod indexer;
@@ -15,8 +16,14 @@ pub mod store;
 pub mod train;
 
 pub use error::{PipelineError, Result};
-pub use files::{walk, Failure, FoundFile, Walk};
+pub use files::{walk, walk_with, Failure, FoundFile, Walk, WalkOptions};
 pub use indexer::{index_files, Catalog, IndexOptions, IndexProgress, Summary};
 pub use model::{EmbedderChoice, EmbedderRecord, EmbedderSpec};
 pub use search::{Answer, DupGroup, Hit};
 pub use store::{collection_dir, open, open_for_query, ready_for_indexing, CreateSettings, Ready};
+
+/// Largest k a search may ask for (the CLI and the API both refuse more).
+pub const MAX_K: usize = 1000;
+
+/// Largest ef a search may ask for.
+pub const MAX_EF: usize = 100_000;

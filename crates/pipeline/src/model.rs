@@ -220,18 +220,23 @@ pub fn resolve(choice: &EmbedderChoice, collection_dir: &Path) -> Result<Resolve
     }
 }
 
-/// Copies a checkpoint (weights and config) into folder `dest`.
+/// Copies a checkpoint (weights and config) into folder `dest`, durably
+/// (through the storage seam: each file fsynced and renamed into place, the
+/// folder fsynced), so that a collection never records an embedder whose
+/// checkpoint a power cut could lose.
 fn copy_checkpoint(src: &Path, dest: &Path) -> Result<()> {
+    use imgsim_common::Storage;
+    let storage = imgsim_common::LocalFs;
     let (weights, config) = checkpoint::paths(src);
-    std::fs::create_dir_all(dest).map_err(crate::error::io(dest))?;
+    storage
+        .create_dir_all(dest)
+        .map_err(crate::error::io(dest))?;
     for (from, name) in [
         (weights, checkpoint::WEIGHTS_FILE),
         (config, checkpoint::CONFIG_FILE),
     ] {
         let to = dest.join(name);
-        let tmp = dest.join(format!("{name}.tmp"));
-        std::fs::copy(&from, &tmp).map_err(crate::error::io(&from))?;
-        std::fs::rename(&tmp, &to).map_err(crate::error::io(&to))?;
+        storage.copy(&from, &to).map_err(crate::error::io(&to))?;
     }
     Ok(())
 }

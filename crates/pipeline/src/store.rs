@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use imgsim_common::{LocalFs, Storage};
 use imgsim_embed::{Embedder, EmbedderIdentity};
 use imgsim_index::{Collection, CollectionSpec, HnswParams, Metric, OpenOptions};
 
@@ -44,11 +45,14 @@ fn sibling(dir: &Path, suffix: &str) -> PathBuf {
 /// collection folder is missing but the old one is there, it goes back.
 pub fn recover(dir: &Path) -> Result<()> {
     let old = sibling(dir, OLD_SUFFIX);
+    let storage = LocalFs;
     if !dir.exists() && Collection::exists(&old) {
         tracing::warn!(dir = %dir.display(), "restoring the collection from an interrupted re-index swap");
-        std::fs::rename(&old, dir).map_err(crate::error::io(dir))?;
+        storage.rename(&old, dir).map_err(crate::error::io(dir))?;
     } else if dir.exists() && old.exists() {
-        std::fs::remove_dir_all(&old).map_err(crate::error::io(&old))?;
+        storage
+            .remove_dir_all(&old)
+            .map_err(crate::error::io(&old))?;
     }
     Ok(())
 }
@@ -350,15 +354,85 @@ fn remove_collection_data(dir: &Path, keep: &Path) -> Result<()> {
 }
 
 /// Swaps a completed re-index in: the old collection is renamed aside, the
-/// new one takes its name, the old one is deleted. A crash at any point
-/// leaves one complete collection under the name (see [`recover`]).
+/// new one takes its name, the old one is deleted. Each rename is made
+/// durable (the data folder fsynced) before the next step, so a crash or
+/// power cut at any point leaves one complete collection under the name
+/// (see [`recover`]).
 pub fn finish_reindex(dir: &Path, new_dir: &Path) -> Result<()> {
+    finish_reindex_with(dir, new_dir, &LocalFs)
+}
+
+/// [`finish_reindex`] through `storage`.
+pub fn finish_reindex_with(dir: &Path, new_dir: &Path, storage: &dyn Storage) -> Result<()> {
     let old = sibling(dir, OLD_SUFFIX);
     if old.exists() {
-        std::fs::remove_dir_all(&old).map_err(crate::error::io(&old))?;
+        storage
+            .remove_dir_all(&old)
+            .map_err(crate::error::io(&old))?;
     }
-    std::fs::rename(dir, &old).map_err(crate::error::io(dir))?;
-    std::fs::rename(new_dir, dir).map_err(crate::error::io(dir))?;
-    std::fs::remove_dir_all(&old).map_err(crate::error::io(&old))?;
+    storage.rename(dir, &old).map_err(crate::error::io(dir))?;
+    storage.rename(new_dir, dir).map_err(crate::error::io(dir))?;
+    storage
+        .remove_dir_all(&old)
+        .map_err(crate::error::io(&old))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use imgsim_common::{FaultyFs, Op};
+    use imgsim_index::{CollectionSpec, HnswParams, ItemMeta, Metric, NewItem};
+
+    use super::*;
+
+    fn make(dir: &Path, n: usize) {
+        let spec = CollectionSpec {
+            dim: 2,
+            metric: Metric::L2,
+            params: HnswParams::default(),
+        };
+        let c = Collection::create(dir, spec, OpenOptions::default()).unwrap();
+        c.insert(
+            (0..n)
+                .map(|i| NewItem {
+                    vector: vec![i as f32, 0.0],
+                    meta: ItemMeta::new(format!("p{i}"), "test"),
+                })
+                .collect(),
+        )
+        .unwrap();
+    }
+
+    /// The re-index swap, failed at each of its storage operations: the
+    /// name always opens as one complete collection, the old or the new.
+    #[test]
+    fn a_reindex_swap_failing_at_any_step_leaves_one_complete_collection() {
+        let fs = FaultyFs::new();
+        let probe = tempfile::tempdir().unwrap();
+        make(&probe.path().join("c"), 1);
+        make(&probe.path().join("c.reindex"), 2);
+        finish_reindex_with(
+            &probe.path().join("c"),
+            &probe.path().join("c.reindex"),
+            &fs,
+        )
+        .unwrap();
+        let steps = fs.ops().len() as u64;
+        assert!(fs.ops().iter().any(|(o, _)| *o == Op::SyncDir));
+        for n in 0..steps {
+            let d = tempfile::tempdir().unwrap();
+            let (dir, new_dir) = (d.path().join("c"), d.path().join("c.reindex"));
+            make(&dir, 1);
+            make(&new_dir, 2);
+            let fs = FaultyFs::new();
+            fs.fail(None, n, 5, true);
+            assert!(finish_reindex_with(&dir, &new_dir, &fs).is_err(), "step {n}");
+            let c = open(&dir, &OpenOptions::default()).unwrap();
+            assert!(
+                c.len() == 1 || c.len() == 2,
+                "step {n}: {} items",
+                c.len()
+            );
+        }
+    }
 }

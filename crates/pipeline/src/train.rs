@@ -5,8 +5,11 @@ use std::path::{Path, PathBuf};
 
 use imgsim_embed::autoencoder::checkpoint;
 use imgsim_embed::autoencoder::train::{TrainData, TrainOptions, Trainer};
+use crate::files::Failure;
 use imgsim_embed::{load_rgb_reduced, AutoencoderConfig, ImageLimits};
 use rayon::prelude::*;
+use imgsim_common::Storage;
+use imgsim_embed::Transform;
 use serde::Serialize;
 
 use crate::error::{PipelineError, Result};
@@ -111,40 +114,15 @@ pub fn train_on_files(
     let cfg = AutoencoderConfig::rgb64(opts.dim);
     cfg.validate()?;
     let t = cfg.transform();
-    // Image files by content, evenly sampled.
-    let images: Vec<&PathBuf> = files
-        .par_iter()
-        .filter(|p| {
-            crate::files::read_header(p, 64).is_ok_and(|h| matches!(sniff(&h), Sniffed::Image(_)))
-        })
-        .collect();
-    let step = (images.len() as f64 / opts.max_images.max(1) as f64).max(1.0);
-    let picked: Vec<&PathBuf> = (0..)
-        .map(|i| (i as f64 * step) as usize)
-        .take_while(|&i| i < images.len())
-        .map(|i| images[i])
-        .collect();
-    let done = std::sync::atomic::AtomicUsize::new(0);
-    let total = picked.len();
-    let decoded: Vec<Vec<f32>> = picked
-        .par_iter()
-        .filter_map(|p| {
-            let r = load_rgb_reduced(p, &opts.limits, t.resize_shorter)
-                .and_then(|img| t.apply(&img))
-                .ok();
-            let d = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-            progress(TrainEvent::Loading { done: d, total });
-            r
-        })
-        .collect();
-    if decoded.len() < 2 {
+    let decoded = decode_images(files, &t, opts.max_images, &opts.limits, progress)?;
+    if decoded.images < 2 {
         return Err(PipelineError::Invalid(format!(
             "cannot train an autoencoder on {} readable image(s); index at least 2 images, or use a pretrained backbone (--backbone NAME --weights FILE)",
-            decoded.len()
+            decoded.images
         )));
     }
-    let n = decoded.len();
-    let pixels: Vec<f32> = decoded.into_iter().flatten().collect();
+    let n = decoded.images;
+    let pixels = decoded.pixels;
     let data = TrainData {
         pixels: &pixels,
         len: t.len(),
@@ -168,6 +146,103 @@ pub fn train_on_files(
     } else {
         Trainer::new(&cfg, &train_opts, "collection")?
     };
+    let loss = run_epochs(&mut trainer, data, epochs, &partial, progress)?;
+    let samples: Vec<Vec<f32>> = (0..16.min(n))
+        .map(|i| pixels[i * t.len()..(i + 1) * t.len()].to_vec())
+        .collect();
+    if let Ok(grid) = imgsim_embed::autoencoder::reconstruction_grid(trainer.model(), &samples, 3) {
+        let png = partial.join("reconstructions.png");
+        if let Err(e) = grid.save(&png) {
+            tracing::warn!(file = %png.display(), error = %e, "could not save reconstructions");
+        }
+    }
+    let storage = imgsim_common::LocalFs;
+    if out.exists() {
+        storage.remove_dir_all(out).map_err(crate::error::io(out))?;
+    }
+    storage.rename(&partial, out).map_err(crate::error::io(out))?;
+    Ok(TrainReport {
+        images: n,
+        epochs,
+        loss,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// Images decoded for training.
+#[derive(Debug, Default)]
+pub struct Decoded {
+    /// Their pixels, one transformed image after another.
+    pub pixels: Vec<f32>,
+    /// How many images `pixels` holds.
+    pub images: usize,
+    /// Image files that could not be used, and why.
+    pub failed: Vec<Failure>,
+}
+
+/// Decodes the images among `files` (recognised by content; other files
+/// are left out silently) through `t`, at most `max_images` of them evenly
+/// spaced over the list, within `limits`. This is the one loader of
+/// training images, for the collection's own autoencoder and for `imgsim
+/// train autoencoder --images`.
+pub fn decode_images(
+    files: &[PathBuf],
+    t: &Transform,
+    max_images: usize,
+    limits: &ImageLimits,
+    progress: &(dyn Fn(TrainEvent) + Sync),
+) -> Result<Decoded> {
+    let images: Vec<&PathBuf> = files
+        .par_iter()
+        .filter(|p| {
+            crate::files::read_header(p, 64).is_ok_and(|h| matches!(sniff(&h), Sniffed::Image(_)))
+        })
+        .collect();
+    let step = (images.len() as f64 / max_images.max(1) as f64).max(1.0);
+    let picked: Vec<&PathBuf> = (0..)
+        .map(|i| (i as f64 * step) as usize)
+        .take_while(|&i| i < images.len())
+        .map(|i| images[i])
+        .collect();
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let total = picked.len();
+    let results: Vec<std::result::Result<Vec<f32>, Failure>> = picked
+        .par_iter()
+        .map(|p| {
+            let r = load_rgb_reduced(p, limits, t.resize_shorter)
+                .and_then(|img| t.apply(&img))
+                .map_err(|e| Failure {
+                    path: (*p).clone(),
+                    error: e.to_string(),
+                });
+            let d = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            progress(TrainEvent::Loading { done: d, total });
+            r
+        })
+        .collect();
+    let mut out = Decoded::default();
+    for r in results {
+        match r {
+            Ok(px) => {
+                out.pixels.extend(px);
+                out.images += 1;
+            }
+            Err(f) => out.failed.push(f),
+        }
+    }
+    Ok(out)
+}
+
+/// Trains until `trainer` has done `epochs` epochs, saving the checkpoint
+/// to `save_to` after each one (so an interrupted run resumes from the last
+/// epoch); returns the last epoch's mean loss (NaN if none ran).
+pub fn run_epochs(
+    trainer: &mut Trainer,
+    data: TrainData<'_>,
+    epochs: usize,
+    save_to: &Path,
+    progress: &(dyn Fn(TrainEvent) + Sync),
+) -> Result<f64> {
     let mut loss = trainer.state().history.last().map_or(f64::NAN, |h| h.loss);
     while trainer.epochs_done() < epochs {
         let epoch = trainer.epochs_done() + 1;
@@ -180,7 +255,7 @@ pub fn train_on_files(
                 loss: p.loss,
             })
         })?;
-        trainer.save(&partial)?;
+        trainer.save(save_to)?;
         loss = stats.loss;
         progress(TrainEvent::Epoch {
             epoch,
@@ -188,23 +263,5 @@ pub fn train_on_files(
             loss,
         });
     }
-    let samples: Vec<Vec<f32>> = (0..16.min(n))
-        .map(|i| pixels[i * t.len()..(i + 1) * t.len()].to_vec())
-        .collect();
-    if let Ok(grid) = imgsim_embed::autoencoder::reconstruction_grid(trainer.model(), &samples, 3) {
-        let png = partial.join("reconstructions.png");
-        if let Err(e) = grid.save(&png) {
-            tracing::warn!(file = %png.display(), error = %e, "could not save reconstructions");
-        }
-    }
-    if out.exists() {
-        std::fs::remove_dir_all(out).map_err(crate::error::io(out))?;
-    }
-    std::fs::rename(&partial, out).map_err(crate::error::io(out))?;
-    Ok(TrainReport {
-        images: n,
-        epochs,
-        loss,
-        seconds: start.elapsed().as_secs_f64(),
-    })
+    Ok(loss)
 }

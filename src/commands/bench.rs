@@ -1,0 +1,281 @@
+//! `imgsim bench`: recall versus queries per second (ann-benchmarks'
+//! method) with the peers side by side, and each backbone's throughput.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand, ValueEnum};
+use imgsim_bench::data::Source;
+use imgsim_bench::plot::{plot_svg, Curve};
+use imgsim_bench::{peers, report, AnnBenchConfig};
+use imgsim_embed::{Backbone, Embedder, PretrainedEmbedder, WeightsSource};
+use imgsim_index::Metric;
+
+use crate::config::Settings;
+use crate::exit::usage;
+
+/// `imgsim bench ...`
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Recall versus queries per second, like ann-benchmarks.
+    #[command(after_help = "Examples:\n  imgsim bench ann                                  (Fashion-MNIST, 60,000 x 784)\n  imgsim bench ann --dataset synthetic --n 200000 --dim 128\n  imgsim bench ann --base base.npy --queries queries.npy --ef 16,32,64\n  imgsim bench ann --peers peers.json               (draw hnswlib/faiss/usearch beside imgsim)")]
+    Ann(Box<AnnArgs>),
+    /// Images per second of each backbone's forward pass.
+    #[command(after_help = "Examples:\n  imgsim bench embed\n  imgsim bench embed --backbones resnet18,dinov2-small --batch-sizes 1,16 --seconds 5")]
+    Embed(BenchEmbedArgs),
+}
+
+/// Data sets `bench ann` knows.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum DatasetName {
+    /// ann-benchmarks' fashion-mnist-784-euclidean (Debian: dataset-fashion-mnist).
+    FashionMnist,
+    /// Seeded clustered Gaussian vectors (--n, --dim).
+    Synthetic,
+}
+
+/// Arguments of `imgsim bench ann`.
+#[derive(Debug, Args)]
+pub struct AnnArgs {
+    /// Built-in data set (ignored when --base is given).
+    #[arg(long, value_enum, default_value = "fashion-mnist")]
+    pub dataset: DatasetName,
+    /// Folder of the Fashion-MNIST IDX files.
+    #[arg(long)]
+    pub data_path: Option<PathBuf>,
+    /// Your own base vectors (.fvecs or .npy); needs --queries FILE.
+    #[arg(long, requires = "queries")]
+    pub base: Option<PathBuf>,
+    /// Number of queries to run (first N), or, with --base, the query file (.fvecs or .npy).
+    #[arg(long)]
+    pub queries: Option<String>,
+    /// Metric (default: l2 for fashion-mnist and files, the config's for synthetic).
+    #[arg(long)]
+    pub metric: Option<String>,
+    /// ef_search values to sweep, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub ef: Option<Vec<usize>>,
+    /// HNSW M.
+    #[arg(long)]
+    pub m: Option<usize>,
+    /// HNSW ef_construction.
+    #[arg(long)]
+    pub ef_construction: Option<usize>,
+    /// Timed passes per ef (the fastest is kept).
+    #[arg(long)]
+    pub runs: Option<usize>,
+    /// Synthetic: number of base vectors.
+    #[arg(long, default_value_t = 100_000)]
+    pub n: usize,
+    /// Synthetic: dimension.
+    #[arg(long, default_value_t = 128)]
+    pub dim: usize,
+    /// Synthetic: seed.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Output folder (collection, reports, plot).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Write the JSON report here (default: OUT/<dataset>.json).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write the CSV here (default: OUT/<dataset>.csv).
+    #[arg(long)]
+    pub csv: Option<PathBuf>,
+    /// Draw the recall-QPS plot here, SVG (default: OUT/<dataset>.svg).
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// Peer results (the ann_peers harness' fashion_mnist.json) to draw and compare.
+    #[arg(long)]
+    pub peers: Option<PathBuf>,
+}
+
+/// `imgsim bench ...`.
+pub fn run(cmd: BenchCommand, settings: &Settings, progress: bool) -> Result<()> {
+    match cmd {
+        BenchCommand::Ann(args) => ann(settings, *args, progress),
+        BenchCommand::Embed(args) => embed(&args),
+    }
+}
+
+/// The data source and query count `args` name.
+fn source(settings: &Settings, args: &AnnArgs) -> Result<(Source, Option<usize>)> {
+    let count = args.queries.as_deref().and_then(|q| q.parse::<usize>().ok());
+    let src = if let Some(base) = &args.base {
+        let qfile = args
+            .queries
+            .as_deref()
+            .filter(|q| q.parse::<usize>().is_err())
+            .ok_or_else(|| usage("--base needs --queries FILE (.fvecs or .npy)"))?;
+        Source::Files {
+            base: base.clone(),
+            queries: PathBuf::from(qfile),
+        }
+    } else {
+        match args.dataset {
+            DatasetName::FashionMnist => Source::FashionMnist(
+                args.data_path
+                    .clone()
+                    .unwrap_or_else(|| settings.bench.fashion_mnist_dir.clone()),
+            ),
+            DatasetName::Synthetic => Source::Synthetic {
+                n: args.n,
+                dim: args.dim,
+                seed: args.seed,
+                metric: settings.index.metric,
+            },
+        }
+    };
+    Ok((src, count))
+}
+
+fn ann(settings: &Settings, args: AnnArgs, progress: bool) -> Result<()> {
+    let (src, count) = source(settings, &args)?;
+    let metric = args.metric.as_deref().map(Metric::parse).transpose()?;
+    let data = imgsim_bench::data::load(&src, count, metric)?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| settings.bench.out_dir.clone());
+    let name = data.name.clone();
+    let mut params = settings.index.params();
+    if let Some(m) = args.m {
+        params.m = m;
+    }
+    if let Some(e) = args.ef_construction {
+        params.ef_construction = e;
+    }
+    params.validate()?;
+    let cfg = AnnBenchConfig {
+        params,
+        efs: args.ef.clone().unwrap_or_else(|| settings.bench.ef.clone()),
+        k: 10,
+        collection_dir: out.join(format!("{name}.collection")),
+        options: settings.storage.clone(),
+        runs: args.runs.unwrap_or(settings.bench.runs),
+        progress,
+    };
+    let peers = args.peers.as_deref().map(peers::load).transpose()?;
+    let report = imgsim_bench::run_ann(data, &cfg)?;
+    let mut text = report::render(&report);
+    if let Some(peers) = &peers {
+        text.push_str(&peers::table(&report, peers));
+    }
+    println!("{text}");
+    let json = args
+        .json
+        .clone()
+        .unwrap_or_else(|| out.join(format!("{name}.json")));
+    let csv = args
+        .csv
+        .clone()
+        .unwrap_or_else(|| out.join(format!("{name}.csv")));
+    let svg = args
+        .plot
+        .clone()
+        .unwrap_or_else(|| out.join(format!("{name}.svg")));
+    report::write_json(&report, &json)?;
+    report::write_csv(&report, &csv)?;
+    let mut curves = vec![Curve::from_report("imgsim (1 thread)", &report)];
+    for p in peers.iter().flatten() {
+        curves.push(Curve {
+            label: format!("{} (1 thread, from Python)", p.name),
+            points: p.curve.clone(),
+        });
+    }
+    plot_svg(&format!("{name}: recall vs QPS"), &curves, &svg)?;
+    eprintln!(
+        "wrote {}, {}, {}",
+        json.display(),
+        csv.display(),
+        svg.display()
+    );
+    Ok(())
+}
+
+/// Arguments of `imgsim bench embed`.
+#[derive(Debug, Args)]
+pub struct BenchEmbedArgs {
+    /// Backbones to measure, comma-separated (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub backbones: Option<Vec<String>>,
+    /// Batch sizes.
+    #[arg(long, value_delimiter = ',', default_value = "1,32")]
+    pub batch_sizes: Vec<usize>,
+    /// Minimum measured seconds per case.
+    #[arg(long, default_value_t = 10.0)]
+    pub seconds: f64,
+    /// Weights (throughput does not depend on their values).
+    #[arg(long, default_value = "synthetic:0")]
+    pub weights: String,
+    /// Write results as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// `imgsim bench embed`: images per second of each backbone's forward pass
+/// on a fixed batch (preprocessed input, no decoding).
+fn embed(args: &BenchEmbedArgs) -> Result<()> {
+    let names = args
+        .backbones
+        .clone()
+        .unwrap_or_else(|| Backbone::ALL.iter().map(|b| b.name().to_string()).collect());
+    let source = WeightsSource::parse(&args.weights)?;
+    let threads = rayon::current_num_threads();
+    println!("threads {threads}, weights {}", source.describe());
+    println!(
+        "{:<20} {:>5} {:>12} {:>12} {:>6}",
+        "backbone", "batch", "images/s", "ms/batch", "iters"
+    );
+    let mut rows = Vec::new();
+    for name in &names {
+        let b = Backbone::parse(name)?;
+        let e = PretrainedEmbedder::load(b, Some(&source))?;
+        let t = e.preprocessing();
+        for &bs in &args.batch_sizes {
+            if bs == 0 {
+                bail!("batch sizes must be at least 1");
+            }
+            let input: Vec<Vec<f32>> = (0..bs)
+                .map(|i| {
+                    imgsim_embed::synthetic::values(i as u64, "bench-input", t.len(), -2.0, 2.0)
+                })
+                .collect();
+            e.embed_batch(&input)?; // warm-up
+            let mut times = Vec::new();
+            let start = Instant::now();
+            while start.elapsed().as_secs_f64() < args.seconds || times.len() < 3 {
+                let t0 = Instant::now();
+                e.embed_batch(&input)?;
+                times.push(t0.elapsed().as_secs_f64());
+            }
+            let total: f64 = times.iter().sum();
+            times.sort_by(f64::total_cmp);
+            let median = times[times.len() / 2] * 1e3;
+            let ips = (bs * times.len()) as f64 / total;
+            println!(
+                "{:<20} {:>5} {:>12.1} {:>12.2} {:>6}",
+                name,
+                bs,
+                ips,
+                median,
+                times.len()
+            );
+            rows.push(serde_json::json!({
+                "backbone": name, "batch": bs, "images_per_s": ips,
+                "ms_per_batch_median": median, "iterations": times.len()
+            }));
+        }
+    }
+    if let Some(p) = &args.json {
+        let doc = serde_json::json!({ "threads": threads, "weights": source.describe(), "results": rows });
+        imgsim_common::Storage::write(
+            &imgsim_common::LocalFs,
+            p,
+            serde_json::to_string_pretty(&doc)?.as_bytes(),
+        )
+        .with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,144 @@
+//! `imgsim dups`: groups of near-duplicate images, and optionally moving
+//! or deleting all but one of each group (a dry run unless `--apply`).
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, ValueEnum};
+use imgsim_pipeline::dups::{apply, plan, DupAction, Keep};
+use imgsim_pipeline::search::{default_dup_threshold, duplicate_groups};
+
+use crate::collections::CollectionArg;
+use crate::config::Settings;
+
+/// Which copy of a group is the original.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum KeepArg {
+    /// The largest file.
+    Largest,
+    /// The oldest file (modification time).
+    Oldest,
+}
+
+/// Arguments of `imgsim dups`.
+#[derive(Debug, Args)]
+pub struct DupsArgs {
+    /// The collection.
+    #[command(flatten)]
+    pub collection: CollectionArg,
+    /// Cosine collections: minimum similarity (default 0.95). L2 collections:
+    /// maximum distance (default: a tenth of the median nearest-neighbour distance).
+    #[arg(long)]
+    pub threshold: Option<f32>,
+    /// Neighbours examined per image.
+    #[arg(long, default_value_t = 10)]
+    pub neighbours: usize,
+    /// Move every copy but the original of each group into this folder.
+    #[arg(long, value_name = "DIR", conflicts_with = "delete")]
+    pub move_to: Option<PathBuf>,
+    /// Delete every copy but the original of each group.
+    #[arg(long)]
+    pub delete: bool,
+    /// Which copy is the original, kept in place.
+    #[arg(long, value_enum, default_value = "largest")]
+    pub keep: KeepArg,
+    /// Really move or delete (without it, --move-to and --delete only print
+    /// what they would do).
+    #[arg(long)]
+    pub apply: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `imgsim dups`.
+pub fn run(args: &DupsArgs, settings: &Settings) -> Result<()> {
+    let (collection, _) = args.collection.open(settings)?;
+    let threshold = match args.threshold {
+        Some(t) => t,
+        None => default_dup_threshold(&collection, None)?,
+    };
+    let groups = duplicate_groups(&collection, threshold, args.neighbours.max(1), None)?;
+    let action = match (&args.move_to, args.delete) {
+        (Some(dir), _) => Some(DupAction::MoveTo(dir.clone())),
+        (None, true) => Some(DupAction::Delete),
+        (None, false) => None,
+    };
+    let keep = match args.keep {
+        KeepArg::Largest => Keep::Largest,
+        KeepArg::Oldest => Keep::Oldest,
+    };
+    let plans = match &action {
+        Some(_) => plan(&collection, &groups, keep)?,
+        None => Vec::new(),
+    };
+    let done = match &action {
+        Some(a) if args.apply => apply(&collection, &plans, a, &imgsim_common::LocalFs)?,
+        _ => Vec::new(),
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "threshold": threshold,
+                "metric": collection.spec().metric,
+                "groups": groups,
+                "plan": plans,
+                "applied": args.apply,
+                "done": done,
+            }))?
+        );
+        return Ok(());
+    }
+    let what = match collection.spec().metric {
+        imgsim_index::Metric::Cosine => format!("similarity >= {threshold:.4}"),
+        imgsim_index::Metric::L2 => format!("distance <= {threshold:.4}"),
+    };
+    println!(
+        "{} groups of near-duplicates ({what}) among {} images",
+        groups.len(),
+        collection.len()
+    );
+    for (i, g) in groups.iter().enumerate() {
+        println!("group {} ({} images):", i + 1, g.items.len());
+        for m in &g.items {
+            println!("  {:>10.4}  {:>8}  {}", m.score, m.id, m.path);
+        }
+    }
+    let Some(action) = action else {
+        return Ok(());
+    };
+    let verb = match (&action, args.apply) {
+        (DupAction::MoveTo(_), true) => "moved",
+        (DupAction::MoveTo(_), false) => "would move",
+        (DupAction::Delete, true) => "deleted",
+        (DupAction::Delete, false) => "would delete",
+    };
+    let mut n = 0;
+    for p in &plans {
+        println!("keep {}", p.keep.1);
+        for (_, path) in &p.extras {
+            n += 1;
+            match (&action, args.apply) {
+                (DupAction::MoveTo(dir), false) => println!("  {verb} {path} -> {}/", dir.display()),
+                (DupAction::MoveTo(_), true) => {
+                    let to = done.iter().find(|d| &d.from == path).and_then(|d| d.to.clone());
+                    println!(
+                        "  {verb} {path} -> {}",
+                        to.map(|t| t.display().to_string()).unwrap_or_default()
+                    );
+                }
+                (DupAction::Delete, _) => println!("  {verb} {path}"),
+            }
+        }
+        for (_, path, why) in &p.untouched {
+            println!("  left alone {path}: {why}");
+        }
+    }
+    if args.apply {
+        println!("{verb} {n} files and removed them from the collection");
+    } else {
+        println!("dry run: {verb} {n} files; add --apply to do it");
+    }
+    Ok(())
+}

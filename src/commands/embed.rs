@@ -1,0 +1,128 @@
+//! `imgsim embed`: print the embedding of image files, with a backbone or
+//! an autoencoder checkpoint.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use clap::Args;
+use imgsim_embed::{
+    load_rgb, load_rgb_reduced, AutoencoderEmbedder, Backbone, Embedder, PretrainedEmbedder,
+    WeightsSource,
+};
+
+use crate::config::Settings;
+
+/// The backbone names, for `--backbone`'s possible values (so that `--help`
+/// lists every one).
+pub fn backbone_names() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(Backbone::ALL.map(|b| b.name()))
+}
+
+/// Which embedder to use, from the command line.
+#[derive(Debug, Args, Clone)]
+pub struct EmbedderArgs {
+    /// Pretrained backbone (see `imgsim models`).
+    #[arg(long, default_value = "dinov2-small", conflicts_with = "autoencoder",
+          value_parser = backbone_names())]
+    pub backbone: String,
+    /// Backbone weights: a local .safetensors file, `hf:OWNER/REPO[:FILE]`
+    /// (Hugging Face Hub, cached), or `synthetic:SEED` (random, for tests).
+    /// Default: the backbone's timm weights on the Hub.
+    #[arg(long)]
+    pub weights: Option<String>,
+    /// Use a trained autoencoder checkpoint (folder or .safetensors) instead of a backbone.
+    #[arg(long)]
+    pub autoencoder: Option<PathBuf>,
+}
+
+impl EmbedderArgs {
+    /// Loads the chosen embedder.
+    pub fn load(&self) -> Result<Box<dyn Embedder>> {
+        if let Some(p) = &self.autoencoder {
+            return Ok(Box::new(AutoencoderEmbedder::load(p)?));
+        }
+        let backbone = Backbone::parse(&self.backbone)?;
+        let source = self
+            .weights
+            .as_deref()
+            .map(WeightsSource::parse)
+            .transpose()?;
+        Ok(Box::new(PretrainedEmbedder::load(
+            backbone,
+            source.as_ref(),
+        )?))
+    }
+}
+
+/// Arguments of `imgsim embed`.
+#[derive(Debug, Args)]
+pub struct EmbedArgs {
+    /// Image files.
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+    /// The embedder.
+    #[command(flatten)]
+    pub embedder: EmbedderArgs,
+    /// Print JSON (one object per image per line, after a header line with the embedder's identity).
+    #[arg(long)]
+    pub json: bool,
+    /// Decode large JPEGs at full size (bit-exact torchvision preprocessing)
+    /// instead of the faster DCT-scaled decoding.
+    #[arg(long)]
+    pub exact_decode: bool,
+}
+
+/// `imgsim embed`: prints the embedding of each image.
+pub fn run(args: &EmbedArgs, settings: &Settings) -> Result<()> {
+    let e = args.embedder.load()?;
+    let limits = settings.limits;
+    if args.json {
+        println!("{}", serde_json::json!({ "embedder": e.identity() }));
+    } else {
+        let id = e.identity();
+        println!(
+            "embedder {} ({}-d, {:?}, weights {} from {})",
+            id.architecture, id.dim, id.metric, id.weights_digest, id.weights_origin
+        );
+    }
+    let mut failed = 0;
+    for path in &args.images {
+        let shorter = e.preprocessing().resize_shorter;
+        let decoded = if args.exact_decode {
+            load_rgb(path, &limits)
+        } else {
+            load_rgb_reduced(path, &limits, shorter)
+        };
+        let result = decoded
+            .and_then(|img| e.preprocess(&img))
+            .and_then(|x| e.embed_batch(&[x]));
+        match result {
+            Ok(mut v) => {
+                let v = v.pop().unwrap_or_default();
+                if args.json {
+                    println!(
+                        "{}",
+                        serde_json::json!({ "path": path, "dim": v.len(), "embedding": v })
+                    );
+                } else {
+                    let head: Vec<String> = v.iter().take(6).map(|x| format!("{x:+.4}")).collect();
+                    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+                    println!(
+                        "{}: [{} ...] dim {} norm {norm:.4}",
+                        path.display(),
+                        head.join(", "),
+                        v.len()
+                    );
+                }
+            }
+            Err(err) => {
+                failed += 1;
+                eprintln!("error: {err}");
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} of {} images failed", args.images.len());
+    }
+    Ok(())
+}

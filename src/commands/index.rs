@@ -1,0 +1,337 @@
+//! `imgsim index`: walk folders, get the collection ready (choosing or
+//! training its embedder), index new and changed files, print a summary.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use imgsim_common::Storage;
+use imgsim_embed::{Backbone, WeightsSource};
+use imgsim_pipeline::files::{Failure, WalkOptions};
+use imgsim_pipeline::indexer::IndexOptions;
+use imgsim_pipeline::model::EmbedderChoice;
+use imgsim_pipeline::store::{CreateSettings, ReadyEvent};
+use imgsim_pipeline::train::{AutoTrainOptions, TrainEvent};
+use imgsim_pipeline::IndexProgress;
+
+use crate::collections::CollectionArg;
+use crate::config::{EmbedModel, Settings};
+use crate::exit;
+use crate::output::{bar, rate, LogLines};
+
+/// Arguments of `imgsim index`.
+#[derive(Debug, Args)]
+pub struct IndexArgs {
+    /// Folders (searched recursively) and files to index.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// The collection.
+    #[command(flatten)]
+    pub collection: CollectionArg,
+    /// Use this pretrained backbone (see `imgsim models`).
+    #[arg(long, conflicts_with_all = ["autoencoder", "train_autoencoder"])]
+    pub backbone: Option<String>,
+    /// Weights of the backbone: a .safetensors file, hf:OWNER/REPO[:FILE], or synthetic:SEED.
+    #[arg(long, conflicts_with_all = ["autoencoder", "train_autoencoder"])]
+    pub weights: Option<String>,
+    /// Use this trained autoencoder checkpoint (copied into the collection).
+    #[arg(long, conflicts_with = "train_autoencoder")]
+    pub autoencoder: Option<PathBuf>,
+    /// Train an autoencoder on these images and use it (no download needed).
+    #[arg(long)]
+    pub train_autoencoder: bool,
+    /// Re-embed everything with the embedder asked for, replacing the
+    /// collection's (the old one stays usable until the new one is complete).
+    #[arg(long)]
+    pub reindex: bool,
+    /// Remove entries whose files under PATHS no longer exist.
+    #[arg(long)]
+    pub prune: bool,
+    /// Leave out files and folders matching this glob (gitignore syntax,
+    /// e.g. '*.png', 'screenshots/', '**/tmp/**'); repeatable.
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    /// Also index hidden files and folders (names starting with '.') and
+    /// NAS metadata folders (@eaDir), which are skipped by default.
+    #[arg(long)]
+    pub hidden: bool,
+    /// Images per model call and per commit (default: config embed.batch_size).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Decode JPEGs at full size (only when the collection is created).
+    #[arg(long)]
+    pub exact_decode: bool,
+    /// Write every file that was not indexed (failed, or not an image), with
+    /// the reason, to this file as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub errors: Option<PathBuf>,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn embedder_choice(args: &IndexArgs, settings: &Settings) -> Result<EmbedderChoice> {
+    if let Some(p) = &args.autoencoder {
+        return Ok(EmbedderChoice::Autoencoder(p.clone()));
+    }
+    if args.train_autoencoder {
+        return Ok(EmbedderChoice::TrainAutoencoder);
+    }
+    let e = &settings.embed;
+    let backbone = Backbone::parse(args.backbone.as_deref().unwrap_or(&e.backbone))?;
+    let weights = match args.weights.as_deref() {
+        Some(w) => Some(WeightsSource::parse(w)?),
+        None if !e.weights.is_empty() => Some(WeightsSource::parse(&e.weights)?),
+        None => None,
+    };
+    if args.backbone.is_some() || args.weights.is_some() {
+        return Ok(EmbedderChoice::Backbone { backbone, weights });
+    }
+    Ok(match e.model {
+        EmbedModel::Auto if weights.is_none() => EmbedderChoice::Auto { backbone },
+        EmbedModel::Auto | EmbedModel::Backbone => EmbedderChoice::Backbone { backbone, weights },
+        EmbedModel::Autoencoder => EmbedderChoice::TrainAutoencoder,
+    })
+}
+
+/// Installs the Ctrl-C handler: the first press stops after the batch in
+/// flight (everything committed stays), the second exits at once.
+fn interrupt_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let f = flag.clone();
+    let _ = ctrlc::set_handler(move || {
+        if f.swap(true, Ordering::SeqCst) {
+            eprintln!("\ninterrupted again: exiting now (committed batches are safe)");
+            std::process::exit(exit::INTERRUPTED as i32);
+        }
+        eprintln!("\ninterrupted: finishing the batch in flight (Ctrl-C again to quit now)");
+    });
+    flag
+}
+
+/// `imgsim index`. Returns the exit code: 0, [`exit::SOME_FAILED`] or
+/// [`exit::INTERRUPTED`].
+pub fn run(args: &IndexArgs, settings: &Settings, quiet: bool) -> Result<u8> {
+    let dir = args.collection.dir(settings)?;
+    let name = args.collection.name(settings).to_string();
+    let show = !quiet && !args.json;
+    let choice = embedder_choice(args, settings)?;
+    let limits = settings.limits;
+    let walk_opts = WalkOptions {
+        hidden: args.hidden,
+        exclude: args.exclude.clone(),
+    };
+    let walk_started = Instant::now();
+    if show {
+        eprintln!("looking for images in {} path(s)…", args.paths.len());
+    }
+    let mut walk = imgsim_pipeline::files::walk_with(&args.paths, &walk_opts)?;
+    let files: Vec<PathBuf> = walk.files.iter().map(|f| f.path.clone()).collect();
+    if show {
+        eprintln!(
+            "{} files found in {:.1} s{}",
+            files.len(),
+            walk_started.elapsed().as_secs_f64(),
+            if walk.failures.is_empty() {
+                String::new()
+            } else {
+                format!(", {} unreadable entries", walk.failures.len())
+            }
+        );
+    }
+    let create = CreateSettings {
+        params: settings.index.params(),
+        options: settings.storage.clone(),
+        exact_decode: args.exact_decode || settings.embed.exact_decode,
+        train: AutoTrainOptions {
+            dim: settings.embed.autoencoder_dim,
+            epochs: settings.embed.autoencoder_epochs,
+            max_images: settings.embed.autoencoder_max_images,
+            seed: 42,
+            limits,
+        },
+    };
+    let train_bar = bar(
+        show,
+        0,
+        "{msg:>18} [{bar:30}] {pos}/{len} {rate} ETA {eta}",
+    );
+    let epoch_lines = LogLines::new(show, Duration::from_secs(10));
+    let events = |e: ReadyEvent| match e {
+        ReadyEvent::Notice(text) => {
+            if !quiet {
+                train_bar.suspend(|| eprintln!("{text}"));
+            }
+        }
+        ReadyEvent::Train(t) => {
+            if !show {
+                return;
+            }
+            match t {
+                TrainEvent::Loading { done, total } => {
+                    train_bar.set_length(total as u64);
+                    train_bar.set_position(done as u64);
+                    train_bar.set_message("loading images");
+                }
+                TrainEvent::Batch {
+                    epoch,
+                    epochs,
+                    batch,
+                    batches,
+                    loss,
+                } => {
+                    train_bar.set_length(batches as u64);
+                    train_bar.set_position(batch as u64);
+                    train_bar.set_message(format!("epoch {epoch}/{epochs} loss {loss:.4}"));
+                }
+                TrainEvent::Epoch {
+                    epoch,
+                    epochs,
+                    loss,
+                } => epoch_lines.maybe(epoch == epochs, || {
+                    format!("autoencoder: epoch {epoch}/{epochs}, loss {loss:.5}")
+                }),
+            }
+        }
+    };
+    let ready =
+        imgsim_pipeline::ready_for_indexing(&dir, &choice, args.reindex, &files, &create, &events)
+            .with_context(|| format!("getting collection `{name}` ({}) ready", dir.display()))?;
+    train_bar.finish_and_clear();
+    let mut roots = args.paths.clone();
+    if !ready.carried_paths.is_empty() {
+        // Re-index: the old collection's files come along.
+        let extra = imgsim_pipeline::files::walk_with(&ready.carried_paths, &walk_opts)?;
+        walk.files.extend(extra.files);
+        walk.files.sort_by(|a, b| a.path.cmp(&b.path));
+        walk.files.dedup_by(|a, b| a.path == b.path);
+        roots.extend(ready.carried_paths.iter().cloned());
+    }
+    if show {
+        eprintln!(
+            "collection `{name}` ({}): {} images, embedder {}",
+            dir.display(),
+            ready.collection.len(),
+            ready.record.describe()
+        );
+    }
+    let opts = IndexOptions {
+        batch_size: args.batch_size.unwrap_or(settings.embed.batch_size),
+        decode_threads: settings.embed.decode_threads,
+        limits,
+        exact_decode: ready.record.exact_decode,
+        prune: args.prune,
+    };
+    let cancel = interrupt_flag();
+    let pbar = bar(
+        show,
+        0,
+        "indexing [{bar:30}] {pos}/{len} files, {rate}, ETA {eta} {msg}",
+    );
+    let started = Instant::now();
+    let lines = LogLines::new(show, Duration::from_secs(10));
+    let progress = |p: &IndexProgress| {
+        pbar.set_length(p.total as u64);
+        pbar.set_position(p.done as u64);
+        if p.failed > 0 {
+            pbar.set_message(format!("({} failed)", p.failed));
+        }
+        lines.maybe(p.done == p.total, || {
+            format!(
+                "indexing: {}/{} files, {} embedded, {} failed, {} images/s",
+                p.done,
+                p.total,
+                p.indexed,
+                p.failed,
+                rate(p.indexed as f64 / started.elapsed().as_secs_f64().max(1e-9))
+            )
+        });
+    };
+    let result = imgsim_pipeline::index_files(
+        &ready.collection,
+        ready.embedder.as_ref(),
+        walk,
+        &roots,
+        &opts,
+        &cancel,
+        &progress,
+    );
+    pbar.finish_and_clear();
+    let summary = result.with_context(|| {
+        format!(
+            "indexing into collection `{name}` ({}) stopped; every batch committed before this error is intact: fix the cause and run the same command again to resume",
+            dir.display()
+        )
+    })?;
+    let collection = ready.collection;
+    let total = collection.len();
+    if let Some(new_dir) = &ready.reindexing {
+        if summary.interrupted {
+            eprintln!("re-index interrupted: the old collection is unchanged; run the same command again to continue");
+        } else {
+            collection.flush()?;
+            drop(collection);
+            imgsim_pipeline::store::finish_reindex(&dir, new_dir)?;
+        }
+    }
+    if let Some(path) = &args.errors {
+        let mut all = summary.errors.clone();
+        all.extend(summary.not_images.iter().map(|p| Failure {
+            path: p.clone(),
+            error: "not an image".into(),
+        }));
+        write_errors(path, &all)?;
+    }
+    if args.json {
+        let mut v = serde_json::to_value(&summary)?;
+        v["collection"] = serde_json::json!(name);
+        v["path"] = serde_json::json!(dir);
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!(
+            "indexed {} ({} replaced), {} unchanged, {} duplicates, {} failed, {} not images, {} pruned",
+            summary.indexed,
+            summary.replaced,
+            summary.unchanged,
+            summary.duplicates,
+            summary.failed,
+            summary.skipped,
+            summary.pruned
+        );
+        println!(
+            "collection `{name}`: {total} images; {:.1} s, {} images/s (model alone {} images/s)",
+            summary.seconds,
+            rate(summary.images_per_s),
+            rate(summary.embed_images_per_s)
+        );
+        for f in summary.errors.iter().take(20) {
+            println!("  failed: {}: {}", f.path.display(), f.error);
+        }
+        if summary.errors.len() > 20 {
+            println!(
+                "  ... and {} more (--errors FILE writes them all)",
+                summary.errors.len() - 20
+            );
+        }
+    }
+    if summary.interrupted {
+        eprintln!("interrupted: everything counted above is committed; run the same command again to resume");
+        return Ok(exit::INTERRUPTED);
+    }
+    Ok(if summary.failed > 0 {
+        exit::SOME_FAILED
+    } else {
+        exit::OK
+    })
+}
+
+/// Writes the files that were not indexed, as JSON, through the storage seam.
+fn write_errors(path: &Path, errors: &[Failure]) -> Result<()> {
+    let json = serde_json::to_string_pretty(errors)?;
+    imgsim_common::LocalFs
+        .write(path, json.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
+}

@@ -1,0 +1,111 @@
+//! `imgsim query`: the images most like an example image (or an indexed
+//! one), optionally with recall against exact search.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use imgsim_pipeline::search::{embed_file, query_vector};
+use imgsim_pipeline::{EmbedderRecord, PipelineError};
+
+use crate::collections::CollectionArg;
+use crate::config::Settings;
+use crate::output::Table;
+
+/// Arguments of `imgsim query`.
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// The example image.
+    #[arg(required_unless_present = "id", conflicts_with = "id")]
+    pub image: Option<PathBuf>,
+    /// Query with an indexed image (its id) instead; it is left out of the results.
+    #[arg(long)]
+    pub id: Option<u64>,
+    /// The collection.
+    #[command(flatten)]
+    pub collection: CollectionArg,
+    /// Number of results (1 to 1000).
+    #[arg(short, long, default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=imgsim_pipeline::MAX_K as u64))]
+    pub k: u64,
+    /// HNSW candidate list size (default: the collection's ef_search).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=imgsim_pipeline::MAX_EF as u64))]
+    pub ef: Option<u64>,
+    /// Also run exact search and report recall@k of the approximate answer.
+    #[arg(long)]
+    pub exact: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `imgsim query`.
+pub fn run(args: &QueryArgs, settings: &Settings) -> Result<()> {
+    let k = args.k as usize;
+    let ef = args.ef.map(|e| e as usize);
+    let (collection, dir) = args.collection.open(settings)?;
+    let started;
+    let vector = if let Some(id) = args.id {
+        started = Instant::now();
+        collection
+            .vector(id)
+            .map_err(|_| PipelineError::NotFound(format!("with id {id}")))?
+    } else {
+        let image = args
+            .image
+            .as_deref()
+            .context("an image or --id is needed")?;
+        let record = EmbedderRecord::read(&collection)?
+            .ok_or_else(|| PipelineError::NoEmbedder(dir.clone()))?;
+        let embedder = record.load(&dir)?;
+        started = Instant::now();
+        embed_file(embedder.as_ref(), &record, image, &settings.limits)?
+    };
+    let answer = query_vector(&collection, &vector, k, ef, args.exact, args.id, started)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+        return Ok(());
+    }
+    let metric = collection.spec().metric;
+    let label = match metric {
+        imgsim_index::Metric::Cosine => "similarity",
+        imgsim_index::Metric::L2 => "distance",
+    };
+    let hits_table = |hits: &[imgsim_pipeline::Hit]| {
+        let mut t = Table::new(&["rank", label, "id", "path"], &[true, true, true, false]);
+        for h in hits {
+            t.row(vec![
+                h.rank.to_string(),
+                format!("{:.4}", h.score),
+                h.id.to_string(),
+                h.path.clone(),
+            ]);
+        }
+        t
+    };
+    hits_table(&answer.results).print();
+    if answer.results.is_empty() {
+        println!("(the collection is empty)");
+    }
+    println!(
+        "{} results in {:.1} ms ({} images, {}, {} is closer, ef {})",
+        answer.results.len(),
+        answer.took_ms,
+        collection.len(),
+        metric,
+        match metric {
+            imgsim_index::Metric::Cosine => "higher",
+            imgsim_index::Metric::L2 => "lower",
+        },
+        ef.unwrap_or(collection.spec().params.ef_search).max(k)
+    );
+    if let (Some(exact), Some(r)) = (&answer.exact, answer.recall_at_k) {
+        println!("recall@{k} against exact search: {r:.3}");
+        if r < 1.0 {
+            println!("exact answer:");
+            hits_table(exact).print();
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,263 @@
+//! `imgsim train autoencoder`: train the convolutional autoencoder on
+//! Fashion-MNIST or on a folder of images, with a loss plot and a grid of
+//! reconstructions.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand, ValueEnum};
+use imgsim_datasets::fashion_mnist::FashionMnist;
+use imgsim_embed::autoencoder::checkpoint;
+use imgsim_embed::autoencoder::train::{TrainData, TrainOptions, Trainer};
+use imgsim_embed::AutoencoderConfig;
+use imgsim_pipeline::train::{decode_images, run_epochs, TrainEvent};
+
+use crate::config::Settings;
+use crate::output::{bar, LogLines};
+
+/// `imgsim train ...`
+#[derive(Debug, Subcommand)]
+pub enum TrainCommand {
+    /// A convolutional autoencoder, without labels; its bottleneck is the embedding.
+    #[command(after_help = "Examples:\n  imgsim train autoencoder --dataset fashion-mnist --out ae/\n  imgsim train autoencoder --images ~/Pictures --out ae/ --epochs 20\n  imgsim train autoencoder --images ~/Pictures --out ae/ --epochs 5 --resume")]
+    Autoencoder(Box<TrainArgs>),
+}
+
+/// Training data sources.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum TrainDataset {
+    /// Fashion-MNIST's 60,000 training images (Debian: dataset-fashion-mnist).
+    FashionMnist,
+}
+
+/// Arguments of `imgsim train autoencoder`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Train on a built-in data set (28×28 grey).
+    #[arg(
+        long,
+        value_enum,
+        conflicts_with = "images",
+        required_unless_present = "images"
+    )]
+    pub dataset: Option<TrainDataset>,
+    /// Train on the images in a folder (recursively, as `imgsim index`
+    /// walks it), resized to --image-size, RGB.
+    #[arg(long)]
+    pub images: Option<PathBuf>,
+    /// Folder of the Fashion-MNIST IDX files.
+    #[arg(long)]
+    pub data_path: Option<PathBuf>,
+    /// Side of the square input for --images (a multiple of 8).
+    #[arg(long, default_value_t = 64)]
+    pub image_size: usize,
+    /// Bottleneck size: the embedding dimension.
+    #[arg(long, default_value_t = 64)]
+    pub dim: usize,
+    /// Epochs to train (in addition to those already done, with --resume).
+    #[arg(long, default_value_t = 10)]
+    pub epochs: usize,
+    /// At most this many images from --images (evenly spaced).
+    #[arg(long, default_value_t = 100_000)]
+    pub max_images: usize,
+    /// Checkpoint folder (model.safetensors, config.json, loss.svg, reconstructions.png).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Continue training the checkpoint in --out.
+    #[arg(long)]
+    pub resume: bool,
+    /// Mini-batch size.
+    #[arg(long, default_value_t = 128)]
+    pub batch_size: usize,
+    /// AdamW learning rate.
+    #[arg(long, default_value_t = 2e-3)]
+    pub lr: f64,
+    /// AdamW weight decay.
+    #[arg(long, default_value_t = 1e-4)]
+    pub weight_decay: f64,
+    /// Denoising: standard deviation of Gaussian noise added to inputs (0 = off).
+    #[arg(long, default_value_t = 0.0)]
+    pub noise: f32,
+    /// Seed of initialisation, shuffling and noise.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+/// Fashion-MNIST pixels scaled to `[0, 1]`.
+pub fn unit_pixels(v: &[f32]) -> Vec<f32> {
+    v.iter().map(|x| x / 255.0).collect()
+}
+
+/// The model to train: the checkpoint's when resuming, else a new one.
+fn model_config(args: &TrainArgs, new: AutoencoderConfig) -> Result<AutoencoderConfig> {
+    Ok(if args.resume {
+        checkpoint::read_config(&args.out)?.model
+    } else {
+        new
+    })
+}
+
+/// Pixels of a folder's images, through the model's transform.
+fn folder_pixels(
+    dir: &Path,
+    cfg: &AutoencoderConfig,
+    args: &TrainArgs,
+    settings: &Settings,
+    progress: bool,
+) -> Result<Vec<f32>> {
+    let walk = imgsim_pipeline::walk(&[dir.to_path_buf()])?;
+    let files: Vec<PathBuf> = walk.files.into_iter().map(|f| f.path).collect();
+    let b = bar(progress, files.len() as u64, "{msg:>14} [{bar:30}] {pos}/{len} {rate} ETA {eta}");
+    b.set_message("loading images");
+    let decoded = decode_images(
+        &files,
+        &cfg.transform(),
+        args.max_images,
+        &settings.limits,
+        &|e| {
+            if let TrainEvent::Loading { done, total } = e {
+                b.set_length(total as u64);
+                b.set_position(done as u64);
+            }
+        },
+    )?;
+    b.finish_and_clear();
+    for f in decoded.failed.iter().take(10) {
+        eprintln!("skipped: {}: {}", f.path.display(), f.error);
+    }
+    if decoded.images == 0 {
+        bail!(
+            "{}: none of the {} files is a readable image",
+            dir.display(),
+            files.len()
+        );
+    }
+    eprintln!(
+        "{} images from {} ({} skipped)",
+        decoded.images,
+        dir.display(),
+        decoded.failed.len()
+    );
+    Ok(decoded.pixels)
+}
+
+/// `imgsim train autoencoder`.
+pub fn autoencoder(args: &TrainArgs, settings: &Settings, progress: bool) -> Result<()> {
+    let opts = TrainOptions {
+        batch_size: args.batch_size,
+        learning_rate: args.lr,
+        weight_decay: args.weight_decay,
+        seed: args.seed,
+        noise_std: args.noise,
+    };
+    let (cfg, pixels, name) = if let Some(dir) = &args.images {
+        let mut new = AutoencoderConfig::rgb64(args.dim);
+        new.input_size = args.image_size;
+        let cfg = model_config(args, new)?;
+        cfg.validate()?;
+        let px = folder_pixels(dir, &cfg, args, settings, progress)?;
+        (cfg, px, dir.display().to_string())
+    } else {
+        let dir = args
+            .data_path
+            .as_deref()
+            .unwrap_or(&settings.bench.fashion_mnist_dir);
+        let fm = FashionMnist::load(dir)?;
+        let cfg = model_config(args, AutoencoderConfig::grey28(args.dim))?;
+        if cfg.channels != 1 || cfg.input_size != 28 {
+            bail!(
+                "the checkpoint in {} is not a 28×28 grey model; it cannot train on Fashion-MNIST",
+                args.out.display()
+            );
+        }
+        (
+            cfg,
+            unit_pixels(&fm.train.data),
+            "fashion-mnist".to_string(),
+        )
+    };
+    let mut trainer = if args.resume {
+        let t = Trainer::resume(&args.out, &opts)?;
+        eprintln!(
+            "resuming {} after {} epochs",
+            args.out.display(),
+            t.epochs_done()
+        );
+        t
+    } else {
+        if args.out.join(checkpoint::WEIGHTS_FILE).exists() {
+            bail!(
+                "{} already holds a checkpoint: pass --resume to continue it, or choose another --out",
+                args.out.display()
+            );
+        }
+        Trainer::new(&cfg, &opts, &name)?
+    };
+    let len = cfg.transform().len();
+    let data = TrainData {
+        pixels: &pixels,
+        len,
+    };
+    let first = trainer.epochs_done() + 1;
+    let last = trainer.epochs_done() + args.epochs;
+    eprintln!(
+        "training a {}-d autoencoder ({}×{}×{}, blocks {:?}) on {} images, epochs {first}..={last}",
+        cfg.dim,
+        cfg.channels,
+        cfg.input_size,
+        cfg.input_size,
+        cfg.widths,
+        data.n()
+    );
+    let b = bar(progress, 0, "{msg:>20} [{bar:30}] {pos}/{len} ETA {eta}");
+    let lines = LogLines::new(progress, Duration::from_secs(10));
+    run_epochs(&mut trainer, data, last, &args.out, &|e| match e {
+        TrainEvent::Batch {
+            epoch,
+            epochs,
+            batch,
+            batches,
+            loss,
+        } => {
+            b.set_length(batches as u64);
+            b.set_position(batch as u64);
+            b.set_message(format!("epoch {epoch}/{epochs} loss {loss:.4}"));
+            lines.maybe(false, || {
+                format!("epoch {epoch}: batch {batch}/{batches} loss {loss:.5}")
+            });
+        }
+        TrainEvent::Epoch { epoch, loss, .. } => b.suspend(|| {
+            eprintln!("epoch {epoch}: loss {loss:.5}; saved {}", args.out.display())
+        }),
+        TrainEvent::Loading { .. } => {}
+    })?;
+    b.finish_and_clear();
+    let curve: Vec<(f64, f64)> = trainer
+        .state()
+        .history
+        .iter()
+        .map(|h| (h.epoch as f64, h.loss))
+        .collect();
+    imgsim_bench::plot::plot_loss_svg(
+        &format!("autoencoder {}-d on {name}", cfg.dim),
+        &curve,
+        &args.out.join("loss.svg"),
+    )?;
+    let samples: Vec<Vec<f32>> = (0..16.min(data.n()))
+        .map(|i| pixels[i * len..(i + 1) * len].to_vec())
+        .collect();
+    let grid = imgsim_embed::autoencoder::reconstruction_grid(trainer.model(), &samples, 3)?;
+    let png = args.out.join("reconstructions.png");
+    let mut bytes = Vec::new();
+    grid.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
+        .context("encoding the reconstructions")?;
+    imgsim_common::Storage::write(&imgsim_common::LocalFs, &png, &bytes)
+        .with_context(|| format!("writing {}", png.display()))?;
+    eprintln!(
+        "wrote {}, {}",
+        args.out.join("loss.svg").display(),
+        png.display()
+    );
+    Ok(())
+}
