@@ -153,3 +153,37 @@ fn a_cancelled_run_commits_nothing_more_and_says_so() {
     assert!(!s.interrupted);
     assert_eq!(s.indexed, 5);
 }
+
+/// Regression: the indexer read `limit + 1 - 64` more bytes after the
+/// header, which underflowed when `max_file_bytes` was under 63 (a panic
+/// in debug builds, no limit at all in release). Every file over the limit
+/// now fails alone with the limit named.
+#[test]
+fn regression_a_tiny_file_limit_fails_files_instead_of_underflowing() {
+    let dir = tempfile::tempdir().unwrap();
+    let photos = dir.path().join("p");
+    std::fs::create_dir(&photos).unwrap();
+    solid(&photos.join("a.png"), [10, 20, 30]);
+    let c = collection(dir.path());
+    let roots: Vec<PathBuf> = vec![photos.clone()];
+    for limit in [10, 63, 64, 65] {
+        let mut opts = IndexOptions::default();
+        opts.limits.max_file_bytes = limit;
+        let s = index_files(
+            &c,
+            &Means::new(),
+            walk(&roots).unwrap(),
+            &roots,
+            &opts,
+            &AtomicBool::new(false),
+            &|_| {},
+        )
+        .unwrap();
+        assert_eq!((s.indexed, s.failed), (0, 1), "limit {limit}");
+        assert!(
+            s.errors[0].error.contains("limits.max_file_bytes"),
+            "{}",
+            s.errors[0].error
+        );
+    }
+}
