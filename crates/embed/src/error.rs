@@ -19,6 +19,15 @@ pub enum EmbedError {
         /// Why.
         source: std::io::Error,
     },
+    /// Writing a file (a checkpoint) failed; nothing half-written is left
+    /// under the file's name.
+    #[error("{path}: cannot write: {source}")]
+    Write {
+        /// The file or folder.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The file is empty.
     #[error("{path}: empty file")]
     Empty {
@@ -133,6 +142,9 @@ impl EmbedError {
                 ErrorKind::Internal => ErrorKind::Unprocessable,
                 other => other,
             },
+            // Unlike reading, a failed write is the machine's (a full disk,
+            // a read-only folder, a failing device): the I/O kind as it is.
+            EmbedError::Write { source, .. } => ErrorKind::of_io(source),
             EmbedError::Empty { .. } | EmbedError::Decode { .. } => ErrorKind::Unprocessable,
             EmbedError::Unsupported { .. } => ErrorKind::Unsupported,
             EmbedError::TooLarge { .. } => ErrorKind::TooLarge,
