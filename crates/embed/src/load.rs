@@ -4,18 +4,24 @@ use std::io::{Cursor, Read};
 use std::path::Path;
 
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, RgbImage};
+use serde::{Deserialize, Serialize};
 
 use crate::error::{EmbedError, Result};
 
-/// Limits applied before and during decoding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Limits applied before and during decoding; also the configuration
+/// file's `[limits]` section as it is (missing keys take the defaults,
+/// unknown keys are refused). Check a deserialised one with
+/// [`ImageLimits::validate`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ImageLimits {
     /// Largest accepted width, pixels.
     pub max_width: u32,
     /// Largest accepted height, pixels.
     pub max_height: u32,
-    /// Largest decoder allocation, bytes (the decoded image must fit).
-    pub max_alloc_bytes: u64,
+    /// Largest decoder allocation, bytes (the decoded image, and its RGB8
+    /// conversion, must fit).
+    pub max_decoded_bytes: u64,
     /// Largest file read, bytes.
     pub max_file_bytes: u64,
 }
@@ -27,9 +33,34 @@ impl Default for ImageLimits {
         ImageLimits {
             max_width: 16_384,
             max_height: 16_384,
-            max_alloc_bytes: 1 << 30,
+            max_decoded_bytes: 1 << 30,
             max_file_bytes: 256 << 20,
         }
+    }
+}
+
+/// The fewest bytes `max_file_bytes` may allow: enough to read the header
+/// that content sniffing and the declared size come from.
+pub const MIN_FILE_BYTES: u64 = 64;
+
+impl ImageLimits {
+    /// Checks that every limit lets something through: each at least 1,
+    /// and `max_file_bytes` at least [`MIN_FILE_BYTES`] so that a file's
+    /// header can be read. The message names the configuration key.
+    pub fn validate(&self) -> Result<()> {
+        let at_least = |key: &str, value: u64, min: u64| {
+            if value >= min {
+                Ok(())
+            } else {
+                Err(EmbedError::Input(format!(
+                    "limits.{key} must be at least {min}, not {value}"
+                )))
+            }
+        };
+        at_least("max_width", u64::from(self.max_width), 1)?;
+        at_least("max_height", u64::from(self.max_height), 1)?;
+        at_least("max_decoded_bytes", self.max_decoded_bytes, 1)?;
+        at_least("max_file_bytes", self.max_file_bytes, MIN_FILE_BYTES)
     }
 }
 
@@ -113,7 +144,7 @@ fn scaled_jpeg(bytes: &[u8], limits: &ImageLimits, min_shorter: u32) -> Option<R
         bytes,
         min_shorter,
         (limits.max_width, limits.max_height),
-        limits.max_alloc_bytes,
+        limits.max_decoded_bytes,
     )?;
     let rgb = RgbImage::from_raw(w, h, px)?;
     // EXIF orientation, from the header alone.
@@ -192,7 +223,7 @@ pub fn decode_rgb(bytes: &[u8], name: &Path, limits: &ImageLimits) -> Result<Rgb
     let mut lim = image::Limits::default();
     lim.max_image_width = Some(limits.max_width);
     lim.max_image_height = Some(limits.max_height);
-    lim.max_alloc = Some(limits.max_alloc_bytes);
+    lim.max_alloc = Some(limits.max_decoded_bytes);
     reader.limits(lim);
     let mut decoder = reader
         .into_decoder()
@@ -201,12 +232,12 @@ pub fn decode_rgb(bytes: &[u8], name: &Path, limits: &ImageLimits) -> Result<Rgb
     let need = decoder
         .total_bytes()
         .saturating_add(u64::from(w) * u64::from(h) * 3);
-    if need > limits.max_alloc_bytes {
+    if need > limits.max_decoded_bytes {
         return Err(EmbedError::TooLarge {
             path,
             reason: format!(
                 "{w} × {h} needs {need} bytes to decode, over the {} byte limit",
-                limits.max_alloc_bytes
+                limits.max_decoded_bytes
             ),
         });
     }
@@ -246,5 +277,100 @@ fn classify(path: &Path, e: image::ImageError, dims: Option<(u32, u32)>) -> Embe
             path,
             reason: other.to_string(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_read_as_the_config_section_with_defaults() {
+        let l: ImageLimits = serde_json::from_str(r#"{"max_width": 100}"#).unwrap();
+        assert_eq!(
+            l,
+            ImageLimits {
+                max_width: 100,
+                ..ImageLimits::default()
+            }
+        );
+        let all: ImageLimits = serde_json::from_str(
+            r#"{"max_width": 1, "max_height": 2, "max_decoded_bytes": 3, "max_file_bytes": 64}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                all.max_width,
+                all.max_height,
+                all.max_decoded_bytes,
+                all.max_file_bytes
+            ),
+            (1, 2, 3, 64)
+        );
+        let json = serde_json::to_value(ImageLimits::default()).unwrap();
+        let mut keys: Vec<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                "max_decoded_bytes",
+                "max_file_bytes",
+                "max_height",
+                "max_width"
+            ]
+        );
+        // The old name, or a typo, is refused rather than ignored.
+        let err = serde_json::from_str::<ImageLimits>(r#"{"max_alloc_bytes": 5}"#).unwrap_err();
+        assert!(err.to_string().contains("max_alloc_bytes"), "{err}");
+    }
+
+    #[test]
+    fn limits_that_let_nothing_through_are_refused_by_key() {
+        assert!(ImageLimits::default().validate().is_ok());
+        let ok = ImageLimits {
+            max_width: 1,
+            max_height: 1,
+            max_decoded_bytes: 1,
+            max_file_bytes: MIN_FILE_BYTES,
+        };
+        assert!(ok.validate().is_ok());
+        let cases = [
+            (
+                ImageLimits { max_width: 0, ..ok },
+                "limits.max_width must be at least 1, not 0",
+            ),
+            (
+                ImageLimits {
+                    max_height: 0,
+                    ..ok
+                },
+                "limits.max_height must be at least 1, not 0",
+            ),
+            (
+                ImageLimits {
+                    max_decoded_bytes: 0,
+                    ..ok
+                },
+                "limits.max_decoded_bytes must be at least 1, not 0",
+            ),
+            (
+                ImageLimits {
+                    max_file_bytes: 10,
+                    ..ok
+                },
+                "limits.max_file_bytes must be at least 64, not 10",
+            ),
+        ];
+        for (limits, message) in cases {
+            let err = limits.validate().unwrap_err();
+            assert!(matches!(err, EmbedError::Input(_)), "{err}");
+            assert_eq!(err.kind(), imgsim_common::ErrorKind::Invalid);
+            assert!(err.to_string().ends_with(message), "{err}");
+        }
     }
 }

@@ -181,7 +181,7 @@ fn a_decompression_bomb_is_refused_by_its_declared_size() {
     assert!(err.to_string().contains("50000"), "{err}");
     // Within width/height limits but over the allocation limit.
     let tight = ImageLimits {
-        max_alloc_bytes: 1 << 20,
+        max_decoded_bytes: 1 << 20,
         ..ImageLimits::default()
     };
     let err = decode_rgb(&png_claiming(4000, 4000), Path::new("bomb.png"), &tight).unwrap_err();
