@@ -157,7 +157,7 @@ fn scaled_jpeg(bytes: &[u8], limits: &ImageLimits, min_shorter: u32) -> Option<R
     }
     let mut img = DynamicImage::ImageRgb8(rgb);
     img.apply_orientation(orientation);
-    Some(img.to_rgb8())
+    Some(flatten_rgb8(img))
 }
 
 /// Whether JPEG data is complete: an end-of-image marker (FF D9) follows the
@@ -176,7 +176,8 @@ pub fn jpeg_is_complete(bytes: &[u8]) -> bool {
 /// Decodes `bytes` (named `name` in errors) into RGB8: the format is sniffed
 /// from the content, the declared dimensions are checked against `limits`
 /// before any pixel is decoded, the EXIF orientation is applied, and every
-/// colour type (grey, alpha, 16-bit, palette, CMYK JPEG) becomes 8-bit RGB.
+/// colour type (grey, alpha, 16-bit, palette, CMYK JPEG) becomes 8-bit RGB,
+/// transparency composited onto [`ALPHA_BACKGROUND`] (see [`flatten_rgb8`]).
 /// Animated GIFs give their first frame.
 pub fn decode_rgb(bytes: &[u8], name: &Path, limits: &ImageLimits) -> Result<RgbImage> {
     let path = name.to_path_buf();
@@ -247,10 +248,88 @@ pub fn decode_rgb(bytes: &[u8], name: &Path, limits: &ImageLimits) -> Result<Rgb
     let mut img =
         DynamicImage::from_decoder(decoder).map_err(|e| classify(&path, e, Some((w, h))))?;
     img.apply_orientation(orientation);
-    Ok(match img {
+    Ok(flatten_rgb8(img))
+}
+
+/// The colour transparent pixels are composited onto before an image
+/// becomes RGB: mid grey. Grey keeps grey+alpha images grey; it is close
+/// to the normalisation means of every backbone (ImageNet's
+/// `[0.485, 0.456, 0.406]` and CLIP's are 104 to 124 in 8 bits), so
+/// transparent areas enter a model within half a standard deviation of
+/// zero, the most neutral input; and dark and light content both stay
+/// visible on it (white would hide a white logo, black a black one).
+pub const ALPHA_BACKGROUND: [u8; 3] = [128, 128, 128];
+
+/// 8-bit RGB of `img`: an image with an alpha channel is composited onto
+/// [`ALPHA_BACKGROUND`] (straight alpha: `a·c + (1 − a)·bg`, rounded to
+/// the nearest value), so that images differing only in their
+/// transparency stay different; other colour types are converted as they are.
+pub fn flatten_rgb8(img: DynamicImage) -> RgbImage {
+    use image::Rgb;
+    let bg = ALPHA_BACKGROUND;
+    // Each pixel straight from the decoded buffer: no intermediate copy,
+    // so the allocation limit's accounting (decoded + RGB8) still holds.
+    match img {
         DynamicImage::ImageRgb8(rgb) => rgb,
+        DynamicImage::ImageRgba8(im) => RgbImage::from_fn(im.width(), im.height(), |x, y| {
+            let [r, g, b, a] = im.get_pixel(x, y).0;
+            Rgb([over8(r, a, bg[0]), over8(g, a, bg[1]), over8(b, a, bg[2])])
+        }),
+        DynamicImage::ImageLumaA8(im) => RgbImage::from_fn(im.width(), im.height(), |x, y| {
+            let [l, a] = im.get_pixel(x, y).0;
+            Rgb([over8(l, a, bg[0]), over8(l, a, bg[1]), over8(l, a, bg[2])])
+        }),
+        DynamicImage::ImageRgba16(im) => RgbImage::from_fn(im.width(), im.height(), |x, y| {
+            let [r, g, b, a] = im.get_pixel(x, y).0;
+            Rgb([
+                over16(r, a, bg[0]),
+                over16(g, a, bg[1]),
+                over16(b, a, bg[2]),
+            ])
+        }),
+        DynamicImage::ImageLumaA16(im) => RgbImage::from_fn(im.width(), im.height(), |x, y| {
+            let [l, a] = im.get_pixel(x, y).0;
+            Rgb([
+                over16(l, a, bg[0]),
+                over16(l, a, bg[1]),
+                over16(l, a, bg[2]),
+            ])
+        }),
+        DynamicImage::ImageRgba32F(im) => RgbImage::from_fn(im.width(), im.height(), |x, y| {
+            let [r, g, b, a] = im.get_pixel(x, y).0;
+            Rgb([overf(r, a, bg[0]), overf(g, a, bg[1]), overf(b, a, bg[2])])
+        }),
+        // A colour type with alpha that a later `image` may add: through 16 bits.
+        other if other.color().has_alpha() => {
+            flatten_rgb8(DynamicImage::ImageRgba16(other.to_rgba16()))
+        }
         other => other.to_rgb8(),
-    })
+    }
+}
+
+/// `c` over `bg` with 8-bit straight alpha `a`, rounded to nearest:
+/// `(a·c + (255 − a)·bg) / 255`. (255 is odd, so no value lies halfway.)
+fn over8(c: u8, a: u8, bg: u8) -> u8 {
+    let (c, a, bg) = (u32::from(c), u32::from(a), u32::from(bg));
+    ((a * c + (255 - a) * bg + 127) / 255) as u8
+}
+
+/// `c` over `bg` with 16-bit straight alpha `a`, rounded to nearest in 8
+/// bits: `(a·c + (65535 − a)·257·bg) / (65535·257)`. Opaque pixels give
+/// `round(c / 257)`, what the plain 16-to-8-bit conversion gives.
+fn over16(c: u16, a: u16, bg: u8) -> u8 {
+    const DIV: u64 = 65_535 * 257;
+    let (c, a, bg) = (u64::from(c), u64::from(a), u64::from(bg) * 257);
+    ((a * c + (65_535 - a) * bg + DIV / 2) / DIV) as u8
+}
+
+/// `c` over `bg` with float straight alpha `a` (both clamped to `[0, 1]`),
+/// rounded to nearest in 8 bits; opaque pixels give what the plain float
+/// conversion gives, `round(255·c)`.
+fn overf(c: f32, a: f32, bg: u8) -> u8 {
+    let (c, a) = (c.clamp(0.0, 1.0), a.clamp(0.0, 1.0));
+    let v = a * c + (1.0 - a) * (f32::from(bg) / 255.0);
+    (v * 255.0).round().clamp(0.0, 255.0) as u8
 }
 
 fn classify(path: &Path, e: image::ImageError, dims: Option<(u32, u32)>) -> EmbedError {
