@@ -19,6 +19,15 @@ pub enum EmbedError {
         /// Why.
         source: std::io::Error,
     },
+    /// Writing a file (a checkpoint) failed; nothing half-written is left
+    /// under the file's name.
+    #[error("{path}: cannot write: {source}")]
+    Write {
+        /// The file or folder.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The file is empty.
     #[error("{path}: empty file")]
     Empty {
@@ -127,12 +136,10 @@ impl EmbedError {
     /// exit codes and HTTP statuses from it.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            EmbedError::Io { source, .. } => match ErrorKind::of_io(source) {
-                // A file that cannot be read is the user's to fix (a wrong
-                // path, permissions); a full disk cannot happen reading.
-                ErrorKind::Internal => ErrorKind::Unprocessable,
-                other => other,
-            },
+            EmbedError::Io { source, .. } => read_kind(source),
+            // Unlike reading, a failed write is the machine's (a full disk,
+            // a read-only folder, a failing device): the I/O kind as it is.
+            EmbedError::Write { source, .. } => ErrorKind::of_io(source),
             EmbedError::Empty { .. } | EmbedError::Decode { .. } => ErrorKind::Unprocessable,
             EmbedError::Unsupported { .. } => ErrorKind::Unsupported,
             EmbedError::TooLarge { .. } => ErrorKind::TooLarge,
@@ -144,5 +151,49 @@ impl EmbedError {
             EmbedError::Hub { .. } => ErrorKind::NotFound,
             EmbedError::NonFinite { .. } | EmbedError::Candle(_) => ErrorKind::Internal,
         }
+    }
+}
+
+/// The kind of a failure to read a file the caller named. A path that names
+/// no readable file (a folder, a bad name) is the caller's to fix; a
+/// missing file or a refused permission keeps its kind; anything else (EIO:
+/// a failing disk) is the machine's.
+fn read_kind(e: &std::io::Error) -> ErrorKind {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::NotADirectory => ErrorKind::NotFound,
+        K::IsADirectory | K::InvalidFilename | K::InvalidInput => ErrorKind::Unprocessable,
+        _ => ErrorKind::of_io(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(errno: i32) -> ErrorKind {
+        EmbedError::Io {
+            path: "x.jpg".into(),
+            source: std::io::Error::from_raw_os_error(errno),
+        }
+        .kind()
+    }
+
+    #[test]
+    fn io_errors_are_classified_by_whose_they_are() {
+        // ENOENT, EACCES, EISDIR, ENOTDIR, ENAMETOOLONG, EIO.
+        assert_eq!(read(2), ErrorKind::NotFound);
+        assert_eq!(read(13), ErrorKind::PermissionDenied);
+        assert_eq!(read(21), ErrorKind::Unprocessable);
+        assert_eq!(read(20), ErrorKind::NotFound);
+        assert_eq!(read(36), ErrorKind::Unprocessable);
+        assert_eq!(read(5), ErrorKind::Internal);
+        let write = |errno| EmbedError::Write {
+            path: "model.safetensors".into(),
+            source: std::io::Error::from_raw_os_error(errno),
+        };
+        assert_eq!(write(28).kind(), ErrorKind::StorageFull);
+        assert_eq!(write(30).kind(), ErrorKind::PermissionDenied);
+        assert_eq!(write(5).kind(), ErrorKind::Internal);
     }
 }

@@ -4,8 +4,9 @@
 //!
 //! - [`load`]: decode any supported file (JPEG, PNG, WebP, GIF's first frame,
 //!   BMP, TIFF) chosen by its content, not its name; apply the EXIF
-//!   orientation; convert every colour type to 8-bit RGB; refuse decompression
-//!   bombs by their declared size before allocating.
+//!   orientation; convert every colour type to 8-bit RGB, compositing
+//!   transparency onto one fixed grey ([`load::ALPHA_BACKGROUND`]); refuse
+//!   decompression bombs by their declared size before allocating.
 //! - [`transform`]: the torchvision-style transform (resize the shorter side,
 //!   centre crop, scale to `[0, 1]`, normalise by mean and std).
 //! - [`Embedder`]: the one trait; [`PretrainedEmbedder`] runs a

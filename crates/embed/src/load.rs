@@ -4,18 +4,24 @@ use std::io::{Cursor, Read};
 use std::path::Path;
 
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, RgbImage};
+use serde::{Deserialize, Serialize};
 
 use crate::error::{EmbedError, Result};
 
-/// Limits applied before and during decoding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Limits applied before and during decoding; also the configuration
+/// file's `[limits]` section as it is (missing keys take the defaults,
+/// unknown keys are refused). Check a deserialised one with
+/// [`ImageLimits::validate`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ImageLimits {
     /// Largest accepted width, pixels.
     pub max_width: u32,
     /// Largest accepted height, pixels.
     pub max_height: u32,
-    /// Largest decoder allocation, bytes (the decoded image must fit).
-    pub max_alloc_bytes: u64,
+    /// Largest decoder allocation, bytes (the decoded image, and its RGB8
+    /// conversion, must fit).
+    pub max_decoded_bytes: u64,
     /// Largest file read, bytes.
     pub max_file_bytes: u64,
 }
@@ -27,9 +33,34 @@ impl Default for ImageLimits {
         ImageLimits {
             max_width: 16_384,
             max_height: 16_384,
-            max_alloc_bytes: 1 << 30,
+            max_decoded_bytes: 1 << 30,
             max_file_bytes: 256 << 20,
         }
+    }
+}
+
+/// The fewest bytes `max_file_bytes` may allow: enough to read the header
+/// that content sniffing and the declared size come from.
+pub const MIN_FILE_BYTES: u64 = 64;
+
+impl ImageLimits {
+    /// Checks that every limit lets something through: each at least 1,
+    /// and `max_file_bytes` at least [`MIN_FILE_BYTES`] so that a file's
+    /// header can be read. The message names the configuration key.
+    pub fn validate(&self) -> Result<()> {
+        let at_least = |key: &str, value: u64, min: u64| {
+            if value >= min {
+                Ok(())
+            } else {
+                Err(EmbedError::Input(format!(
+                    "limits.{key} must be at least {min}, not {value}"
+                )))
+            }
+        };
+        at_least("max_width", u64::from(self.max_width), 1)?;
+        at_least("max_height", u64::from(self.max_height), 1)?;
+        at_least("max_decoded_bytes", self.max_decoded_bytes, 1)?;
+        at_least("max_file_bytes", self.max_file_bytes, MIN_FILE_BYTES)
     }
 }
 
@@ -113,7 +144,7 @@ fn scaled_jpeg(bytes: &[u8], limits: &ImageLimits, min_shorter: u32) -> Option<R
         bytes,
         min_shorter,
         (limits.max_width, limits.max_height),
-        limits.max_alloc_bytes,
+        limits.max_decoded_bytes,
     )?;
     let rgb = RgbImage::from_raw(w, h, px)?;
     // EXIF orientation, from the header alone.
@@ -126,7 +157,7 @@ fn scaled_jpeg(bytes: &[u8], limits: &ImageLimits, min_shorter: u32) -> Option<R
     }
     let mut img = DynamicImage::ImageRgb8(rgb);
     img.apply_orientation(orientation);
-    Some(img.to_rgb8())
+    Some(flatten_rgb8(img))
 }
 
 /// Whether JPEG data is complete: an end-of-image marker (FF D9) follows the
@@ -145,7 +176,8 @@ pub fn jpeg_is_complete(bytes: &[u8]) -> bool {
 /// Decodes `bytes` (named `name` in errors) into RGB8: the format is sniffed
 /// from the content, the declared dimensions are checked against `limits`
 /// before any pixel is decoded, the EXIF orientation is applied, and every
-/// colour type (grey, alpha, 16-bit, palette, CMYK JPEG) becomes 8-bit RGB.
+/// colour type (grey, alpha, 16-bit, palette, CMYK JPEG) becomes 8-bit RGB,
+/// transparency composited onto [`ALPHA_BACKGROUND`] (see [`flatten_rgb8`]).
 /// Animated GIFs give their first frame.
 pub fn decode_rgb(bytes: &[u8], name: &Path, limits: &ImageLimits) -> Result<RgbImage> {
     let path = name.to_path_buf();
@@ -192,7 +224,7 @@ pub fn decode_rgb(bytes: &[u8], name: &Path, limits: &ImageLimits) -> Result<Rgb
     let mut lim = image::Limits::default();
     lim.max_image_width = Some(limits.max_width);
     lim.max_image_height = Some(limits.max_height);
-    lim.max_alloc = Some(limits.max_alloc_bytes);
+    lim.max_alloc = Some(limits.max_decoded_bytes);
     reader.limits(lim);
     let mut decoder = reader
         .into_decoder()
@@ -201,12 +233,12 @@ pub fn decode_rgb(bytes: &[u8], name: &Path, limits: &ImageLimits) -> Result<Rgb
     let need = decoder
         .total_bytes()
         .saturating_add(u64::from(w) * u64::from(h) * 3);
-    if need > limits.max_alloc_bytes {
+    if need > limits.max_decoded_bytes {
         return Err(EmbedError::TooLarge {
             path,
             reason: format!(
                 "{w} × {h} needs {need} bytes to decode, over the {} byte limit",
-                limits.max_alloc_bytes
+                limits.max_decoded_bytes
             ),
         });
     }
@@ -216,10 +248,88 @@ pub fn decode_rgb(bytes: &[u8], name: &Path, limits: &ImageLimits) -> Result<Rgb
     let mut img =
         DynamicImage::from_decoder(decoder).map_err(|e| classify(&path, e, Some((w, h))))?;
     img.apply_orientation(orientation);
-    Ok(match img {
+    Ok(flatten_rgb8(img))
+}
+
+/// The colour transparent pixels are composited onto before an image
+/// becomes RGB: mid grey. Grey keeps grey+alpha images grey; it is close
+/// to the normalisation means of every backbone (ImageNet's
+/// `[0.485, 0.456, 0.406]` and CLIP's are 104 to 124 in 8 bits), so
+/// transparent areas enter a model within half a standard deviation of
+/// zero, the most neutral input; and dark and light content both stay
+/// visible on it (white would hide a white logo, black a black one).
+pub const ALPHA_BACKGROUND: [u8; 3] = [128, 128, 128];
+
+/// 8-bit RGB of `img`: an image with an alpha channel is composited onto
+/// [`ALPHA_BACKGROUND`] (straight alpha: `a·c + (1 − a)·bg`, rounded to
+/// the nearest value), so that images differing only in their
+/// transparency stay different; other colour types are converted as they are.
+pub fn flatten_rgb8(img: DynamicImage) -> RgbImage {
+    use image::Rgb;
+    let bg = ALPHA_BACKGROUND;
+    // Each pixel straight from the decoded buffer: no intermediate copy,
+    // so the allocation limit's accounting (decoded + RGB8) still holds.
+    match img {
         DynamicImage::ImageRgb8(rgb) => rgb,
+        DynamicImage::ImageRgba8(im) => RgbImage::from_fn(im.width(), im.height(), |x, y| {
+            let [r, g, b, a] = im.get_pixel(x, y).0;
+            Rgb([over8(r, a, bg[0]), over8(g, a, bg[1]), over8(b, a, bg[2])])
+        }),
+        DynamicImage::ImageLumaA8(im) => RgbImage::from_fn(im.width(), im.height(), |x, y| {
+            let [l, a] = im.get_pixel(x, y).0;
+            Rgb([over8(l, a, bg[0]), over8(l, a, bg[1]), over8(l, a, bg[2])])
+        }),
+        DynamicImage::ImageRgba16(im) => RgbImage::from_fn(im.width(), im.height(), |x, y| {
+            let [r, g, b, a] = im.get_pixel(x, y).0;
+            Rgb([
+                over16(r, a, bg[0]),
+                over16(g, a, bg[1]),
+                over16(b, a, bg[2]),
+            ])
+        }),
+        DynamicImage::ImageLumaA16(im) => RgbImage::from_fn(im.width(), im.height(), |x, y| {
+            let [l, a] = im.get_pixel(x, y).0;
+            Rgb([
+                over16(l, a, bg[0]),
+                over16(l, a, bg[1]),
+                over16(l, a, bg[2]),
+            ])
+        }),
+        DynamicImage::ImageRgba32F(im) => RgbImage::from_fn(im.width(), im.height(), |x, y| {
+            let [r, g, b, a] = im.get_pixel(x, y).0;
+            Rgb([overf(r, a, bg[0]), overf(g, a, bg[1]), overf(b, a, bg[2])])
+        }),
+        // A colour type with alpha that a later `image` may add: through 16 bits.
+        other if other.color().has_alpha() => {
+            flatten_rgb8(DynamicImage::ImageRgba16(other.to_rgba16()))
+        }
         other => other.to_rgb8(),
-    })
+    }
+}
+
+/// `c` over `bg` with 8-bit straight alpha `a`, rounded to nearest:
+/// `(a·c + (255 − a)·bg) / 255`. (255 is odd, so no value lies halfway.)
+fn over8(c: u8, a: u8, bg: u8) -> u8 {
+    let (c, a, bg) = (u32::from(c), u32::from(a), u32::from(bg));
+    ((a * c + (255 - a) * bg + 127) / 255) as u8
+}
+
+/// `c` over `bg` with 16-bit straight alpha `a`, rounded to nearest in 8
+/// bits: `(a·c + (65535 − a)·257·bg) / (65535·257)`. Opaque pixels give
+/// `round(c / 257)`, what the plain 16-to-8-bit conversion gives.
+fn over16(c: u16, a: u16, bg: u8) -> u8 {
+    const DIV: u64 = 65_535 * 257;
+    let (c, a, bg) = (u64::from(c), u64::from(a), u64::from(bg) * 257);
+    ((a * c + (65_535 - a) * bg + DIV / 2) / DIV) as u8
+}
+
+/// `c` over `bg` with float straight alpha `a` (both clamped to `[0, 1]`),
+/// rounded to nearest in 8 bits; opaque pixels give what the plain float
+/// conversion gives, `round(255·c)`.
+fn overf(c: f32, a: f32, bg: u8) -> u8 {
+    let (c, a) = (c.clamp(0.0, 1.0), a.clamp(0.0, 1.0));
+    let v = a * c + (1.0 - a) * (f32::from(bg) / 255.0);
+    (v * 255.0).round().clamp(0.0, 255.0) as u8
 }
 
 fn classify(path: &Path, e: image::ImageError, dims: Option<(u32, u32)>) -> EmbedError {
@@ -246,5 +356,100 @@ fn classify(path: &Path, e: image::ImageError, dims: Option<(u32, u32)>) -> Embe
             path,
             reason: other.to_string(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_read_as_the_config_section_with_defaults() {
+        let l: ImageLimits = serde_json::from_str(r#"{"max_width": 100}"#).unwrap();
+        assert_eq!(
+            l,
+            ImageLimits {
+                max_width: 100,
+                ..ImageLimits::default()
+            }
+        );
+        let all: ImageLimits = serde_json::from_str(
+            r#"{"max_width": 1, "max_height": 2, "max_decoded_bytes": 3, "max_file_bytes": 64}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                all.max_width,
+                all.max_height,
+                all.max_decoded_bytes,
+                all.max_file_bytes
+            ),
+            (1, 2, 3, 64)
+        );
+        let json = serde_json::to_value(ImageLimits::default()).unwrap();
+        let mut keys: Vec<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                "max_decoded_bytes",
+                "max_file_bytes",
+                "max_height",
+                "max_width"
+            ]
+        );
+        // The old name, or a typo, is refused rather than ignored.
+        let err = serde_json::from_str::<ImageLimits>(r#"{"max_alloc_bytes": 5}"#).unwrap_err();
+        assert!(err.to_string().contains("max_alloc_bytes"), "{err}");
+    }
+
+    #[test]
+    fn limits_that_let_nothing_through_are_refused_by_key() {
+        assert!(ImageLimits::default().validate().is_ok());
+        let ok = ImageLimits {
+            max_width: 1,
+            max_height: 1,
+            max_decoded_bytes: 1,
+            max_file_bytes: MIN_FILE_BYTES,
+        };
+        assert!(ok.validate().is_ok());
+        let cases = [
+            (
+                ImageLimits { max_width: 0, ..ok },
+                "limits.max_width must be at least 1, not 0",
+            ),
+            (
+                ImageLimits {
+                    max_height: 0,
+                    ..ok
+                },
+                "limits.max_height must be at least 1, not 0",
+            ),
+            (
+                ImageLimits {
+                    max_decoded_bytes: 0,
+                    ..ok
+                },
+                "limits.max_decoded_bytes must be at least 1, not 0",
+            ),
+            (
+                ImageLimits {
+                    max_file_bytes: 10,
+                    ..ok
+                },
+                "limits.max_file_bytes must be at least 64, not 10",
+            ),
+        ];
+        for (limits, message) in cases {
+            let err = limits.validate().unwrap_err();
+            assert!(matches!(err, EmbedError::Input(_)), "{err}");
+            assert_eq!(err.kind(), imgsim_common::ErrorKind::Invalid);
+            assert!(err.to_string().ends_with(message), "{err}");
+        }
     }
 }

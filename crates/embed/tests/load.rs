@@ -4,7 +4,11 @@ use std::io::Cursor;
 use std::path::Path;
 
 use image::{DynamicImage, ImageFormat, Rgb, RgbImage};
-use imgsim_embed::{decode_rgb, load_rgb, EmbedError, ImageLimits};
+use imgsim_embed::load::ALPHA_BACKGROUND;
+use imgsim_embed::{
+    decode_rgb, load_rgb, Backbone, EmbedError, Embedder, ImageLimits, PretrainedEmbedder,
+    WeightsSource,
+};
 
 fn encode(img: &DynamicImage, format: ImageFormat) -> Vec<u8> {
     let mut buf = Cursor::new(Vec::new());
@@ -50,24 +54,27 @@ fn every_supported_format_and_colour_type_becomes_rgb8() {
         4,
         image::LumaA([10, 128]),
     ));
+    // Half transparent: composited onto the grey background,
+    // (128·10 + 127·128) / 255 = 69.3.
     assert_eq!(
         decode(&encode(&la, ImageFormat::Png))
             .unwrap()
             .get_pixel(1, 1)
             .0,
-        [10, 10, 10]
+        [69, 69, 69]
     );
     let rgba = DynamicImage::ImageRgba8(image::RgbaImage::from_pixel(
         3,
         3,
         image::Rgba([1, 2, 3, 0]),
     ));
+    // Fully transparent: the background alone.
     assert_eq!(
         decode(&encode(&rgba, ImageFormat::Png))
             .unwrap()
             .get_pixel(2, 2)
             .0,
-        [1, 2, 3]
+        ALPHA_BACKGROUND
     );
     let wide = DynamicImage::ImageRgb16(image::ImageBuffer::from_pixel(
         3,
@@ -181,7 +188,7 @@ fn a_decompression_bomb_is_refused_by_its_declared_size() {
     assert!(err.to_string().contains("50000"), "{err}");
     // Within width/height limits but over the allocation limit.
     let tight = ImageLimits {
-        max_alloc_bytes: 1 << 20,
+        max_decoded_bytes: 1 << 20,
         ..ImageLimits::default()
     };
     let err = decode_rgb(&png_claiming(4000, 4000), Path::new("bomb.png"), &tight).unwrap_err();
@@ -300,4 +307,185 @@ fn reduced_jpeg_decoding_scales_orients_and_falls_back_on_damage() {
             .dimensions(),
         (30, 20)
     );
+}
+
+/// The same colours under five alpha channels: opaque, uniform 200, 100
+/// and 0, and a ramp.
+fn alpha_variants() -> Vec<image::RgbaImage> {
+    let rgb = gradient(32, 24);
+    let alphas: [&dyn Fn(u32, u32) -> u8; 5] =
+        [&|_, _| 255, &|_, _| 200, &|_, _| 100, &|_, _| 0, &|x, _| {
+            (x * 8) as u8
+        }];
+    alphas
+        .iter()
+        .map(|alpha| {
+            image::RgbaImage::from_fn(32, 24, |x, y| {
+                let [r, g, b] = rgb.get_pixel(x, y).0;
+                image::Rgba([r, g, b, alpha(x, y)])
+            })
+        })
+        .collect()
+}
+
+fn assert_pairwise_different<T: PartialEq>(items: &[T], what: &str) {
+    for i in 0..items.len() {
+        for j in i + 1..items.len() {
+            assert!(items[i] != items[j], "{what} {i} and {j} are identical");
+        }
+    }
+}
+
+#[test]
+fn images_differing_only_in_alpha_decode_to_different_pixels() {
+    let variants = alpha_variants();
+    let decoded: Vec<RgbImage> = variants
+        .iter()
+        .map(|v| {
+            decode(&encode(
+                &DynamicImage::ImageRgba8(v.clone()),
+                ImageFormat::Png,
+            ))
+            .unwrap()
+        })
+        .collect();
+    assert_pairwise_different(&decoded, "decoded images");
+    // Straight alpha over the background, rounded: a·c + (1 − a)·bg.
+    let c = gradient(32, 24).get_pixel(20, 10).0;
+    for (img, a) in decoded.iter().zip([255u32, 200, 100, 0, 160]) {
+        let want: Vec<u8> = (0..3)
+            .map(|i| {
+                let exact = (a * u32::from(c[i]) + (255 - a) * u32::from(ALPHA_BACKGROUND[i]))
+                    as f64
+                    / 255.0;
+                exact.round() as u8
+            })
+            .collect();
+        assert_eq!(img.get_pixel(20, 10).0.to_vec(), want, "alpha {a}");
+    }
+    // Fully transparent is the background everywhere.
+    assert!(decoded[3].pixels().all(|p| p.0 == ALPHA_BACKGROUND));
+    // 16-bit RGBA as well.
+    let wide: Vec<RgbImage> = variants
+        .iter()
+        .map(|v| {
+            let v16 = DynamicImage::ImageRgba8(v.clone()).to_rgba16();
+            decode(&encode(&DynamicImage::ImageRgba16(v16), ImageFormat::Png)).unwrap()
+        })
+        .collect();
+    assert_pairwise_different(&wide, "16-bit decoded images");
+    // 8 and 16 bits composite to within one step of each other.
+    for (a, b) in decoded.iter().zip(&wide) {
+        for (p, q) in a.pixels().zip(b.pixels()) {
+            for i in 0..3 {
+                assert!(p[i].abs_diff(q[i]) <= 1, "{:?} vs {:?}", p.0, q.0);
+            }
+        }
+    }
+}
+
+#[test]
+fn opaque_alpha_decodes_exactly_like_no_alpha() {
+    let rgb = gradient(32, 24);
+    let plain = DynamicImage::ImageRgb8(rgb.clone());
+    let opaque = DynamicImage::ImageRgba8(plain.to_rgba8());
+    for f in [ImageFormat::Png, ImageFormat::Tiff, ImageFormat::WebP] {
+        assert_eq!(
+            decode(&encode(&opaque, f)).unwrap(),
+            decode(&encode(&plain, f)).unwrap(),
+            "{f:?}"
+        );
+    }
+    assert_eq!(decode(&encode(&opaque, ImageFormat::Png)).unwrap(), rgb);
+    // 16 bits: opaque RGBA16 as RGB16, values that do not sit on 257 steps.
+    let rgb16 = image::ImageBuffer::from_fn(32, 24, |x, y| {
+        Rgb([(x * 2047 + y * 13) as u16, (y * 2731) as u16, 40_000u16])
+    });
+    let rgba16 = image::ImageBuffer::from_fn(32, 24, |x, y| {
+        let [r, g, b] = rgb16.get_pixel(x, y).0;
+        image::Rgba([r, g, b, 65_535u16])
+    });
+    assert_eq!(
+        decode(&encode(
+            &DynamicImage::ImageRgba16(rgba16),
+            ImageFormat::Png
+        ))
+        .unwrap(),
+        decode(&encode(&DynamicImage::ImageRgb16(rgb16), ImageFormat::Png)).unwrap()
+    );
+}
+
+#[test]
+fn grey_with_alpha_is_composited_and_opaque_grey_alpha_is_plain_grey() {
+    let grey = image::GrayImage::from_fn(20, 10, |x, y| image::Luma([(x * 12 + y) as u8]));
+    let with_alpha = |alpha: u8| {
+        DynamicImage::ImageLumaA8(image::GrayAlphaImage::from_fn(20, 10, |x, y| {
+            image::LumaA([grey.get_pixel(x, y)[0], alpha])
+        }))
+    };
+    let plain = decode(&encode(
+        &DynamicImage::ImageLuma8(grey.clone()),
+        ImageFormat::Png,
+    ))
+    .unwrap();
+    assert_eq!(
+        decode(&encode(&with_alpha(255), ImageFormat::Png)).unwrap(),
+        plain
+    );
+    let decoded: Vec<RgbImage> = [255, 180, 90, 0]
+        .map(|a| decode(&encode(&with_alpha(a), ImageFormat::Png)).unwrap())
+        .to_vec();
+    assert_pairwise_different(&decoded, "grey+alpha images");
+    // Still grey: the background is grey.
+    assert!(decoded
+        .iter()
+        .all(|img| img.pixels().all(|p| p[0] == p[1] && p[1] == p[2])));
+    // 16-bit grey+alpha too.
+    let la16 = DynamicImage::ImageLumaA16(image::ImageBuffer::from_fn(20, 10, |x, _| {
+        image::LumaA([(x * 3000) as u16, 32_768u16])
+    }));
+    let img = decode(&encode(&la16, ImageFormat::Png)).unwrap();
+    // (32768·15000 + 32767·257·128) / (65535·257) = 93.2
+    assert_eq!(img.get_pixel(5, 0).0, [93, 93, 93]);
+}
+
+#[test]
+fn a_gif_with_transparency_shows_the_background_where_transparent() {
+    // Two colours, left half transparent: exact in a GIF palette.
+    let frame = image::RgbaImage::from_fn(16, 8, |x, _| {
+        if x < 8 {
+            image::Rgba([200, 10, 10, 0])
+        } else {
+            image::Rgba([10, 200, 10, 255])
+        }
+    });
+    let img = decode(&encode(&DynamicImage::ImageRgba8(frame), ImageFormat::Gif)).unwrap();
+    assert_eq!(img.get_pixel(2, 3).0, ALPHA_BACKGROUND);
+    assert_eq!(img.get_pixel(12, 3).0, [10, 200, 10]);
+}
+
+#[test]
+fn images_differing_only_in_alpha_embed_to_different_vectors() {
+    let embedder = PretrainedEmbedder::load(
+        Backbone::Resnet18,
+        Some(&WeightsSource::Synthetic { seed: 7 }),
+    )
+    .unwrap();
+    let decoded: Vec<RgbImage> = alpha_variants()
+        .into_iter()
+        .map(|v| decode(&encode(&DynamicImage::ImageRgba8(v), ImageFormat::Png)).unwrap())
+        .collect();
+    let vectors = embedder.embed_images(&decoded).unwrap();
+    assert_eq!(vectors.len(), 5);
+    for i in 0..5 {
+        for j in i + 1..5 {
+            let d: f32 = vectors[i]
+                .iter()
+                .zip(&vectors[j])
+                .map(|(a, b)| (a - b) * (a - b))
+                .sum::<f32>()
+                .sqrt();
+            assert!(d > 1e-3, "vectors {i} and {j} are {d} apart");
+        }
+    }
 }

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
+use imgsim_common::{ErrorKind, FaultyFs, Op};
 use imgsim_embed::autoencoder::checkpoint;
 use imgsim_embed::autoencoder::train::{TrainData, TrainOptions, Trainer};
 use imgsim_embed::{
@@ -286,6 +287,116 @@ fn broken_checkpoints_are_typed_errors() {
         )
         .unwrap_err();
     assert!(matches!(err, EmbedError::Input(_)), "{err}");
+}
+
+/// What tells two checkpoints apart: size, training record, weights.
+fn fingerprint(dir: &Path) -> (usize, String, String) {
+    let ck = checkpoint::load(dir).unwrap();
+    (ck.config.dim, ck.training.dataset, ck.digest)
+}
+
+#[test]
+fn an_interrupted_checkpoint_save_leaves_a_whole_checkpoint() {
+    let small = AutoencoderConfig {
+        widths: vec![4, 8],
+        ..AutoencoderConfig::grey28(8)
+    };
+    let large = AutoencoderConfig {
+        dim: 16,
+        ..small.clone()
+    };
+    let seeded = |seed| TrainOptions {
+        seed,
+        ..Default::default()
+    };
+    let old = Trainer::new(&small, &seeded(1), "old").unwrap();
+    let new = Trainer::new(&large, &seeded(2), "new").unwrap();
+    let whole = |t: &Trainer| {
+        let d = tempfile::tempdir().unwrap();
+        t.save(d.path()).unwrap();
+        fingerprint(d.path())
+    };
+    let (old_ck, new_ck) = (whole(&old), whole(&new));
+    assert_ne!(old_ck, new_ck);
+
+    let dir = tempfile::tempdir().unwrap();
+    let weights = dir.path().join(checkpoint::WEIGHTS_FILE);
+    let fs = FaultyFs::new();
+    let mut faults = 0;
+    // Every operation of the save fails once (EIO), then from each
+    // operation on everything fails (a disk that filled up: ENOSPC).
+    for (errno, sticky, kind) in [
+        (5, false, ErrorKind::Internal),
+        (28, true, ErrorKind::StorageFull),
+    ] {
+        for n in 0.. {
+            old.save(dir.path()).unwrap();
+            fs.fail(None, n, errno, sticky);
+            let result = new.save_with(&fs, dir.path());
+            if !fs.tripped() {
+                result.unwrap();
+                assert_eq!(fingerprint(dir.path()), new_ck);
+                assert!(n >= 6, "a save is at least two writes of three steps");
+                break;
+            }
+            faults += 1;
+            let err = result.unwrap_err();
+            assert!(matches!(err, EmbedError::Write { .. }), "{err}");
+            assert_eq!(err.kind(), kind, "{err}");
+            let (op, path) = fs.ops().last().cloned().unwrap();
+            let got = fingerprint(dir.path());
+            // Until the new weights are renamed into place, the previous
+            // checkpoint; from then on, the new one. Never a mix.
+            let committed = !(path == weights && matches!(op, Op::Write | Op::Rename));
+            let expected = if committed { &new_ck } else { &old_ck };
+            assert_eq!(&got, expected, "fault {n} in {op:?} of {}", path.display());
+            assert_eq!(
+                checkpoint::read_config(dir.path())
+                    .unwrap()
+                    .training
+                    .dataset,
+                got.1
+            );
+            assert_eq!(
+                Trainer::resume(dir.path(), &seeded(3))
+                    .unwrap()
+                    .epochs_done(),
+                0
+            );
+        }
+    }
+    assert!(faults >= 12, "{faults} faults injected");
+}
+
+#[test]
+fn checkpoints_saved_without_the_weights_digest_still_load() {
+    // As written before the weights carried their config: plain
+    // safetensors and a config.json without the digest.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = AutoencoderConfig {
+        widths: vec![4, 8],
+        ..AutoencoderConfig::grey28(8)
+    };
+    Trainer::new(&cfg, &TrainOptions::default(), "legacy")
+        .unwrap()
+        .save(dir.path())
+        .unwrap();
+    let before = fingerprint(dir.path());
+    let w = dir.path().join(checkpoint::WEIGHTS_FILE);
+    let tensors = candle_core::safetensors::load(&w, &Device::Cpu).unwrap();
+    save(&tensors, &w);
+    let c = dir.path().join(checkpoint::CONFIG_FILE);
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&c).unwrap()).unwrap();
+    assert!(json
+        .as_object_mut()
+        .unwrap()
+        .remove(checkpoint::WEIGHTS_DIGEST_KEY)
+        .is_some());
+    std::fs::write(&c, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+    let after = fingerprint(dir.path());
+    assert_eq!((after.0, &after.1), (before.0, &before.1));
+    assert_ne!(after.2, before.2, "the weights file was rewritten");
 }
 
 #[test]

@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
+use imgsim_common::Storage;
 
 use super::checkpoint::{self, CheckpointConfig, EpochStats, TrainingState};
 use super::{Autoencoder, AutoencoderConfig};
@@ -121,17 +122,32 @@ impl Trainer {
     /// estimates are not saved, so they restart from zero; everything else
     /// (weights, epoch count, the shuffling sequence) continues.
     pub fn resume(path: &Path, opts: &TrainOptions) -> Result<Self> {
-        let ck = checkpoint::read_config(path)?;
-        let (weights_path, _) = checkpoint::paths(path);
-        let mut varmap = VarMap::new();
+        let checkpoint::Parts {
+            config: ck,
+            bytes,
+            weights_path,
+        } = checkpoint::read_parts(path)?;
+        let err = |reason: String| EmbedError::Checkpoint {
+            path: weights_path.clone(),
+            reason: format!("cannot resume: {reason}"),
+        };
+        let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
         let model = Autoencoder::new(&ck.model, vb)?;
-        varmap
-            .load(&weights_path)
-            .map_err(|e| EmbedError::Checkpoint {
-                path: weights_path.clone(),
-                reason: format!("cannot resume: {e}"),
-            })?;
+        let saved = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
+            .map_err(|e| err(format!("not a valid safetensors file ({e})")))?;
+        for (name, var) in varmap
+            .data()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let value = saved
+                .get(name)
+                .ok_or_else(|| err(format!("no tensor `{name}` in the weights")))?;
+            var.set(value)
+                .map_err(|e| err(format!("tensor `{name}`: {e}")))?;
+        }
         let mut state = ck.training;
         state.seed = opts.seed;
         state.batch_size = opts.batch_size;
@@ -264,9 +280,18 @@ impl Trainer {
         Ok(stats)
     }
 
-    /// Saves a checkpoint into folder `dir` (atomically).
+    /// Saves a checkpoint into folder `dir` on the local file system
+    /// (see [`Trainer::save_with`]).
     pub fn save(&self, dir: &Path) -> Result<()> {
-        checkpoint::save(
+        self.save_with(&*imgsim_common::local(), dir)
+    }
+
+    /// Saves a checkpoint into folder `dir` through `storage` (durably; an
+    /// interrupted save leaves the previous checkpoint or this one, whole:
+    /// see [`checkpoint::save_with`]).
+    pub fn save_with(&self, storage: &dyn Storage, dir: &Path) -> Result<()> {
+        checkpoint::save_with(
+            storage,
             dir,
             &self.varmap,
             &CheckpointConfig {
