@@ -19,7 +19,7 @@ const RSS_BOUND_MIB: u64 = 768;
 
 fn limits() -> ImageLimits {
     ImageLimits {
-        max_alloc_bytes: MAX_DECODED,
+        max_decoded_bytes: MAX_DECODED,
         ..ImageLimits::default()
     }
 }

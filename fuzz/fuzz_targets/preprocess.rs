@@ -14,7 +14,7 @@ fuzz_target!(|data: &[u8]| {
     let limits = ImageLimits {
         max_width: 4096,
         max_height: 4096,
-        max_alloc_bytes: 64 << 20,
+        max_decoded_bytes: 64 << 20,
         max_file_bytes: 16 << 20,
     };
     let name = Path::new("fuzz-input");
