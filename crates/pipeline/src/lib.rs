@@ -12,7 +12,9 @@ pub mod indexer;
 pub mod model;
 pub mod search;
 pub mod store;
+pub mod thumbnails;
 pub mod train;
+pub mod uploads;
 
 pub use error::{PipelineError, Result};
 pub use files::{walk, Failure, FoundFile, Walk};
