@@ -4,11 +4,45 @@ const $ = (id) => document.getElementById(id);
 let collection = '';
 let browseOffset = 0;
 const PAGE = 24;
+// Each collection's metric (from /collections): what its scores mean.
+const metrics = {};
 
 function showError(msg) {
   const e = $('error');
   e.textContent = msg || '';
   e.hidden = !msg;
+}
+
+// The query image shown beside the results (object URLs are released).
+function setQueryImage(src) {
+  const img = $('query-img');
+  if (img.src.startsWith('blob:')) URL.revokeObjectURL(img.src);
+  if (src) img.src = src; else img.removeAttribute('src');
+}
+
+// Shows no answer: a failed search clears the previous one (its results
+// and query), so that they are never taken for this query's.
+function clearResults() {
+  $('results').innerHTML = '';
+  $('summary').textContent = '';
+  delete $('summary').dataset.recall;
+  $('score-note').textContent = '';
+  setQueryImage(null);
+  $('query').hidden = true;
+}
+
+function searchFailed(msg) {
+  clearResults();
+  showError(msg);
+}
+
+// What the scores of the current collection are, and which way is closer.
+function scoreMeaning() {
+  switch (metrics[collection]) {
+    case 'cosine': return { label: 'similarity', note: 'Scores are cosine similarities: higher is closer.' };
+    case 'l2': return { label: 'distance', note: 'Scores are L2 distances: lower is closer.' };
+    default: return { label: 'score', note: '' };
+  }
 }
 
 async function api(path, opts) {
@@ -46,19 +80,22 @@ function card(item, extra, onClick) {
 
 function k() { return Math.max(1, Math.min(100, parseInt($('k').value, 10) || 12)); }
 
-function render(answer, label) {
+function render(answer, label, querySrc) {
   const exactIds = new Set((answer.exact || []).map((r) => r.id));
+  const meaning = scoreMeaning();
   const t = answer.timings;
   $('summary').textContent =
     `${label}: ${answer.results.length} results in ${answer.took_ms.toFixed(1)} ms ` +
     `(decode ${t.decode_ms.toFixed(1)}, embed ${t.embed_ms.toFixed(1)}, search ${t.search_ms.toFixed(2)}, exact ${t.exact_ms.toFixed(2)} ms; ef ${answer.ef}) · ` +
     `recall@${answer.results.length} against exact search: ${answer.recall_at_k == null ? 'n/a' : answer.recall_at_k.toFixed(3)}`;
   $('summary').dataset.recall = answer.recall_at_k;
+  $('score-note').textContent = meaning.note;
+  setQueryImage(querySrc);
   $('query').hidden = false;
   const grid = $('results');
   grid.innerHTML = '';
   for (const r of answer.results) {
-    const c = card(r, `#${r.rank} · ${r.score.toFixed(4)}`, () => searchById(r.id, r.path));
+    const c = card(r, `#${r.rank} · ${meaning.label} ${r.score.toFixed(4)}`, () => searchById(r.id, r.path));
     if (answer.exact && !exactIds.has(r.id)) c.classList.add('miss');
     grid.appendChild(c);
   }
@@ -66,26 +103,29 @@ function render(answer, label) {
 
 async function searchImage(file) {
   showError('');
-  $('query-img').src = URL.createObjectURL(file);
   const form = new FormData();
   form.append('image', file);
   try {
     const a = await api(`/collections/${encodeURIComponent(collection)}/search?k=${k()}&with_recall=true`, { method: 'POST', body: form });
-    render(a, file.name);
-  } catch (e) { showError(e.message); }
+    // The query image is shown with its results only: a file the server
+    // refuses is never shown as a broken image.
+    render(a, file.name, URL.createObjectURL(file));
+  } catch (e) { searchFailed(e.message); }
 }
 
 async function searchById(id, path) {
   showError('');
-  $('query-img').src = thumb(id);
   try {
     const a = await api(`/collections/${encodeURIComponent(collection)}/search`, {
       method: 'POST', headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ id, k: k(), with_recall: true }),
     });
-    render(a, `more like ${path.split('/').pop()}`);
+    render(a, `more like ${path.split('/').pop()}`, thumb(id));
     show('search');
-  } catch (e) { showError(e.message); }
+  } catch (e) {
+    searchFailed(e.message);
+    show('search');
+  }
 }
 
 async function browse() {
@@ -111,7 +151,9 @@ async function stats() {
   const t = $('stats');
   t.innerHTML = '';
   row(t, 'images', s.count);
+  metrics[s.name] = s.metric;
   row(t, 'vectors', `${s.dim}-d, ${s.metric}`);
+  row(t, 'scores', scoreMeaning().note || 'n/a');
   row(t, 'embedder', s.embedder ? `${s.embedder.identity.architecture} (${s.embedder.identity.weights_origin})` : 'none');
   row(t, 'HNSW', `m ${s.index.m}, ef_construction ${s.index.ef_construction}`);
   row(t, 'ef in use', s.ef + (s.target_recall ? ` (holding recall ≥ ${s.target_recall})` : ''));
@@ -151,13 +193,21 @@ async function init() {
   const list = await api('/collections');
   const sel = $('collection');
   for (const c of list.collections) {
+    metrics[c.name] = c.metric;
     const o = document.createElement('option');
     o.value = c.name;
     o.textContent = `${c.name} (${c.count})`;
     sel.appendChild(o);
   }
   collection = sel.value;
-  sel.addEventListener('change', () => { collection = sel.value; browseOffset = 0; show('search'); });
+  sel.addEventListener('change', () => {
+    collection = sel.value;
+    browseOffset = 0;
+    // Results of another collection would be mislabelled (thumbnails, scores).
+    clearResults();
+    showError('');
+    show('search');
+  });
   for (const b of document.querySelectorAll('.tab')) b.addEventListener('click', () => show(b.dataset.view));
   $('file').addEventListener('change', (e) => { if (e.target.files[0]) searchImage(e.target.files[0]); });
   const drop = $('drop');

@@ -13,7 +13,9 @@ pub mod indexer;
 pub mod model;
 pub mod search;
 pub mod store;
+pub mod thumbnails;
 pub mod train;
+pub mod uploads;
 
 pub use error::{PipelineError, Result};
 pub use files::{walk, walk_with, Failure, FoundFile, Walk, WalkOptions};

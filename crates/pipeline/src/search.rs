@@ -1,8 +1,9 @@
-//! Queries by example: embed an image the way the collection was indexed,
-//! search, resolve ids to files, measure recall against exact search, and
-//! find groups of near-duplicates.
+//! Queries by example: the one search routine ([`run`]: embed a query
+//! image the way the collection was indexed, search, resolve ids to files,
+//! measure recall against exact search), used by the CLI and the service
+//! alike; and groups of near-duplicates.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use imgsim_embed::{decode_rgb, decode_rgb_reduced, Embedder, ImageLimits};
@@ -133,23 +134,221 @@ impl imgsim_index::IdFilter for Except {
     }
 }
 
-/// The answer to a query, with timings and (optionally) the exact answer.
+/// What a search looks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Query {
+    /// A vector of the collection's dimension.
+    Vector(Vec<f32>),
+    /// The vector of an indexed item; the item itself is left out of the results.
+    Id(u64),
+    /// Image bytes (an upload); `name` is used in messages only.
+    Image {
+        /// The encoded image.
+        bytes: Vec<u8>,
+        /// Its name (for messages).
+        name: String,
+    },
+    /// An image file, read with the image limits.
+    File(PathBuf),
+}
+
+impl Query {
+    /// True when the query is an image, which needs the collection's embedder.
+    pub fn needs_embedder(&self) -> bool {
+        match self {
+            Query::Vector(_) | Query::Id(_) => false,
+            Query::Image { .. } | Query::File(_) => true,
+        }
+    }
+}
+
+/// How to search.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SearchOptions {
+    /// Number of results (at least 1).
+    pub k: usize,
+    /// HNSW candidate list size; `None`: the collection's `ef_search`.
+    /// Raised to `k` when smaller.
+    pub ef: Option<usize>,
+    /// Exact (brute-force) search instead of HNSW.
+    pub exact_only: bool,
+    /// Also search exactly, and measure recall@k of the answer against it.
+    pub with_recall: bool,
+}
+
+impl SearchOptions {
+    /// `k` nearest by HNSW with the default ef, without recall.
+    pub fn k(k: usize) -> SearchOptions {
+        SearchOptions {
+            k,
+            ef: None,
+            exact_only: false,
+            with_recall: false,
+        }
+    }
+}
+
+/// What embeds query images the way the collection's images were embedded.
+#[derive(Clone, Copy)]
+pub struct QueryEmbedder<'a> {
+    /// The collection's embedder (verified against its record).
+    pub embedder: &'a dyn Embedder,
+    /// The collection's embedder record (decode settings).
+    pub record: &'a EmbedderRecord,
+    /// Limits on files and decoded images.
+    pub limits: &'a ImageLimits,
+}
+
+impl std::fmt::Debug for QueryEmbedder<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueryEmbedder")
+            .field("record", self.record)
+            .field("limits", self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a search's time went, milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Timings {
+    /// Reading, decoding and preprocessing a query image (0 otherwise).
+    pub decode_ms: f64,
+    /// Running the model on a query image (0 otherwise).
+    pub embed_ms: f64,
+    /// The search (HNSW, or exact with `exact_only`).
+    pub search_ms: f64,
+    /// The exact search run for recall (0 without `with_recall`).
+    pub exact_ms: f64,
+}
+
+/// The answer to a query: results, the exact answer and recall when asked
+/// for, timings, and what was searched.
 #[derive(Debug, Clone, Serialize)]
 pub struct Answer {
-    /// Approximate (HNSW) results, nearest first.
+    /// Results, nearest first.
     pub results: Vec<Hit>,
-    /// Milliseconds: embedding (0 for a query by id) plus search.
+    /// Milliseconds in [`run`]: reading and embedding a query image,
+    /// searching, the exact search with recall, and resolving paths.
     pub took_ms: f64,
-    /// Exact results, when asked for.
+    /// Its parts.
+    pub timings: Timings,
+    /// The ef used (0 for exact search).
+    pub ef: usize,
+    /// Exact results, when recall was asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exact: Option<Vec<Hit>>,
     /// Recall@k of `results` against `exact` (ties at the k-th distance count).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recall_at_k: Option<f64>,
+    /// The vector searched (for a live recall estimate, which re-runs it exactly).
+    #[serde(skip)]
+    pub vector: Vec<f32>,
+    /// The neighbours found, as distances (what `results` was made from).
+    #[serde(skip)]
+    pub neighbors: Vec<Neighbor>,
+    /// The item left out of the results (a query by id).
+    #[serde(skip)]
+    pub excluded: Option<u64>,
+}
+
+/// Runs one query: embeds it if it is an image (`embedder` is needed
+/// then), searches `k` nearest (HNSW with `ef`, or exactly), and with
+/// `with_recall` also exactly, giving recall@k. A query by id leaves that
+/// item out. The one search routine of imgsim: the CLI's `query` and the
+/// service's search both call it.
+pub fn run(
+    collection: &Collection,
+    embedder: Option<&QueryEmbedder<'_>>,
+    query: Query,
+    options: &SearchOptions,
+) -> Result<Answer> {
+    let started = Instant::now();
+    let k = options.k;
+    if k == 0 {
+        return Err(PipelineError::Invalid("k must be at least 1".into()));
+    }
+    let mut timings = Timings::default();
+    let (vector, excluded) = match query {
+        Query::Vector(v) => (v, None),
+        Query::Id(id) => match collection.vector(id) {
+            Ok(v) => (v, Some(id)),
+            Err(imgsim_index::IndexError::NotFound(_)) => {
+                return Err(PipelineError::NotFound(format!("with id {id}")))
+            }
+            Err(e) => return Err(e.into()),
+        },
+        Query::Image { bytes, name } => {
+            let e = query_embedder(embedder)?;
+            let t = embed_bytes_timed(e.embedder, e.record, &bytes, Path::new(&name), e.limits)?;
+            timings.decode_ms = t.decode_ms;
+            timings.embed_ms = t.embed_ms;
+            (t.vector, None)
+        }
+        Query::File(path) => {
+            let e = query_embedder(embedder)?;
+            let t0 = Instant::now();
+            let bytes = imgsim_embed::load::read_limited(&path, e.limits)?;
+            let read_ms = t0.elapsed().as_secs_f64() * 1e3;
+            let t = embed_bytes_timed(e.embedder, e.record, &bytes, &path, e.limits)?;
+            timings.decode_ms = read_ms + t.decode_ms;
+            timings.embed_ms = t.embed_ms;
+            (t.vector, None)
+        }
+    };
+    let not = excluded.map(Except);
+    let filter = not.as_ref().map(|f| f as &dyn imgsim_index::IdFilter);
+    let ef = options
+        .ef
+        .unwrap_or(collection.spec().params.ef_search)
+        .max(k);
+    let t = Instant::now();
+    let found = if options.exact_only {
+        collection.search_exact(&vector, k, filter)?
+    } else {
+        collection.search(&vector, k, Some(ef), filter)?
+    };
+    timings.search_ms = t.elapsed().as_secs_f64() * 1e3;
+    let results = hits(collection, &found)?;
+    let (exact, recall_at_k) = match (options.with_recall, options.exact_only) {
+        (false, _) => (None, None),
+        // The answer is the exact one.
+        (true, true) => (Some(results.clone()), Some(1.0)),
+        (true, false) => {
+            let t = Instant::now();
+            let truth = collection.search_exact(&vector, k, filter)?;
+            timings.exact_ms = t.elapsed().as_secs_f64() * 1e3;
+            let r = recall_at_k_by_distance(&found, &truth, k, RECALL_EPSILON);
+            (Some(hits(collection, &truth)?), Some(r))
+        }
+    };
+    Ok(Answer {
+        results,
+        took_ms: started.elapsed().as_secs_f64() * 1e3,
+        timings,
+        ef: if options.exact_only { 0 } else { ef },
+        exact,
+        recall_at_k,
+        vector,
+        neighbors: found,
+        excluded,
+    })
+}
+
+/// The embedder an image query needs, or why there is none.
+fn query_embedder<'a, 'b>(
+    embedder: Option<&'a QueryEmbedder<'b>>,
+) -> Result<&'a QueryEmbedder<'b>> {
+    embedder.ok_or_else(|| {
+        PipelineError::Invalid(
+            "the collection records no image embedder: search it by vector or id".into(),
+        )
+    })
 }
 
 /// Searches `vector` (k nearest, `ef` candidates), and with `exact` also
 /// exactly, giving recall@k. `exclude` (a query by id) drops that item.
+/// `took_ms` counts from `started`.
+#[deprecated(note = "use `search::run` (the one search routine, shared with the service)")]
 pub fn query_vector(
     collection: &Collection,
     vector: &[f32],
@@ -159,25 +358,19 @@ pub fn query_vector(
     exclude: Option<u64>,
     started: Instant,
 ) -> Result<Answer> {
-    let not = exclude.map(Except);
-    let filter = not.as_ref().map(|f| f as &dyn imgsim_index::IdFilter);
-    let ef = ef.map(|e| e.max(k));
-    let approx = collection.search(vector, k, ef, filter)?;
-    let took_ms = started.elapsed().as_secs_f64() * 1e3;
-    let results = hits(collection, &approx)?;
-    let (exact_hits, recall) = if exact {
-        let truth = collection.search_exact(vector, k, filter)?;
-        let r = recall_at_k_by_distance(&approx, &truth, k, RECALL_EPSILON);
-        (Some(hits(collection, &truth)?), Some(r))
-    } else {
-        (None, None)
+    let query = match exclude {
+        Some(id) => Query::Id(id),
+        None => Query::Vector(vector.to_vec()),
     };
-    Ok(Answer {
-        results,
-        took_ms,
-        exact: exact_hits,
-        recall_at_k: recall,
-    })
+    let options = SearchOptions {
+        k,
+        ef,
+        exact_only: false,
+        with_recall: exact,
+    };
+    let mut answer = run(collection, None, query, &options)?;
+    answer.took_ms = started.elapsed().as_secs_f64() * 1e3;
+    Ok(answer)
 }
 
 /// A group of near-duplicate images.
@@ -343,5 +536,86 @@ mod tests {
         let h = hits(&c, &found).unwrap();
         let got: Vec<(usize, u64)> = h.iter().map(|h| (h.rank, h.id)).collect();
         assert_eq!(got, vec![(1, ids[0]), (2, ids[2])]);
+    }
+
+    #[test]
+    fn one_routine_answers_by_vector_id_and_exactly_with_recall() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = CollectionSpec {
+            dim: 2,
+            metric: Metric::L2,
+            params: HnswParams::default(),
+        };
+        let c = Collection::create(&dir.path().join("c"), spec, OpenOptions::default()).unwrap();
+        let ids = c
+            .insert(
+                (0..10)
+                    .map(|i| NewItem {
+                        vector: vec![i as f32, 0.0],
+                        meta: ItemMeta::new(format!("p{i}"), "test"),
+                    })
+                    .collect(),
+            )
+            .unwrap();
+        let opts = SearchOptions {
+            with_recall: true,
+            ..SearchOptions::k(3)
+        };
+        let a = run(&c, None, Query::Vector(vec![0.1, 0.0]), &opts).unwrap();
+        let got: Vec<&str> = a.results.iter().map(|h| h.path.as_str()).collect();
+        assert_eq!(got, ["p0", "p1", "p2"]);
+        assert_eq!(a.recall_at_k, Some(1.0));
+        assert_eq!(a.exact.as_ref().map(Vec::len), Some(3));
+        assert_eq!(
+            a.ef,
+            c.spec().params.ef_search.max(3),
+            "the default ef, reported"
+        );
+        assert_eq!(
+            (a.vector.as_slice(), a.neighbors.len()),
+            (&[0.1, 0.0][..], 3)
+        );
+        assert_eq!(a.excluded, None);
+        // By id: the item is left out; an ef under k is raised to k.
+        let by_id = SearchOptions {
+            ef: Some(1),
+            ..SearchOptions::k(2)
+        };
+        let a = run(&c, None, Query::Id(ids[5]), &by_id).unwrap();
+        assert!(a.results.iter().all(|h| h.id != ids[5]));
+        assert_eq!(a.results.len(), 2);
+        assert_eq!(
+            (a.ef, a.excluded, a.exact.is_none()),
+            (2, Some(ids[5]), true)
+        );
+        // Exact only: ef 0, recall 1 by definition.
+        let exact = SearchOptions {
+            exact_only: true,
+            with_recall: true,
+            ..SearchOptions::k(1)
+        };
+        let a = run(&c, None, Query::Vector(vec![9.0, 0.0]), &exact).unwrap();
+        assert_eq!(
+            (a.ef, a.recall_at_k, a.results[0].path.as_str()),
+            (0, Some(1.0), "p9")
+        );
+        // Errors: an unknown id, an image without an embedder, k = 0.
+        let e = run(&c, None, Query::Id(999), &opts).unwrap_err();
+        assert_eq!(e.kind(), imgsim_common::ErrorKind::NotFound);
+        let image = Query::Image {
+            bytes: vec![1, 2, 3],
+            name: "q.png".into(),
+        };
+        assert!(image.needs_embedder());
+        let e = run(&c, None, image, &opts).unwrap_err();
+        assert_eq!(e.kind(), imgsim_common::ErrorKind::Invalid);
+        let e = run(
+            &c,
+            None,
+            Query::Vector(vec![0.0, 0.0]),
+            &SearchOptions::k(0),
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), imgsim_common::ErrorKind::Invalid);
     }
 }

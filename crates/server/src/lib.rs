@@ -3,12 +3,34 @@
 //! add and delete images; thumbnails; Prometheus metrics; the OpenAPI
 //! document; and the web page (embedded from `web/`).
 //!
-//! Heavy work (decoding, embedding, searching) runs on a bounded worker pool,
-//! never on the async executor; when too many requests wait, the answer is
-//! 503 with `Retry-After`.
+//! The service only translates HTTP: what a request means is done once, in
+//! the library crates (`imgsim_pipeline::search::run`, `uploads`,
+//! `thumbnails`), and shared with the CLI. The files, by job:
+//!
+//! - `lib.rs`: the routes ([`configure`]), CORS, extractor errors, [`serve`];
+//! - [`api`]: the request and response types (and their limits);
+//! - [`body`]: reading request bodies (JSON, multipart, raw bytes) within
+//!   the size limit and timeout; [`body::parse_search`];
+//! - [`offload`]: the worker pool and [`offload::offload`];
+//! - [`error`]: [`ApiError`] and the one mapping from an error's kind to
+//!   its HTTP status;
+//! - [`state`]: the collections served, options, counters, the live recall
+//!   estimate and ef controller;
+//! - [`routes`]: the handlers, one file per resource: `search`, `images`
+//!   (list, get, add, delete, thumbnail), `service` (health, readiness,
+//!   metrics, embed, benchmark, collections, stats);
+//! - [`openapi`]: the OpenAPI document, from the handlers' annotations.
+//!
+//! Blocking work (decoding, embedding, searching, sled scans, file reads)
+//! runs on a bounded worker pool, never on the async executor; when too
+//! many requests wait, the answer is 503 with `Retry-After`, and work that
+//! outlives `request_timeout_s` is answered 504.
 #![deny(missing_docs)]
 
+pub mod api;
+pub mod body;
 pub mod error;
+pub mod offload;
 pub mod openapi;
 pub mod routes;
 pub mod state;
@@ -62,32 +84,36 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(|| async { asset(DOCS_HTML, "text/html; charset=utf-8") })),
     )
     .service(resource("/openapi.json", "GET").route(web::get().to(openapi::openapi_json)))
-    .service(resource("/healthz", "GET").route(web::get().to(routes::healthz)))
-    .service(resource("/readyz", "GET").route(web::get().to(routes::readyz)))
-    .service(resource("/metrics", "GET").route(web::get().to(routes::metrics)))
-    .service(resource("/benchmark", "GET").route(web::get().to(routes::benchmark)))
-    .service(resource("/embed", "POST").route(web::post().to(routes::embed)))
-    .service(resource("/collections", "GET").route(web::get().to(routes::collections)))
-    .service(resource("/collections/{collection}/stats", "GET").route(web::get().to(routes::stats)))
+    .service(resource("/healthz", "GET").route(web::get().to(routes::service::healthz)))
+    .service(resource("/readyz", "GET").route(web::get().to(routes::service::readyz)))
+    .service(resource("/metrics", "GET").route(web::get().to(routes::service::metrics)))
+    .service(resource("/benchmark", "GET").route(web::get().to(routes::service::benchmark)))
+    .service(resource("/embed", "POST").route(web::post().to(routes::service::embed)))
+    .service(resource("/collections", "GET").route(web::get().to(routes::service::collections)))
     .service(
-        resource("/collections/{collection}/search", "POST").route(web::post().to(routes::search)),
+        resource("/collections/{collection}/stats", "GET")
+            .route(web::get().to(routes::service::stats)),
+    )
+    .service(
+        resource("/collections/{collection}/search", "POST")
+            .route(web::post().to(routes::search::search)),
     )
     .service(
         resource("/collections/{collection}/images", "GET, POST")
-            .route(web::get().to(routes::list_images))
-            .route(web::post().to(routes::add_image)),
+            .route(web::get().to(routes::images::list_images))
+            .route(web::post().to(routes::images::add_image)),
     )
     .service(
         resource("/collections/{collection}/images/{id}", "GET, DELETE")
-            .route(web::get().to(routes::get_image))
-            .route(web::delete().to(routes::delete_image)),
+            .route(web::get().to(routes::images::get_image))
+            .route(web::delete().to(routes::images::delete_image)),
     )
     .service(
         resource("/collections/{collection}/images/{id}/thumbnail", "GET")
-            .route(web::get().to(routes::thumbnail)),
+            .route(web::get().to(routes::images::thumbnail)),
     )
     .default_service(web::to(|| async {
-        Err::<HttpResponse, ApiError>(ApiError::NotFound("no such endpoint (see /docs)".into()))
+        Err::<HttpResponse, ApiError>(ApiError::not_found("no such endpoint (see /docs)"))
     }));
 }
 
@@ -96,12 +122,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 pub fn extractor_errors(cfg: &mut web::ServiceConfig) {
     cfg.app_data(
         web::PathConfig::default()
-            .error_handler(|e, _| ApiError::BadRequest(format!("bad path: {e}")).into()),
+            .error_handler(|e, _| ApiError::invalid(format!("bad path: {e}")).into()),
     )
     .app_data(
-        web::QueryConfig::default().error_handler(|e, _| {
-            ApiError::BadRequest(format!("bad query parameters: {e}")).into()
-        }),
+        web::QueryConfig::default()
+            .error_handler(|e, _| ApiError::invalid(format!("bad query parameters: {e}")).into()),
     );
 }
 

@@ -4,7 +4,8 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes;
+use crate::api;
+use crate::routes::{images, search, service};
 
 struct ApiKeyScheme;
 
@@ -24,15 +25,15 @@ impl Modify for ApiKeyScheme {
 #[openapi(
     info(title = "imgsim", description = "Image similarity search: search by image, vector or id, with recall against exact search."),
     paths(
-        routes::search, routes::add_image, routes::delete_image, routes::get_image,
-        routes::list_images, routes::thumbnail, routes::collections, routes::stats,
-        routes::embed, routes::healthz, routes::readyz, routes::metrics, routes::benchmark
+        search::search, images::add_image, images::delete_image, images::get_image,
+        images::list_images, images::thumbnail, service::collections, service::stats,
+        service::embed, service::healthz, service::readyz, service::metrics, service::benchmark
     ),
     components(schemas(
-        routes::SearchRequest, routes::ImageUpload, routes::ImageBytes, routes::SearchResponse, routes::ResultItem, routes::Timings,
-        routes::Added, routes::ImageInfo, routes::ImagePage, routes::CollectionList,
-        routes::Stats, routes::RecallEstimate, routes::Embedding,
-        crate::state::CollectionSummary, crate::error::ErrorResponse, crate::error::ErrorDetail
+        api::SearchRequest, api::ImageUpload, api::ImageBytes, api::SearchResponse, api::ResultItem, api::Timings,
+        api::Added, api::ImageInfo, api::ImagePage, api::CollectionList,
+        api::Stats, api::RecallEstimate, api::Embedding,
+        api::CollectionSummary, crate::error::ErrorResponse, crate::error::ErrorDetail
     )),
     modifiers(&ApiKeyScheme)
 )]

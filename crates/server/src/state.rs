@@ -8,12 +8,12 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use imgsim_embed::{Embedder, ImageLimits};
 use imgsim_index::{recall_at_k_by_distance, Collection, Neighbor, OpenOptions};
-use imgsim_pipeline::indexer::{ATTR_HASH, SOURCE_UPLOAD};
-use imgsim_pipeline::search::RECALL_EPSILON;
+use imgsim_pipeline::search::{Answer, QueryEmbedder, SearchOptions, RECALL_EPSILON};
+use imgsim_pipeline::uploads::Uploads;
 use imgsim_pipeline::EmbedderRecord;
-use serde::Serialize;
 
 use crate::error::ApiError;
+use crate::offload::WorkerPool;
 
 /// Service settings.
 #[derive(Debug, Clone)]
@@ -37,7 +37,8 @@ pub struct ServerOptions {
     pub limits: ImageLimits,
     /// Storage options for opening collections.
     pub storage: OpenOptions,
-    /// Seconds before a request is answered 503 (a client that is too slow, or work that is).
+    /// Seconds a request may take: a body not received by then is answered
+    /// 408, work not finished by then 504.
     pub request_timeout_s: u64,
     /// Threads doing decode, embed and search work (0: one per core).
     pub workers: usize,
@@ -107,12 +108,10 @@ pub struct Served {
     pub ef: AtomicUsize,
     /// Searches served.
     pub searches: AtomicU64,
-    /// Uploaded images by blake3 of their bytes → id: an upload whose bytes
-    /// are already stored answers with the existing id (a client retrying
-    /// an add whose answer it never got stores nothing twice). Held while
-    /// an upload is inserted, so two concurrent uploads of the same bytes
-    /// give one item.
-    pub uploads: Mutex<HashMap<String, u64>>,
+    /// Its uploads (stored bytes, the idempotency table: an upload whose
+    /// bytes are already stored answers with the existing id) and
+    /// thumbnails.
+    pub uploads: Uploads,
 }
 
 impl Served {
@@ -121,15 +120,7 @@ impl Served {
         let collection = imgsim_pipeline::open(dir, storage)?;
         let record = EmbedderRecord::read(&collection)?;
         let ef = collection.spec().params.ef_search;
-        let uploads = collection
-            .items()?
-            .into_iter()
-            .filter(|(_, m)| m.source == SOURCE_UPLOAD)
-            .filter_map(|(id, m)| {
-                let h = m.attrs.get(ATTR_HASH)?.as_str()?.to_string();
-                Some((h, id))
-            })
-            .collect();
+        let uploads = Uploads::open(&collection, imgsim_common::local())?;
         Ok(Served {
             name: name.to_string(),
             dir: dir.to_path_buf(),
@@ -139,14 +130,14 @@ impl Served {
             recall: Mutex::new(RecallWindow::default()),
             ef: AtomicUsize::new(ef),
             searches: AtomicU64::new(0),
-            uploads: Mutex::new(uploads),
+            uploads,
         })
     }
 
     /// The embedder, loaded on first use (and verified against the record).
     pub fn embedder(&self) -> Result<(Arc<dyn Embedder>, &EmbedderRecord), ApiError> {
         let record = self.record.as_ref().ok_or_else(|| {
-            ApiError::BadRequest(format!(
+            ApiError::invalid(format!(
                 "collection `{}` records no image embedder: search it by vector or id",
                 self.name
             ))
@@ -159,11 +150,26 @@ impl Served {
         });
         match e {
             Ok(e) => Ok((e.clone(), record)),
-            Err(msg) => Err(ApiError::Internal(format!(
+            Err(msg) => Err(ApiError::internal(format!(
                 "the embedder of `{}` cannot be loaded: {msg}",
                 self.name
             ))),
         }
+    }
+
+    /// Runs `f` with the collection's embedder (loaded on first use) and
+    /// the decoding `limits`: what the pipeline embeds query images with.
+    pub fn with_embedder<T>(
+        &self,
+        limits: &ImageLimits,
+        f: impl FnOnce(&QueryEmbedder<'_>) -> T,
+    ) -> Result<T, ApiError> {
+        let (e, record) = self.embedder()?;
+        Ok(f(&QueryEmbedder {
+            embedder: e.as_ref(),
+            record,
+            limits,
+        }))
     }
 
     /// The live recall estimate and how many samples it has seen.
@@ -194,8 +200,10 @@ pub struct Metrics {
     pub search_count: AtomicU64,
     /// Summed search time, microseconds.
     pub search_micros: AtomicU64,
-    /// Requests refused with 503.
+    /// Requests refused with 503 (the queue was full).
     pub busy: AtomicU64,
+    /// Requests answered 504 (their work outlived `request_timeout_s`).
+    pub timeouts: AtomicU64,
 }
 
 impl Metrics {
@@ -229,72 +237,6 @@ pub struct AppState {
     started: std::time::Instant,
 }
 
-/// A job of the worker pool.
-type Job = Box<dyn FnOnce() + Send + 'static>;
-
-/// The threads that run requests' heavy work: plain threads taking jobs
-/// from a queue, deliberately not a rayon pool. A request's work holds
-/// locks (the collection's writer, the upload table) while it uses rayon
-/// for its own parallel parts (matrix products, HNSW construction when an
-/// insert seals a segment); on a rayon worker thread, waiting inside such a
-/// part steals other queued jobs, so another request could run on the same
-/// thread and block on the lock that thread already holds (a deadlock the
-/// soak test hit). From a plain thread, rayon work runs in the global pool
-/// while the caller simply waits.
-pub struct WorkerPool {
-    queue: Mutex<std::sync::mpsc::Sender<Job>>,
-}
-
-impl WorkerPool {
-    /// Starts `threads` workers (0: one per core).
-    pub fn new(threads: usize) -> std::io::Result<WorkerPool> {
-        let threads = if threads == 0 {
-            std::thread::available_parallelism().map_or(2, |n| n.get())
-        } else {
-            threads
-        };
-        let (tx, rx) = std::sync::mpsc::channel::<Job>();
-        let rx = Arc::new(Mutex::new(rx));
-        for i in 0..threads {
-            let rx = rx.clone();
-            std::thread::Builder::new()
-                .name(format!("imgsim-worker-{i}"))
-                .spawn(move || loop {
-                    let job = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
-                    match job {
-                        Ok(job) => job(),
-                        Err(_) => return, // the pool was dropped
-                    }
-                })?;
-        }
-        Ok(WorkerPool {
-            queue: Mutex::new(tx),
-        })
-    }
-
-    /// Queues `job` (run by the next free worker).
-    pub fn spawn(&self, job: impl FnOnce() + Send + 'static) {
-        let _ = self
-            .queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .send(Box::new(job));
-    }
-}
-
-/// A collection of the state, for the responses that list them.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct CollectionSummary {
-    /// Name.
-    pub name: String,
-    /// Live items.
-    pub count: usize,
-    /// Dimension.
-    pub dim: usize,
-    /// `cosine` or `l2`.
-    pub metric: String,
-}
-
 impl AppState {
     /// Opens every collection in `data_dir` (folders holding one).
     pub fn open(
@@ -304,7 +246,7 @@ impl AppState {
     ) -> Result<AppState, ApiError> {
         let mut collections = HashMap::new();
         let rd = std::fs::read_dir(data_dir).map_err(|e| {
-            ApiError::Internal(format!("cannot read data dir {}: {e}", data_dir.display()))
+            ApiError::internal(format!("cannot read data dir {}: {e}", data_dir.display()))
         })?;
         for entry in rd.flatten() {
             let p = entry.path();
@@ -325,9 +267,9 @@ impl AppState {
         std::thread::Builder::new()
             .name("imgsim-recall".into())
             .spawn(move || recall_worker(rx, window, target))
-            .map_err(|e| ApiError::Internal(format!("cannot start the recall estimator: {e}")))?;
+            .map_err(|e| ApiError::internal(format!("cannot start the recall estimator: {e}")))?;
         let pool = WorkerPool::new(options.workers)
-            .map_err(|e| ApiError::Internal(format!("cannot start the worker pool: {e}")))?;
+            .map_err(|e| ApiError::internal(format!("cannot start the worker pool: {e}")))?;
         Ok(AppState {
             pool,
             collections,
@@ -347,7 +289,26 @@ impl AppState {
         self.collections
             .get(name)
             .cloned()
-            .ok_or_else(|| ApiError::NotFound(format!("no collection `{name}`")))
+            .ok_or_else(|| ApiError::not_found(format!("no collection `{name}`")))
+    }
+
+    /// Counts a search of `served` and, if this one is sampled, queues it
+    /// to be re-run exactly for the live recall estimate (approximate
+    /// searches not by id only; never blocks: a full queue drops it).
+    pub fn record_search(&self, served: &Arc<Served>, options: &SearchOptions, answer: &Answer) {
+        served.searches.fetch_add(1, Ordering::Relaxed);
+        self.metrics.search_count.fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .search_micros
+            .fetch_add((answer.timings.search_ms * 1e3) as u64, Ordering::Relaxed);
+        if !options.exact_only && answer.excluded.is_none() && self.sample_this() {
+            let _ = self.samples.try_send(Sample {
+                collection: served.clone(),
+                vector: answer.vector.clone(),
+                approx: answer.neighbors.clone(),
+                k: options.k,
+            });
+        }
     }
 
     /// Whether this query should be re-run exactly for the estimate.

@@ -603,8 +603,11 @@ async fn cors_is_off_unless_configured() {
     }
 }
 
+/// Regression: work that outlived `request_timeout_s` was answered 503
+/// "too many requests are waiting", which was not what happened; 503 is
+/// for a full queue (see `every_error_has_its_status`).
 #[actix_web::test]
-async fn work_that_outlives_the_request_timeout_is_a_503() {
+async fn regression_work_that_outlives_the_request_timeout_is_a_504() {
     let (_dir, data) = data_dir();
     let opts = ServerOptions {
         request_timeout_s: 1,
@@ -618,20 +621,140 @@ async fn work_that_outlives_the_request_timeout_is_a_503() {
         .pool
         .spawn(|| std::thread::sleep(std::time::Duration::from_secs(3)));
     let started = std::time::Instant::now();
-    let resp = test::call_service(
+    let (s, v) = call(
         &app,
         test::TestRequest::post()
             .uri("/collections/default/search")
-            .set_json(json!({"id": 0}))
-            .to_request(),
+            .set_json(json!({"id": 0})),
     )
     .await;
-    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert!(resp.headers().contains_key("retry-after"));
+    assert_eq!(s, StatusCode::GATEWAY_TIMEOUT, "{v}");
+    assert_eq!(v["error"]["status"], 504);
+    assert_eq!(
+        v["error"]["message"],
+        "the work did not finish within 1 s (server.request_timeout_s)"
+    );
     let waited = started.elapsed();
     assert!(
         waited >= std::time::Duration::from_millis(900)
             && waited < std::time::Duration::from_millis(2900),
         "{waited:?}"
     );
+    // Counted apart from the 503s of a full queue.
+    let resp =
+        test::call_service(&app, test::TestRequest::get().uri("/metrics").to_request()).await;
+    let text = String::from_utf8(test::read_body(resp).await.to_vec()).unwrap();
+    assert!(text.contains("imgsim_work_timeouts_total 1"), "{text}");
+    assert!(text.contains("imgsim_busy_rejections_total 0"), "{text}");
+    // The OpenAPI document says so.
+    let (_, api) = call(&app, test::TestRequest::get().uri("/openapi.json")).await;
+    let search = &api["paths"]["/collections/{collection}/search"]["post"]["responses"];
+    assert!(
+        search.get("504").is_some() && search.get("503").is_some(),
+        "{search}"
+    );
+}
+
+/// Regression: listing, stats and the benchmark report did blocking work
+/// (sled scans, a directory walk, a file read) on the async executor. They
+/// now run on the worker pool: with every slot taken they answer 503 like
+/// every other request that needs it, and 200 once slots are free.
+#[actix_web::test]
+async fn regression_listing_stats_and_benchmark_run_on_the_worker_pool() {
+    let (dir, data) = data_dir();
+    let report = dir.path().join("bench.json");
+    std::fs::write(&report, r#"{"dataset": "x", "runs": []}"#).unwrap();
+    let opts = ServerOptions {
+        bench_report: Some(report),
+        ..options()
+    };
+    let state = web::Data::new(AppState::open(&data, "default", opts).unwrap());
+    let app = app!(state);
+    let uris = [
+        "/collections/default/images?limit=2",
+        "/collections/default/stats",
+        "/benchmark",
+    ];
+    let held = state.slots.clone().try_acquire_many_owned(64).unwrap();
+    for uri in uris {
+        let resp = test::call_service(&app, test::TestRequest::get().uri(uri).to_request()).await;
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE, "{uri}");
+    }
+    drop(held);
+    for uri in uris {
+        let (s, v) = call(&app, test::TestRequest::get().uri(uri)).await;
+        assert_eq!(s, StatusCode::OK, "{uri}: {v}");
+    }
+}
+
+/// Regression: deleting an upload left its bytes under `uploads/` forever;
+/// and an 80 × 64 upload got an 80 × 205 thumbnail (the width was capped,
+/// the height scaled by 256 / width).
+#[actix_web::test]
+async fn regression_deleting_an_upload_removes_its_bytes_and_thumbnails_keep_proportions() {
+    let (_dir, data) = data_dir();
+    let state = web::Data::new(AppState::open(&data, "default", options()).unwrap());
+    let app = app!(state);
+    let uploads = data.join("default/uploads");
+    let stored = || -> Vec<PathBuf> {
+        std::fs::read_dir(&uploads)
+            .map(|rd| rd.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default()
+    };
+    let (ctype, body) = multipart("image", &png_bytes(11));
+    let (s, v) = call(
+        &app,
+        test::TestRequest::post()
+            .uri("/collections/default/images")
+            .insert_header(("content-type", ctype))
+            .insert_header(("api-key", KEY))
+            .set_payload(body),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let id = v["id"].as_u64().unwrap();
+    assert_eq!(stored().len(), 1, "the upload's bytes are stored");
+    let resp = test::call_service(
+        &app,
+        test::TestRequest::get()
+            .uri(&format!("/collections/default/images/{id}/thumbnail"))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let thumb = image::load_from_memory(&test::read_body(resp).await).unwrap();
+    assert_eq!(
+        (thumb.width(), thumb.height()),
+        (80, 64),
+        "an 80x64 image is not enlarged or stretched"
+    );
+    let cached = data.join(format!("default/thumbs/{id}.jpg"));
+    assert!(cached.exists());
+    let (s, _) = call(
+        &app,
+        test::TestRequest::delete()
+            .uri(&format!("/collections/default/images/{id}"))
+            .insert_header(("api-key", KEY)),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(stored().is_empty(), "left behind: {:?}", stored());
+    assert!(!cached.exists(), "the thumbnail went too");
+    // File-backed items keep their files when deleted.
+    let (s, v) = call(
+        &app,
+        test::TestRequest::get().uri("/collections/default/images/0"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let file = PathBuf::from(v["path"].as_str().unwrap());
+    let (s, _) = call(
+        &app,
+        test::TestRequest::delete()
+            .uri("/collections/default/images/0")
+            .insert_header(("api-key", KEY)),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(file.exists(), "a user's file is never removed");
 }
