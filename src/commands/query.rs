@@ -2,15 +2,15 @@
 //! one), optionally with recall against exact search.
 
 use std::path::PathBuf;
-use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
-use imgsim_pipeline::search::{embed_file, query_vector};
+use imgsim_pipeline::search::{self, Query, QueryEmbedder, SearchOptions};
 use imgsim_pipeline::{EmbedderRecord, PipelineError};
 
 use crate::collections::CollectionArg;
 use crate::config::Settings;
+use crate::exit::usage;
 use crate::output::Table;
 
 /// Arguments of `imgsim query`.
@@ -43,26 +43,28 @@ pub struct QueryArgs {
 /// `imgsim query`.
 pub fn run(args: &QueryArgs, settings: &Settings) -> Result<()> {
     let k = args.k as usize;
-    let ef = args.ef.map(|e| e as usize);
     let (collection, dir) = args.collection.open(settings)?;
-    let started;
-    let vector = if let Some(id) = args.id {
-        started = Instant::now();
-        collection
-            .vector(id)
-            .map_err(|_| PipelineError::NotFound(format!("with id {id}")))?
-    } else {
-        let image = args
-            .image
-            .as_deref()
-            .context("an image or --id is needed")?;
-        let record = EmbedderRecord::read(&collection)?
-            .ok_or_else(|| PipelineError::NoEmbedder(dir.clone()))?;
-        let embedder = record.load(&dir)?;
-        started = Instant::now();
-        embed_file(embedder.as_ref(), &record, image, &settings.limits)?
+    let options = SearchOptions {
+        k,
+        ef: args.ef.map(|e| e as usize),
+        exact_only: false,
+        with_recall: args.exact,
     };
-    let answer = query_vector(&collection, &vector, k, ef, args.exact, args.id, started)?;
+    let answer = match (&args.image, args.id) {
+        (_, Some(id)) => search::run(&collection, None, Query::Id(id), &options)?,
+        (Some(image), None) => {
+            let record = EmbedderRecord::read(&collection)?
+                .ok_or_else(|| PipelineError::NoEmbedder(dir.clone()))?;
+            let embedder = record.load(&dir)?;
+            let qe = QueryEmbedder {
+                embedder: embedder.as_ref(),
+                record: &record,
+                limits: &settings.limits,
+            };
+            search::run(&collection, Some(&qe), Query::File(image.clone()), &options)?
+        }
+        (None, None) => return Err(usage("give an image, or --id N")),
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&answer)?);
         return Ok(());
@@ -98,7 +100,7 @@ pub fn run(args: &QueryArgs, settings: &Settings) -> Result<()> {
             imgsim_index::Metric::Cosine => "higher",
             imgsim_index::Metric::L2 => "lower",
         },
-        ef.unwrap_or(collection.spec().params.ef_search).max(k)
+        answer.ef
     );
     if let (Some(exact), Some(r)) = (&answer.exact, answer.recall_at_k) {
         println!("recall@{k} against exact search: {r:.3}");

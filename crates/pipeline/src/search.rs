@@ -345,34 +345,6 @@ fn query_embedder<'a, 'b>(
     })
 }
 
-/// Searches `vector` (k nearest, `ef` candidates), and with `exact` also
-/// exactly, giving recall@k. `exclude` (a query by id) drops that item.
-/// `took_ms` counts from `started`.
-#[deprecated(note = "use `search::run` (the one search routine, shared with the service)")]
-pub fn query_vector(
-    collection: &Collection,
-    vector: &[f32],
-    k: usize,
-    ef: Option<usize>,
-    exact: bool,
-    exclude: Option<u64>,
-    started: Instant,
-) -> Result<Answer> {
-    let query = match exclude {
-        Some(id) => Query::Id(id),
-        None => Query::Vector(vector.to_vec()),
-    };
-    let options = SearchOptions {
-        k,
-        ef,
-        exact_only: false,
-        with_recall: exact,
-    };
-    let mut answer = run(collection, None, query, &options)?;
-    answer.took_ms = started.elapsed().as_secs_f64() * 1e3;
-    Ok(answer)
-}
-
 /// A group of near-duplicate images.
 #[derive(Debug, Clone, Serialize)]
 pub struct DupGroup {

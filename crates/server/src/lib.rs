@@ -32,6 +32,7 @@ pub mod body;
 pub mod error;
 pub mod offload;
 pub mod openapi;
+pub mod options;
 pub mod routes;
 pub mod state;
 
@@ -42,7 +43,8 @@ use actix_web::dev::Service;
 use actix_web::{web, App, HttpResponse, HttpServer};
 
 pub use error::ApiError;
-pub use state::{AppState, ServerOptions};
+pub use options::ServerOptions;
+pub use state::AppState;
 
 const INDEX_HTML: &str = include_str!("../../../web/index.html");
 const APP_JS: &str = include_str!("../../../web/app.js");

@@ -13,60 +13,8 @@ use imgsim_pipeline::uploads::Uploads;
 use imgsim_pipeline::EmbedderRecord;
 
 use crate::error::ApiError;
+pub use crate::options::ServerOptions;
 use crate::offload::WorkerPool;
-
-/// Service settings.
-#[derive(Debug, Clone)]
-pub struct ServerOptions {
-    /// Key required by write endpoints (`api-key` header); `None`: writes are refused.
-    pub api_key: Option<String>,
-    /// Largest request body, bytes.
-    pub max_upload_bytes: usize,
-    /// Requests allowed to wait for or use the worker pool at once; more get 503.
-    pub queue: usize,
-    /// Share of served searches re-run exactly in the background (0..=1).
-    pub recall_sample: f64,
-    /// Recent sampled queries the live recall estimate averages.
-    pub recall_window: usize,
-    /// At most this many sampled queries per second are re-run (each exact
-    /// search scans the whole collection: this bounds its CPU cost).
-    pub recall_max_per_s: f64,
-    /// Recall@k the service holds by adjusting ef (None: fixed ef).
-    pub target_recall: Option<f64>,
-    /// Decoding limits for uploaded images.
-    pub limits: ImageLimits,
-    /// Storage options for opening collections.
-    pub storage: OpenOptions,
-    /// Seconds a request may take: a body not received by then is answered
-    /// 408, work not finished by then 504.
-    pub request_timeout_s: u64,
-    /// Threads doing decode, embed and search work (0: one per core).
-    pub workers: usize,
-    /// The JSON report of the last `imgsim bench ann`, shown by the page.
-    pub bench_report: Option<std::path::PathBuf>,
-    /// Origins allowed to call the API from a browser (CORS); empty: none.
-    pub cors_origins: Vec<String>,
-}
-
-impl Default for ServerOptions {
-    fn default() -> Self {
-        ServerOptions {
-            api_key: None,
-            max_upload_bytes: 32 << 20,
-            queue: 64,
-            recall_sample: 0.1,
-            recall_window: 200,
-            recall_max_per_s: 10.0,
-            target_recall: None,
-            limits: ImageLimits::default(),
-            storage: OpenOptions::default(),
-            request_timeout_s: 30,
-            workers: 0,
-            bench_report: None,
-            cors_origins: Vec::new(),
-        }
-    }
-}
 
 /// A rolling estimate of recall@k from sampled queries.
 #[derive(Debug, Default)]
