@@ -34,22 +34,36 @@
 //!
 //! 1. **Write new data where nothing refers to it yet**: items and vectors
 //!    under ids `>= manifest.next_id`; a segment file under a number not in
-//!    `manifest.segments`, written to a temporary name, fsynced, renamed, and
-//!    its folder fsynced. A crash here leaves only garbage.
+//!    `manifest.segments`, written with [`Storage::write_with`] (to a
+//!    temporary name, fsynced, renamed, its folder fsynced). A crash here
+//!    leaves only garbage.
 //! 2. **Switch the manifest**: one sled batch (atomic) writes the new manifest
 //!    (new `next_id`, segment list with each file's length and CRC-32)
 //!    together with the small changes it implies (appendable vectors moved
-//!    into a sealed segment, tombstones dropped by a compaction), then
-//!    `flush()` makes it durable. A call returns only after this flush:
-//!    **what a call acknowledged is durable**.
+//!    into a sealed segment, tombstones dropped by a compaction), then sled's
+//!    `flush()`, passed through [`Storage::barrier`], makes it durable. A call
+//!    returns only after this flush: **what a call acknowledged is durable**.
+//!    If the flush fails after the batch was applied, whether the switch
+//!    reached the disk is unknown: the call fails with
+//!    [`IndexError::NeedsReopen`] and the handle refuses further writes
+//!    (reads go on) until the collection is reopened.
 //! 3. **Collect garbage**: delete segment files no longer listed. A crash here
-//!    is harmless: [`Collection::open`] repeats the collection.
+//!    is harmless: [`Collection::open`] repeats this step.
 //!
 //! On open, anything the manifest does not vouch for (ids `>= next_id`,
 //! unlisted or temporary segment files, appendable vectors that a listed
 //! segment already holds, tombstones of unknown ids) is removed, so a crash
 //! between any two writes leaves a consistent, reopenable collection holding
 //! exactly the acknowledged writes. Small inserts and deletes are step 2 alone.
+//!
+//! # Storage
+//!
+//! Every file the collection writes, renames or removes, every folder it
+//! creates or fsyncs, and sled's flush go through one [`Storage`] (the real
+//! file system unless a constructor ending in `_with` is given another), so
+//! that tests can fail any one of them (`imgsim_common::FaultyFs`; see
+//! `tests/faults.rs`). sled's own files are sled's business: its durability
+//! point is the flush.
 
 //! # Code
 //!
@@ -72,7 +86,9 @@ mod write;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
-use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
+
+use imgsim_common::Storage;
 
 use crate::error::{IndexError, Result};
 use crate::hnsw::AnnIndex;
@@ -121,6 +137,8 @@ pub struct Collection {
     seg_dir: PathBuf,
     db: sled::Db,
     options: OpenOptions,
+    /// Where every file write, rename, removal and fsync goes.
+    storage: Arc<dyn Storage>,
     state: RwLock<State>,
     writer: Mutex<()>,
     /// Set when a commit was applied but its flush failed.
@@ -131,10 +149,23 @@ impl std::fmt::Debug for Collection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Collection")
             .field("path", &self.path)
+            .field("storage", &self.storage)
             .finish()
     }
 }
 
+/// sled's flush, passed through the storage's barrier (so that a double
+/// can fail it).
+fn flush_through(storage: &dyn Storage, db: &sled::Db) -> std::io::Result<()> {
+    storage.barrier("sled flush", &mut || {
+        db.flush().map(drop).map_err(|e| match e {
+            sled::Error::Io(e) => e,
+            other => std::io::Error::other(other),
+        })
+    })
+}
+
+/// Bytes of the files under `path` (what could be read).
 fn dir_size(path: &Path) -> u64 {
     let mut total = 0;
     if let Ok(rd) = std::fs::read_dir(path) {
@@ -166,6 +197,11 @@ impl Collection {
     /// The directory holding the collection.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The storage the collection writes through.
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
     }
 
     /// Creation settings.
@@ -274,7 +310,7 @@ impl Collection {
     /// Flushes sled's buffers (every acknowledged write is already durable;
     /// this is for a clean shutdown).
     pub fn flush(&self) -> Result<()> {
-        self.db.flush()?;
+        flush_through(&*self.storage, &self.db)?;
         Ok(())
     }
 }

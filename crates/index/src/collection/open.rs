@@ -4,7 +4,9 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+
+use imgsim_common::Storage;
 
 use crate::error::{IndexError, Result};
 use crate::hnsw::AnnIndex;
@@ -14,8 +16,8 @@ use crate::vectors::VectorSet;
 use super::keys::{id_of, manifest_bytes, ITEM, MANIFEST_KEY, TOMBSTONE, VECTOR};
 use super::types::now_ms;
 use super::{
-    Collection, CollectionSpec, Loc, Manifest, OpenOptions, Phase, Progress, SegmentRef, State,
-    FORMAT_VERSION, SEGMENTS_DIR, SLED_DIR, SLED_STAGING_DIR,
+    flush_through, Collection, CollectionSpec, Loc, Manifest, OpenOptions, Phase, Progress,
+    SegmentRef, State, FORMAT_VERSION, SEGMENTS_DIR, SLED_DIR, SLED_STAGING_DIR,
 };
 
 /// How long an open waits for a lock released by a handle just dropped.
@@ -42,15 +44,39 @@ fn map_open_error(path: &Path, e: sled::Error) -> IndexError {
     IndexError::Storage(e)
 }
 
+/// What the sled records of an opened collection hold, beyond its sealed
+/// segments.
+struct Records {
+    /// The appendable segment.
+    fresh: VectorSet,
+    /// Deleted sealed items.
+    tombstones: HashSet<u64>,
+    /// Keys the manifest does not vouch for (see [`Collection::open`]).
+    garbage: Vec<sled::IVec>,
+}
+
 impl Collection {
-    /// Creates a new, empty collection in directory `path`.
+    /// Creates a new, empty collection in directory `path`, writing through
+    /// the local file system.
     pub fn create(path: &Path, spec: CollectionSpec, options: OpenOptions) -> Result<Collection> {
+        Self::create_with(path, spec, options, imgsim_common::local())
+    }
+
+    /// Creates a new, empty collection in directory `path`; every file
+    /// write, rename, removal and fsync, and sled's flush, go through
+    /// `storage`, for the life of the returned handle.
+    pub fn create_with(
+        path: &Path,
+        spec: CollectionSpec,
+        options: OpenOptions,
+        storage: Arc<dyn Storage>,
+    ) -> Result<Collection> {
         spec.params.validate()?;
         options.validate()?;
         if spec.dim == 0 {
             return Err(IndexError::InvalidParameter {
                 name: "dim",
-                reason: "dimension must be at least 1".into(),
+                reason: "must be at least 1, not 0".into(),
             });
         }
         if Self::exists(path) {
@@ -58,11 +84,7 @@ impl Collection {
                 path: path.to_path_buf(),
             });
         }
-        std::fs::create_dir_all(path.join(SEGMENTS_DIR))?;
-        segfile::sync_dir(path)?;
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            segfile::sync_dir(parent)?;
-        }
+        storage.create_dir_all(&path.join(SEGMENTS_DIR))?;
         let manifest = Manifest {
             format_version: FORMAT_VERSION,
             spec: spec.clone(),
@@ -79,23 +101,23 @@ impl Collection {
         // next creation replaces.
         let staging = path.join(SLED_STAGING_DIR);
         if staging.exists() {
-            std::fs::remove_dir_all(&staging)?;
+            storage.remove_dir_all(&staging)?;
         }
         {
             let db = Self::sled_config(&staging, &options)
                 .open()
                 .map_err(|e| map_open_error(path, e))?;
             db.insert(MANIFEST_KEY, manifest_bytes(&manifest))?;
-            db.flush()?;
+            flush_through(&*storage, &db)?;
         }
-        std::fs::rename(&staging, path.join(SLED_DIR))?;
-        segfile::sync_dir(path)?;
+        storage.rename(&staging, &path.join(SLED_DIR))?;
         let db = Self::open_db(path, &options)?;
         Ok(Collection {
             path: path.to_path_buf(),
             seg_dir: path.join(SEGMENTS_DIR),
             db,
             options,
+            storage,
             state: RwLock::new(State {
                 manifest,
                 segments: Vec::new(),
@@ -135,8 +157,26 @@ impl Collection {
     }
 
     /// Opens an existing collection, loading its stored graphs (no rebuild)
-    /// and cleaning up whatever an interrupted write left behind.
+    /// and cleaning up whatever an interrupted write left behind; writes
+    /// through the local file system.
     pub fn open(path: &Path, options: OpenOptions, progress: Progress) -> Result<Collection> {
+        Self::open_with(path, options, imgsim_common::local(), progress)
+    }
+
+    /// Opens an existing collection as [`Collection::open`] does, with every
+    /// file write, rename, removal and fsync, and sled's flush, going
+    /// through `storage` (the cleanup on open included).
+    ///
+    /// What the manifest does not vouch for is removed: records under ids
+    /// `>= next_id`, segment files it does not list and temporaries of
+    /// interrupted segment writes, appendable vectors a listed segment
+    /// already holds, and tombstones of ids no sealed segment holds.
+    pub fn open_with(
+        path: &Path,
+        options: OpenOptions,
+        storage: Arc<dyn Storage>,
+        progress: Progress,
+    ) -> Result<Collection> {
         options.validate()?;
         if !Self::exists(path) {
             return Err(IndexError::NoCollection {
@@ -144,6 +184,80 @@ impl Collection {
             });
         }
         let db = Self::open_db(path, &options)?;
+        let manifest = Self::read_manifest(&db, path)?;
+        let seg_dir = path.join(SEGMENTS_DIR);
+        let (segments, mut locations) = Self::load_segments(&seg_dir, &manifest, progress)?;
+        let records = Self::scan_records(&db, &manifest, &mut locations)?;
+        Self::remove_unlisted_files(&*storage, &seg_dir, &manifest)?;
+        if !records.garbage.is_empty() {
+            tracing::info!(
+                keys = records.garbage.len(),
+                "removing leftovers of an interrupted write"
+            );
+            let mut batch = sled::Batch::default();
+            for k in records.garbage {
+                batch.remove(k);
+            }
+            db.apply_batch(batch)?;
+            flush_through(&*storage, &db)?;
+        }
+        Ok(Collection {
+            path: path.to_path_buf(),
+            seg_dir,
+            db,
+            options,
+            storage,
+            state: RwLock::new(State {
+                manifest,
+                segments,
+                fresh: records.fresh,
+                locations,
+                tombstones: records.tombstones,
+            }),
+            writer: Mutex::new(()),
+            poisoned: AtomicBool::new(false),
+        })
+    }
+
+    /// Opens the collection at `path`, creating it with `spec` if absent.
+    /// An existing collection must match `spec` in dimension and metric.
+    pub fn open_or_create(
+        path: &Path,
+        spec: CollectionSpec,
+        options: OpenOptions,
+        progress: Progress,
+    ) -> Result<Collection> {
+        Self::open_or_create_with(path, spec, options, imgsim_common::local(), progress)
+    }
+
+    /// [`Collection::open_or_create`], writing through `storage`.
+    pub fn open_or_create_with(
+        path: &Path,
+        spec: CollectionSpec,
+        options: OpenOptions,
+        storage: Arc<dyn Storage>,
+        progress: Progress,
+    ) -> Result<Collection> {
+        if !Self::exists(path) {
+            return Self::create_with(path, spec, options, storage);
+        }
+        let c = Self::open_with(path, options, storage, progress)?;
+        let have = c.spec();
+        if have.dim != spec.dim || have.metric != spec.metric {
+            return Err(IndexError::SettingsMismatch(format!(
+                "collection at {} holds {}-d {} vectors, asked for {}-d {}",
+                path.display(),
+                have.dim,
+                have.metric,
+                spec.dim,
+                spec.metric
+            )));
+        }
+        Ok(c)
+    }
+
+    /// The stored manifest, its format version checked first.
+    fn read_manifest(db: &sled::Db, path: &Path) -> Result<Manifest> {
         let raw = db
             .get(MANIFEST_KEY)?
             .ok_or_else(|| IndexError::NoCollection {
@@ -158,16 +272,20 @@ impl Collection {
         if version != u64::from(FORMAT_VERSION) {
             return Err(IndexError::IncompatibleVersion {
                 path: path.to_path_buf(),
-                found: version as u32,
+                found: u32::try_from(version).unwrap_or(u32::MAX),
                 supported: FORMAT_VERSION,
             });
         }
-        let manifest: Manifest = serde_json::from_slice(&raw)
-            .map_err(|e| IndexError::Corrupt(format!("manifest: {e}")))?;
-        let spec = manifest.spec.clone();
-        let seg_dir = path.join(SEGMENTS_DIR);
+        serde_json::from_slice(&raw).map_err(|e| IndexError::Corrupt(format!("manifest: {e}")))
+    }
 
-        // Sealed segments.
+    /// Loads the sealed segments the manifest lists, and where each of
+    /// their ids lives.
+    fn load_segments(
+        seg_dir: &Path,
+        manifest: &Manifest,
+        progress: Progress,
+    ) -> Result<(Vec<AnnIndex>, HashMap<u64, Loc>)> {
         let total = manifest
             .segments
             .iter()
@@ -178,7 +296,7 @@ impl Collection {
         // Sized from the manifest, but capped: it is checked against the files below.
         let mut locations = HashMap::with_capacity(total.min(1 << 24));
         for (si, seg) in manifest.segments.iter().enumerate() {
-            let idx = Self::load_segment(&seg_dir, &spec, seg)?;
+            let idx = Self::load_segment(seg_dir, &manifest.spec, seg)?;
             for (row, &id) in idx.vectors().ids().iter().enumerate() {
                 if id >= manifest.next_id
                     || locations
@@ -201,10 +319,34 @@ impl Collection {
             progress(Phase::Loading, loaded, total);
             segments.push(idx);
         }
+        Ok((segments, locations))
+    }
 
-        // Garbage from interrupted writes, and the appendable segment.
+    fn load_segment(seg_dir: &Path, spec: &CollectionSpec, seg: &SegmentRef) -> Result<AnnIndex> {
+        segfile::read(
+            &seg_dir.join(segfile::file_name(seg.id)),
+            segfile::Written {
+                bytes: seg.bytes,
+                crc32: seg.crc32,
+            },
+            seg.rows,
+            spec.dim,
+            spec.metric,
+            spec.params,
+        )
+    }
+
+    /// Reads the appendable segment and the tombstones, adding the
+    /// appendable ids to `locations`, and collects the keys the manifest
+    /// does not vouch for.
+    fn scan_records(
+        db: &sled::Db,
+        manifest: &Manifest,
+        locations: &mut HashMap<u64, Loc>,
+    ) -> Result<Records> {
+        let dim = manifest.spec.dim;
         let mut garbage: Vec<sled::IVec> = Vec::new();
-        let mut fresh = VectorSet::new(spec.dim);
+        let mut fresh = VectorSet::new(dim);
         for kv in db.scan_prefix([VECTOR, b'/']) {
             let (k, v) = kv?;
             let id = id_of(&k)?;
@@ -212,7 +354,7 @@ impl Collection {
                 garbage.push(k);
                 continue;
             }
-            if v.len() != spec.dim * 4 {
+            if v.len() != dim * 4 {
                 return Err(IndexError::Corrupt(format!(
                     "vector {id} has {} bytes",
                     v.len()
@@ -245,82 +387,31 @@ impl Collection {
                 garbage.push(k);
             }
         }
+        Ok(Records {
+            fresh,
+            tombstones,
+            garbage,
+        })
+    }
+
+    /// Removes segment files the manifest does not list, and temporaries of
+    /// interrupted segment writes (of this build's storage seam or of older
+    /// builds); leaves every other entry alone.
+    fn remove_unlisted_files(
+        storage: &dyn Storage,
+        seg_dir: &Path,
+        manifest: &Manifest,
+    ) -> Result<()> {
         let listed: HashSet<u64> = manifest.segments.iter().map(|s| s.id).collect();
-        for (file, id) in segfile::list(&seg_dir)? {
+        for (file, id) in segfile::list(seg_dir)? {
             if id.is_some_and(|id| listed.contains(&id)) {
                 continue;
             }
             if segfile::is_ours(&file) {
                 tracing::info!(file = %file.display(), "removing a segment file the manifest does not name");
-                std::fs::remove_file(&file)?;
+                storage.remove_file(&file)?;
             }
         }
-        if !garbage.is_empty() {
-            tracing::info!(
-                keys = garbage.len(),
-                "removing leftovers of an interrupted write"
-            );
-            let mut batch = sled::Batch::default();
-            for k in garbage {
-                batch.remove(k);
-            }
-            db.apply_batch(batch)?;
-            db.flush()?;
-        }
-        Ok(Collection {
-            path: path.to_path_buf(),
-            seg_dir,
-            db,
-            options,
-            state: RwLock::new(State {
-                manifest,
-                segments,
-                fresh,
-                locations,
-                tombstones,
-            }),
-            writer: Mutex::new(()),
-            poisoned: AtomicBool::new(false),
-        })
-    }
-
-    /// Opens the collection at `path`, creating it with `spec` if absent.
-    /// An existing collection must match `spec` in dimension and metric.
-    pub fn open_or_create(
-        path: &Path,
-        spec: CollectionSpec,
-        options: OpenOptions,
-        progress: Progress,
-    ) -> Result<Collection> {
-        if !Self::exists(path) {
-            return Self::create(path, spec, options);
-        }
-        let c = Self::open(path, options, progress)?;
-        let have = c.spec();
-        if have.dim != spec.dim || have.metric != spec.metric {
-            return Err(IndexError::SettingsMismatch(format!(
-                "collection at {} holds {}-d {} vectors, asked for {}-d {}",
-                path.display(),
-                have.dim,
-                have.metric,
-                spec.dim,
-                spec.metric
-            )));
-        }
-        Ok(c)
-    }
-
-    fn load_segment(seg_dir: &Path, spec: &CollectionSpec, seg: &SegmentRef) -> Result<AnnIndex> {
-        segfile::read(
-            &seg_dir.join(segfile::file_name(seg.id)),
-            segfile::Written {
-                bytes: seg.bytes,
-                crc32: seg.crc32,
-            },
-            seg.rows,
-            spec.dim,
-            spec.metric,
-            spec.params,
-        )
+        Ok(())
     }
 }

@@ -12,7 +12,9 @@ use crate::segfile;
 use crate::vectors::VectorSet;
 
 use super::keys::{key, manifest_bytes, ITEM, MANIFEST_KEY, TOMBSTONE, VECTOR};
-use super::{Collection, ItemMeta, Loc, Manifest, NewItem, Phase, Progress, SegmentRef};
+use super::{
+    flush_through, Collection, ItemMeta, Loc, Manifest, NewItem, Phase, Progress, SegmentRef,
+};
 
 impl Collection {
     /// Adds items; returns their new ids. All-or-nothing: a bad vector
@@ -141,7 +143,10 @@ impl Collection {
             .map(|&id| key(VECTOR, id))
             .collect();
         self.commit_segment(idx, manifest, false, &moved)?;
-        self.maintain_locked(progress)
+        // The seal is committed: a failed merge after it must not turn it
+        // into an error (as after any committed write).
+        self.maintain_after_commit(self.maintain_locked(progress));
+        Ok(())
     }
 
     /// Compacts when tombstones or segments pile up past the configured limits.
@@ -315,7 +320,7 @@ impl Collection {
         removals: &[[u8; 10]],
     ) -> Result<Vec<u64>> {
         let seg_id = manifest.next_segment;
-        let written = segfile::write(&self.seg_dir, seg_id, &idx)?;
+        let written = segfile::write(&*self.storage, &self.seg_dir, seg_id, &idx)?;
         let seg = SegmentRef {
             id: seg_id,
             rows: idx.len(),
@@ -339,7 +344,9 @@ impl Collection {
         batch.insert(MANIFEST_KEY, manifest_bytes(&manifest));
         if let Err(e) = self.db.apply_batch(batch) {
             // Not applied: the file is garbage (open() would remove it too).
-            let _ = std::fs::remove_file(self.seg_dir.join(segfile::file_name(seg_id)));
+            let _ = self
+                .storage
+                .remove_file(&self.seg_dir.join(segfile::file_name(seg_id)));
             return Err(e.into());
         }
         // Applied: from here on the new manifest may reach the disk (sled also
@@ -380,7 +387,7 @@ impl Collection {
     /// is unknown: the handle refuses further writes (reads go on) until the
     /// collection is reopened, which settles the state from what is on disk.
     fn flush_or_poison(&self) -> Result<()> {
-        self.db.flush().map(|_| ()).map_err(|e| {
+        flush_through(&*self.storage, &self.db).map_err(|e| {
             self.poisoned.store(true, Ordering::SeqCst);
             IndexError::NeedsReopen(format!("flushing a commit failed ({e})"))
         })
@@ -408,9 +415,77 @@ impl Collection {
     fn remove_segment_files(&self, ids: &[u64]) {
         for id in ids {
             let f = self.seg_dir.join(segfile::file_name(*id));
-            if let Err(e) = std::fs::remove_file(&f) {
+            if let Err(e) = self.storage.remove_file(&f) {
                 tracing::warn!(file = %f.display(), error = %e, "could not remove an old segment file; it will be removed on next open");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use imgsim_common::{FaultyFs, Op};
+
+    use super::*;
+    use crate::distance::Metric;
+    use crate::hnsw::HnswParams;
+    use crate::CollectionSpec;
+
+    fn items(n: usize, dim: usize) -> Vec<NewItem> {
+        (0..n)
+            .map(|i| NewItem {
+                vector: (0..dim).map(|d| ((i * 7 + d * 3) % 11) as f32).collect(),
+                meta: ItemMeta::new(i.to_string(), "t"),
+            })
+            .collect()
+    }
+
+    /// The commit protocol, as the storage sees it: the segment file is
+    /// written, renamed into place and its folder fsynced before the flush
+    /// that switches the manifest; replaced files are removed only after it.
+    #[test]
+    fn the_ops_log_follows_the_commit_protocol() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c");
+        let fs = Arc::new(FaultyFs::new());
+        let spec = CollectionSpec {
+            dim: 4,
+            metric: Metric::L2,
+            params: HnswParams::default(),
+        };
+        let c = Collection::create_with(&p, spec, Default::default(), fs.clone()).unwrap();
+        c.insert(items(10, 4)).unwrap();
+        let from = fs.ops().len();
+        c.seal(&|_, _, _| {}).unwrap();
+        let seg = p.join("segments").join(segfile::file_name(0));
+        let sealed: Vec<(Op, std::path::PathBuf)> = fs.ops()[from..].to_vec();
+        assert_eq!(
+            sealed,
+            vec![
+                (Op::Write, seg.clone()),
+                (Op::Rename, seg.clone()),
+                (Op::SyncDir, p.join("segments")),
+                (Op::Barrier, "sled flush".into()),
+            ]
+        );
+        let from = fs.ops().len();
+        c.compact(&|_, _, _| {}).unwrap();
+        let kinds: Vec<Op> = fs.ops()[from..].iter().map(|(op, _)| *op).collect();
+        assert_eq!(
+            kinds,
+            vec![Op::Write, Op::Rename, Op::SyncDir, Op::Barrier, Op::Remove]
+        );
+        assert_eq!(
+            fs.ops().last().unwrap().1,
+            seg,
+            "the replaced file goes last"
+        );
+        // A small insert is step 2 alone: one flush.
+        let from = fs.ops().len();
+        c.insert(items(1, 4)).unwrap();
+        let kinds: Vec<Op> = fs.ops()[from..].iter().map(|(op, _)| *op).collect();
+        assert_eq!(kinds, vec![Op::Barrier]);
     }
 }
