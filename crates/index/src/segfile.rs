@@ -22,8 +22,11 @@
 //! finally a CRC-32 of everything before it.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
+
+use imgsim_common::storage::{is_temp, is_temp_of};
+use imgsim_common::Storage;
 
 use crate::distance::Metric;
 use crate::error::{IndexError, Result};
@@ -75,58 +78,47 @@ fn io_at(path: &Path) -> impl Fn(std::io::Error) -> IndexError + '_ {
     }
 }
 
-/// Writes `idx` to `dir/<file_name(id)>`: to a temporary name, fsynced, then
-/// renamed and the folder fsynced, so the final name only ever holds a
-/// complete file. On error the temporary file is removed.
-pub(crate) fn write(dir: &Path, id: u64, idx: &AnnIndex) -> Result<Written> {
-    if !dir.exists() {
-        std::fs::create_dir_all(dir)?;
-        if let Some(parent) = dir.parent() {
-            sync_dir(parent)?;
-        }
-    }
-    let final_path = dir.join(file_name(id));
-    let tmp = dir.join(format!("{}.tmp", file_name(id)));
-    let res = write_to(&tmp, idx);
-    match res {
-        Ok(w) => {
-            std::fs::rename(&tmp, &final_path).map_err(io_at(&final_path))?;
-            File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io_at(dir))?;
-            Ok(w)
-        }
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(e)
-        }
-    }
+/// Writes `idx` to `dir/<file_name(id)>` through `storage` (temporary
+/// name, fsync, rename, folder fsync: the final name only ever holds a
+/// complete file), creating `dir` if it is missing.
+pub(crate) fn write(storage: &dyn Storage, dir: &Path, id: u64, idx: &AnnIndex) -> Result<Written> {
+    storage.create_dir_all(dir)?;
+    let path = dir.join(file_name(id));
+    let mut written = None;
+    storage.write_with(&path, &mut |w| {
+        written = Some(write_to(w, idx)?);
+        Ok(())
+    })?;
+    written.ok_or_else(|| {
+        IndexError::Io(std::io::Error::other(format!(
+            "{}: the storage did not write the segment",
+            path.display()
+        )))
+    })
 }
 
-fn write_to(path: &Path, idx: &AnnIndex) -> Result<Written> {
-    let file = File::create(path).map_err(io_at(path))?;
+/// Writes the file's bytes to `w`; returns their length and checksum.
+fn write_to(w: &mut dyn Write, idx: &AnnIndex) -> std::io::Result<Written> {
     let mut w = CrcWriter {
-        inner: BufWriter::with_capacity(1 << 20, file),
+        inner: w,
         crc: crc32fast::Hasher::new(),
         bytes: 0,
     };
     let set = idx.vectors();
     let graph = idx.encode_graph();
-    let err = io_at(path);
-    w.write_all(MAGIC).map_err(&err)?;
+    w.write_all(MAGIC)?;
     for v in [set.len() as u64, set.dim() as u64, graph.len() as u64] {
-        w.write_all(&v.to_le_bytes()).map_err(&err)?;
+        w.write_all(&v.to_le_bytes())?;
     }
-    w.write_all(bytemuck::cast_slice(set.ids())).map_err(&err)?;
-    w.write_all(bytemuck::cast_slice(set.data()))
-        .map_err(&err)?;
-    w.write_all(&graph).map_err(&err)?;
+    w.write_all(bytemuck::cast_slice(set.ids()))?;
+    w.write_all(bytemuck::cast_slice(set.data()))?;
+    w.write_all(&graph)?;
     let crc = w.crc.clone().finalize();
-    w.write_all(&crc.to_le_bytes()).map_err(&err)?;
-    let bytes = w.bytes;
-    let file = w.inner.into_inner().map_err(|e| err(e.into_error()))?;
-    file.sync_all().map_err(&err)?;
-    Ok(Written { bytes, crc32: crc })
+    w.write_all(&crc.to_le_bytes())?;
+    Ok(Written {
+        bytes: w.bytes,
+        crc32: crc,
+    })
 }
 
 /// Reads a segment file into an index, checking its length and checksum
@@ -209,18 +201,21 @@ pub(crate) fn read(
     AnnIndex::from_parts(metric, params, set, &graph)
 }
 
-/// Fsyncs a folder, so that the entries created in it are durable.
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io_at(dir)(e))
-}
-
-/// True for names this module writes (`*.seg`, `*.seg.tmp`) that are plain
-/// files: the only entries `open` may delete as leftovers.
+/// True for names this module writes that are plain files: segment files
+/// (`*.seg`) and the temporaries their writes leave when interrupted, both
+/// the storage seam's (`<name>.seg.<pid>-<n>.tmp`, see
+/// [`imgsim_common::storage::temp_path`]) and older builds' (`<name>.seg.tmp`).
+/// These are the only entries `open` may delete as leftovers.
 pub(crate) fn is_ours(path: &Path) -> bool {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    (name.ends_with(".seg") || name.ends_with(".seg.tmp")) && path.is_file()
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    let segment = name.ends_with(".seg");
+    let temporary = is_temp(path)
+        && name
+            .find(".seg.")
+            .is_some_and(|i| is_temp_of(path, &path.with_file_name(&name[..i + 4])));
+    (segment || temporary) && path.is_file()
 }
 
 /// Segment files in `dir` (and leftover temporaries), with their ids when the
@@ -241,4 +236,38 @@ pub(crate) fn list(dir: &Path) -> Result<Vec<(PathBuf, Option<u64>)>> {
         out.push((e.path(), id));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use imgsim_common::storage::temp_path;
+
+    #[test]
+    fn leftovers_of_segment_writes_are_recognised_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let seg = dir.path().join(file_name(3));
+        let ours = [
+            seg.clone(),
+            temp_path(&seg),
+            dir.path().join(format!("{}.tmp", file_name(4))),
+        ];
+        let foreign = [
+            dir.path().join("notes.tmp"),
+            dir.path().join("README.txt"),
+            dir.path().join("0003.segment.tmp"),
+        ];
+        for p in ours.iter().chain(&foreign) {
+            std::fs::write(p, b"x").unwrap();
+        }
+        for p in &ours {
+            assert!(is_ours(p), "{}", p.display());
+        }
+        for p in &foreign {
+            assert!(!is_ours(p), "{}", p.display());
+        }
+        let folder = dir.path().join(format!("{}.seg", "00ff"));
+        std::fs::create_dir(&folder).unwrap();
+        assert!(!is_ours(&folder), "folders are never ours");
+    }
 }

@@ -429,10 +429,13 @@ fn leftovers_of_an_interrupted_write_are_discarded_on_open() {
         db.flush().unwrap();
     }
     // A segment file the manifest never named (crash before the switch) and
-    // a temporary one (crash while writing).
+    // temporary ones (crash while writing: the storage seam's name, and the
+    // name older builds used).
     let segs = p.join("segments");
     std::fs::write(segs.join("0000000000000007.seg"), b"half a segment").unwrap();
     std::fs::write(segs.join("0000000000000008.seg.tmp"), b"partial").unwrap();
+    let seam_tmp = imgsim_common::storage::temp_path(&segs.join("0000000000000009.seg"));
+    std::fs::write(seam_tmp, b"partial").unwrap();
     let c = open(&p, OpenOptions::default()).unwrap();
     assert_eq!(c.len(), 302);
     assert!(!c.contains(302));

@@ -1,0 +1,491 @@
+//! Every mutating call: inserts, sealing, deletes, compaction and segment
+//! merges, and the commit steps they share (see the commit protocol in the
+//! module docs).
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+
+use crate::distance::Metric;
+use crate::error::{IndexError, Result};
+use crate::hnsw::AnnIndex;
+use crate::segfile;
+use crate::vectors::VectorSet;
+
+use super::keys::{key, manifest_bytes, ITEM, MANIFEST_KEY, TOMBSTONE, VECTOR};
+use super::{
+    flush_through, Collection, ItemMeta, Loc, Manifest, NewItem, Phase, Progress, SegmentRef,
+};
+
+impl Collection {
+    /// Adds items; returns their new ids. All-or-nothing: a bad vector
+    /// anywhere refuses the whole call and writes nothing. Durable on return.
+    pub fn insert(&self, items: Vec<NewItem>) -> Result<Vec<u64>> {
+        let _w = self.lock_writer();
+        self.check_writable()?;
+        let spec = self.spec();
+        let (mut vectors, metas): (Vec<Vec<f32>>, Vec<ItemMeta>) =
+            items.into_iter().map(|it| (it.vector, it.meta)).unzip();
+        self.prepare_all(spec.dim, spec.metric, &mut vectors)?;
+        if vectors.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut manifest = self.read_state().manifest.clone();
+        let first = manifest.next_id;
+        manifest.next_id += vectors.len() as u64;
+        let mut batch = sled::Batch::default();
+        for (i, (v, meta)) in vectors.iter().zip(&metas).enumerate() {
+            let id = first + i as u64;
+            batch.insert(
+                &key(ITEM, id),
+                serde_json::to_vec(meta).expect("meta serialises"),
+            );
+            batch.insert(&key(VECTOR, id), bytemuck::cast_slice::<f32, u8>(v));
+        }
+        batch.insert(MANIFEST_KEY, manifest_bytes(&manifest));
+        self.commit_batch(batch)?;
+        {
+            let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
+            st.manifest = manifest;
+            for (i, v) in vectors.iter().enumerate() {
+                let id = first + i as u64;
+                let row = st.fresh.len() as u32;
+                st.fresh.push_prepared(id, v);
+                st.locations.insert(id, Loc::Fresh { row });
+            }
+        }
+        let ids: Vec<u64> = (first..first + vectors.len() as u64).collect();
+        if self.read_state().fresh.len() >= self.options.seal_threshold {
+            self.maintain_after_commit(self.seal_locked(&|_, _, _| {}));
+        }
+        Ok(ids)
+    }
+
+    /// Adds many vectors at once (row-major `data`), building their graph
+    /// directly as a new sealed segment. `meta(i)` gives row `i`'s metadata.
+    /// Holds one copy of the vectors. Durable on return; a crash before the
+    /// return leaves the collection as it was.
+    pub fn bulk_insert(
+        &self,
+        data: Vec<f32>,
+        meta: &(dyn Fn(usize) -> ItemMeta + Sync),
+        progress: Progress,
+    ) -> Result<Vec<u64>> {
+        let _w = self.lock_writer();
+        self.check_writable()?;
+        let spec = self.spec();
+        let mut manifest = self.read_state().manifest.clone();
+        let first = manifest.next_id;
+        let rows = data.len() / spec.dim.max(1);
+        let ids: Vec<u64> = (first..first + rows as u64).collect();
+        let set = VectorSet::from_parts(spec.dim, ids.clone(), data, spec.metric)?;
+        if rows == 0 {
+            return Ok(Vec::new());
+        }
+        // Step 1: metadata under uncommitted ids.
+        let t0 = std::time::Instant::now();
+        let mut batch = sled::Batch::default();
+        for i in 0..rows {
+            batch.insert(
+                &key(ITEM, first + i as u64),
+                serde_json::to_vec(&meta(i)).expect("meta serialises"),
+            );
+            if (i + 1) % 8192 == 0 || i + 1 == rows {
+                self.db.apply_batch(std::mem::take(&mut batch))?;
+                progress(Phase::Writing, i + 1, rows);
+            }
+        }
+        let t1 = std::time::Instant::now();
+        let idx = AnnIndex::build(spec.metric, spec.params, set, &|done| {
+            progress(Phase::Building, done, rows)
+        })?;
+        let t2 = std::time::Instant::now();
+        manifest.next_id += rows as u64;
+        self.commit_segment(idx, manifest, false, &[])?;
+        tracing::info!(
+            rows,
+            metadata_s = (t1 - t0).as_secs_f64(),
+            graph_s = (t2 - t1).as_secs_f64(),
+            segment_and_commit_s = t2.elapsed().as_secs_f64(),
+            "bulk insert committed"
+        );
+        self.maintain_after_commit(self.maintain_locked(progress));
+        Ok(ids)
+    }
+
+    /// Builds a graph over the appendable vectors and turns them into a
+    /// sealed segment. A no-op when there are none.
+    pub fn seal(&self, progress: Progress) -> Result<()> {
+        let _w = self.lock_writer();
+        self.check_writable()?;
+        self.seal_locked(progress)
+    }
+
+    fn seal_locked(&self, progress: Progress) -> Result<()> {
+        let (spec, fresh, manifest) = {
+            let st = self.read_state();
+            (
+                st.manifest.spec.clone(),
+                st.fresh.clone(),
+                st.manifest.clone(),
+            )
+        };
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        let rows = fresh.len();
+        let idx = AnnIndex::build(spec.metric, spec.params, fresh, &|d| {
+            progress(Phase::Building, d, rows)
+        })?;
+        let moved: Vec<[u8; 10]> = idx
+            .vectors()
+            .ids()
+            .iter()
+            .map(|&id| key(VECTOR, id))
+            .collect();
+        self.commit_segment(idx, manifest, false, &moved)?;
+        // The seal is committed: a failed merge after it must not turn it
+        // into an error (as after any committed write).
+        self.maintain_after_commit(self.maintain_locked(progress));
+        Ok(())
+    }
+
+    /// Compacts when tombstones or segments pile up past the configured limits.
+    fn maintain_locked(&self, progress: Progress) -> Result<()> {
+        let (share, segs) = {
+            let st = self.read_state();
+            let total = st.locations.len().max(1);
+            (st.tombstones.len() as f64 / total as f64, st.segments.len())
+        };
+        if (share > self.options.compact_tombstone_share && share > 0.0)
+            || segs > self.options.max_segments
+        {
+            self.compact_locked(progress)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes items by id; returns how many existed. Deleted items disappear
+    /// from searches at once (tombstones) and from the graph at the next
+    /// compaction. Durable on return.
+    pub fn delete(&self, ids: &[u64]) -> Result<usize> {
+        let _w = self.lock_writer();
+        self.check_writable()?;
+        let mut batch = sled::Batch::default();
+        let mut sealed = Vec::new();
+        let mut fresh = Vec::new();
+        {
+            let st = self.read_state();
+            for &id in ids {
+                if st.tombstones.contains(&id) {
+                    continue;
+                }
+                match st.locations.get(&id) {
+                    Some(Loc::Sealed { .. }) => {
+                        batch.insert(&key(TOMBSTONE, id), &[]);
+                        batch.remove(&key(ITEM, id));
+                        sealed.push(id);
+                    }
+                    Some(Loc::Fresh { .. }) => {
+                        batch.remove(&key(VECTOR, id));
+                        batch.remove(&key(ITEM, id));
+                        fresh.push(id);
+                    }
+                    None => {}
+                }
+            }
+        }
+        sealed.sort_unstable();
+        sealed.dedup();
+        fresh.sort_unstable();
+        fresh.dedup();
+        if sealed.is_empty() && fresh.is_empty() {
+            return Ok(0);
+        }
+        self.commit_batch(batch)?;
+        {
+            let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
+            st.tombstones.extend(sealed.iter().copied());
+            for id in &fresh {
+                if let Some(Loc::Fresh { row }) = st.locations.remove(id) {
+                    if let Some(moved) = st.fresh.swap_remove(row as usize) {
+                        st.locations.insert(moved, Loc::Fresh { row });
+                    }
+                }
+            }
+        }
+        self.maintain_after_commit(self.maintain_locked(&|_, _, _| {}));
+        Ok(sealed.len() + fresh.len())
+    }
+
+    /// Rebuilds everything live into one sealed segment, dropping deleted
+    /// items from the graph and merging segments.
+    pub fn compact(&self, progress: Progress) -> Result<()> {
+        let _w = self.lock_writer();
+        self.check_writable()?;
+        self.compact_locked(progress)
+    }
+
+    fn compact_locked(&self, progress: Progress) -> Result<()> {
+        let (spec, set, manifest, removals) = {
+            let st = self.read_state();
+            let mut set = VectorSet::with_capacity(st.manifest.spec.dim, st.live());
+            for seg in &st.segments {
+                let v = seg.vectors();
+                for r in 0..v.len() {
+                    if !st.tombstones.contains(&v.id(r)) {
+                        set.push_prepared(v.id(r), v.row(r));
+                    }
+                }
+            }
+            for r in 0..st.fresh.len() {
+                set.push_prepared(st.fresh.id(r), st.fresh.row(r));
+            }
+            let removals: Vec<[u8; 10]> = st
+                .fresh
+                .ids()
+                .iter()
+                .map(|&id| key(VECTOR, id))
+                .chain(st.tombstones.iter().map(|&id| key(TOMBSTONE, id)))
+                .collect();
+            (st.manifest.spec.clone(), set, st.manifest.clone(), removals)
+        };
+        let rows = set.len();
+        let idx = AnnIndex::build(spec.metric, spec.params, set, &|d| {
+            progress(Phase::Building, d, rows)
+        })?;
+        let replaced = self.commit_segment(idx, manifest, true, &removals)?;
+        // Step 3: garbage; open() repeats this if we crash here.
+        self.remove_segment_files(&replaced);
+        Ok(())
+    }
+
+    /// Sets an application property in the manifest (durable on return).
+    pub fn set_property(&self, key_: &str, value: &str) -> Result<()> {
+        let _w = self.lock_writer();
+        self.check_writable()?;
+        let mut manifest = self.manifest();
+        manifest
+            .properties
+            .insert(key_.to_string(), value.to_string());
+        self.db.insert(MANIFEST_KEY, manifest_bytes(&manifest))?;
+        self.flush_or_poison()?;
+        self.state
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .manifest = manifest;
+        Ok(())
+    }
+
+    /// Replaces the metadata of a live item (durable on return); the vector
+    /// is unchanged.
+    pub fn update_item(&self, id: u64, meta: &ItemMeta) -> Result<()> {
+        let _w = self.lock_writer();
+        self.check_writable()?;
+        if !self.contains(id) {
+            return Err(IndexError::NotFound(id));
+        }
+        let mut batch = sled::Batch::default();
+        batch.insert(
+            &key(ITEM, id),
+            serde_json::to_vec(meta).expect("meta serialises"),
+        );
+        self.commit_batch(batch)
+    }
+
+    /// Checks and prepares incoming vectors; errors name the item's position.
+    fn prepare_all(&self, dim: usize, metric: Metric, vectors: &mut [Vec<f32>]) -> Result<()> {
+        for (i, v) in vectors.iter_mut().enumerate() {
+            if v.len() != dim {
+                return Err(IndexError::WrongDimension {
+                    index: i,
+                    expected: dim,
+                    got: v.len(),
+                });
+            }
+            metric.prepare(v, i)?;
+        }
+        Ok(())
+    }
+
+    /// Commit protocol steps 1 and 2 for a new sealed segment: writes `idx`'s
+    /// file, then switches to `manifest` plus the segment (replacing every
+    /// listed segment when `replace_all`), applying `removals` in the same
+    /// atomic batch. Updates the in-memory state to match and returns the
+    /// numbers of the segments that were replaced (for step 3).
+    fn commit_segment(
+        &self,
+        idx: AnnIndex,
+        mut manifest: Manifest,
+        replace_all: bool,
+        removals: &[[u8; 10]],
+    ) -> Result<Vec<u64>> {
+        let seg_id = manifest.next_segment;
+        let written = segfile::write(&*self.storage, &self.seg_dir, seg_id, &idx)?;
+        let seg = SegmentRef {
+            id: seg_id,
+            rows: idx.len(),
+            bytes: written.bytes,
+            crc32: written.crc32,
+        };
+        manifest.next_segment += 1;
+        let replaced = if replace_all {
+            std::mem::take(&mut manifest.segments)
+                .into_iter()
+                .map(|s| s.id)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        manifest.segments.push(seg);
+        let mut batch = sled::Batch::default();
+        for k in removals {
+            batch.remove(k);
+        }
+        batch.insert(MANIFEST_KEY, manifest_bytes(&manifest));
+        if let Err(e) = self.db.apply_batch(batch) {
+            // Not applied: the file is garbage (open() would remove it too).
+            let _ = self
+                .storage
+                .remove_file(&self.seg_dir.join(segfile::file_name(seg_id)));
+            return Err(e.into());
+        }
+        // Applied: from here on the new manifest may reach the disk (sled also
+        // flushes on its own), so the file must stay.
+        self.flush_or_poison()?;
+        let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
+        if replace_all {
+            st.segments.clear();
+            st.locations.clear();
+            st.tombstones.clear();
+        }
+        let si = st.segments.len();
+        for (row, &id) in idx.vectors().ids().iter().enumerate() {
+            st.locations.insert(
+                id,
+                Loc::Sealed {
+                    seg: si,
+                    row: row as u32,
+                },
+            );
+        }
+        let sealed: HashSet<u64> = idx.vectors().ids().iter().copied().collect();
+        if st.fresh.ids().iter().any(|id| sealed.contains(id)) {
+            st.fresh = VectorSet::new(manifest.spec.dim);
+        }
+        st.segments.push(idx);
+        st.manifest = manifest;
+        Ok(replaced)
+    }
+
+    /// Applies a small commit (step 2 alone) and makes it durable.
+    fn commit_batch(&self, batch: sled::Batch) -> Result<()> {
+        self.db.apply_batch(batch)?;
+        self.flush_or_poison()
+    }
+
+    /// Makes an applied batch durable. If that fails, what reached the disk
+    /// is unknown: the handle refuses further writes (reads go on) until the
+    /// collection is reopened, which settles the state from what is on disk.
+    fn flush_or_poison(&self) -> Result<()> {
+        flush_through(&*self.storage, &self.db).map_err(|e| {
+            self.poisoned.store(true, Ordering::SeqCst);
+            IndexError::NeedsReopen(format!("flushing a commit failed ({e})"))
+        })
+    }
+
+    /// Refuses writes on a handle whose last commit has an unknown outcome.
+    fn check_writable(&self) -> Result<()> {
+        if self.poisoned.load(Ordering::SeqCst) {
+            return Err(IndexError::NeedsReopen(
+                "an earlier commit could not be confirmed on disk".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Maintenance after a committed write (sealing, compaction) must not
+    /// turn that write into an error: it is retried at the next write.
+    fn maintain_after_commit(&self, result: Result<()>) {
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "maintenance after a committed write failed; will retry on the next write");
+        }
+    }
+
+    /// Commit protocol step 3: deletes the files of replaced segments.
+    fn remove_segment_files(&self, ids: &[u64]) {
+        for id in ids {
+            let f = self.seg_dir.join(segfile::file_name(*id));
+            if let Err(e) = self.storage.remove_file(&f) {
+                tracing::warn!(file = %f.display(), error = %e, "could not remove an old segment file; it will be removed on next open");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use imgsim_common::{FaultyFs, Op};
+
+    use super::*;
+    use crate::distance::Metric;
+    use crate::hnsw::HnswParams;
+    use crate::CollectionSpec;
+
+    fn items(n: usize, dim: usize) -> Vec<NewItem> {
+        (0..n)
+            .map(|i| NewItem {
+                vector: (0..dim).map(|d| ((i * 7 + d * 3) % 11) as f32).collect(),
+                meta: ItemMeta::new(i.to_string(), "t"),
+            })
+            .collect()
+    }
+
+    /// The commit protocol, as the storage sees it: the segment file is
+    /// written, renamed into place and its folder fsynced before the flush
+    /// that switches the manifest; replaced files are removed only after it.
+    #[test]
+    fn the_ops_log_follows_the_commit_protocol() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c");
+        let fs = Arc::new(FaultyFs::new());
+        let spec = CollectionSpec {
+            dim: 4,
+            metric: Metric::L2,
+            params: HnswParams::default(),
+        };
+        let c = Collection::create_with(&p, spec, Default::default(), fs.clone()).unwrap();
+        c.insert(items(10, 4)).unwrap();
+        let from = fs.ops().len();
+        c.seal(&|_, _, _| {}).unwrap();
+        let seg = p.join("segments").join(segfile::file_name(0));
+        let sealed: Vec<(Op, std::path::PathBuf)> = fs.ops()[from..].to_vec();
+        assert_eq!(
+            sealed,
+            vec![
+                (Op::Write, seg.clone()),
+                (Op::Rename, seg.clone()),
+                (Op::SyncDir, p.join("segments")),
+                (Op::Barrier, "sled flush".into()),
+            ]
+        );
+        let from = fs.ops().len();
+        c.compact(&|_, _, _| {}).unwrap();
+        let kinds: Vec<Op> = fs.ops()[from..].iter().map(|(op, _)| *op).collect();
+        assert_eq!(
+            kinds,
+            vec![Op::Write, Op::Rename, Op::SyncDir, Op::Barrier, Op::Remove]
+        );
+        assert_eq!(
+            fs.ops().last().unwrap().1,
+            seg,
+            "the replaced file goes last"
+        );
+        // A small insert is step 2 alone: one flush.
+        let from = fs.ops().len();
+        c.insert(items(1, 4)).unwrap();
+        let kinds: Vec<Op> = fs.ops()[from..].iter().map(|(op, _)| *op).collect();
+        assert_eq!(kinds, vec![Op::Barrier]);
+    }
+}
