@@ -30,9 +30,9 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// The file is not valid TOML, or a key or value is not one imgsim knows.
-    #[error("invalid config {path}: {message}")]
+    #[error("invalid {path}: {message}")]
     Parse {
-        /// The file.
+        /// "config FILE" (or what else the settings came from).
         path: String,
         /// Parser message.
         message: String,
@@ -235,8 +235,16 @@ impl Default for Settings {
 /// built-in defaults.
 type Origins = BTreeMap<String, String>;
 
-/// Overlays `over` onto `base`, key by key, recording `origin` for each leaf.
-fn merge(base: &mut toml::Value, over: toml::Value, key: &str, origin: &str, out: &mut Origins) {
+/// Overlays `over` onto `base`, key by key, recording `origin` for each
+/// leaf. `base` holds every known key (the defaults), so a key it lacks is
+/// not a setting: refused, naming it.
+fn merge(
+    base: &mut toml::Value,
+    over: toml::Value,
+    key: &str,
+    origin: &str,
+    out: &mut Origins,
+) -> Result<(), ConfigError> {
     match (base, over) {
         (toml::Value::Table(b), toml::Value::Table(o)) => {
             for (k, v) in o {
@@ -246,10 +254,14 @@ fn merge(base: &mut toml::Value, over: toml::Value, key: &str, origin: &str, out
                     format!("{key}.{k}")
                 };
                 match b.get_mut(&k) {
-                    Some(slot) => merge(slot, v, &sub, origin, out),
+                    Some(slot) => merge(slot, v, &sub, origin, out)?,
                     None => {
-                        out.insert(sub, origin.to_string());
-                        b.insert(k, v);
+                        return Err(ConfigError::Parse {
+                            path: origin.to_string(),
+                            message: format!(
+                                "unknown setting `{sub}` (config/default.toml lists every setting)"
+                            ),
+                        })
                     }
                 }
             }
@@ -259,6 +271,7 @@ fn merge(base: &mut toml::Value, over: toml::Value, key: &str, origin: &str, out
             *slot = v;
         }
     }
+    Ok(())
 }
 
 /// `raw` (an environment variable's text) as a value of the same type as
@@ -351,14 +364,14 @@ impl Settings {
                 .map(|d| d.config_dir().join("config.toml"))
                 .filter(|p| p.exists())
         });
-        let file_name = file.as_ref().map(|p| p.display().to_string());
+        let file_name = file.as_ref().map(|p| format!("config {}", p.display()));
         if let Some(path) = &file {
             let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
                 path: path.clone(),
                 source,
             })?;
             let over: toml::Value = toml::from_str(&text).map_err(|e| ConfigError::Parse {
-                path: path.display().to_string(),
+                path: format!("config {}", path.display()),
                 message: e.to_string(),
             })?;
             merge(
@@ -367,12 +380,12 @@ impl Settings {
                 "",
                 &format!("config {}", path.display()),
                 &mut origins,
-            );
+            )?;
         }
         apply_env(&mut value, ENV_PREFIX, "", env, &mut origins)?;
         let settings: Settings = value.try_into().map_err(|e: toml::de::Error| {
             ConfigError::Parse {
-                path: file_name.unwrap_or_else(|| "(environment)".into()),
+                path: file_name.unwrap_or_else(|| "settings (from the environment)".into()),
                 message: e.message().to_string(),
             }
         })?;

@@ -50,7 +50,8 @@ impl Default for OpenOptions {
 }
 
 impl OpenOptions {
-    pub(crate) fn validate(&self) -> Result<()> {
+    /// Checks the options are in range.
+    pub fn validate(&self) -> Result<()> {
         if !(0.0..=1.0).contains(&self.compact_tombstone_share) {
             return Err(IndexError::InvalidParameter {
                 name: "compact_tombstone_share",
