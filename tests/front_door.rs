@@ -304,12 +304,17 @@ fn dups_moves_the_copies_only_when_applied() {
     let d = data.to_str().unwrap();
     let target = cwd.join("dups");
     let t = target.to_str().unwrap();
-    let o = imgsim(&["--data-dir", d, "dups", "--move-to", t], cwd);
+    // Random weights make every picture look alike: only exact copies count.
+    let strict = ["--threshold", "0.99999"];
+    let o = imgsim(&[&["--data-dir", d, "dups", "--move-to", t], &strict[..]].concat(), cwd);
     assert!(o.status.success(), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("would move") && out.contains("dry run"), "{out}");
     assert!(photos.join("small.png").exists() && !target.exists());
-    let o = imgsim(&["--data-dir", d, "dups", "--move-to", t, "--apply"], cwd);
+    let o = imgsim(
+        &[&["--data-dir", d, "dups", "--move-to", t, "--apply"], &strict[..]].concat(),
+        cwd,
+    );
     assert!(o.status.success(), "{}", text(&o));
     assert!(!photos.join("small.png").exists(), "{}", text(&o));
     assert!(target.join("small.png").exists() && photos.join("large.png").exists());
