@@ -52,6 +52,32 @@ pub fn bar(show: bool, len: u64, template: &str) -> ProgressBar {
     b
 }
 
+/// Shows autoencoder training progress on `bar`: images loaded, then the
+/// batches of each epoch with the running loss. (Epoch ends are the
+/// caller's to report.)
+pub fn show_training(bar: &ProgressBar, e: &imgsim_pipeline::train::TrainEvent) {
+    use imgsim_pipeline::train::TrainEvent;
+    match *e {
+        TrainEvent::Loading { done, total } => {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+            bar.set_message("loading images");
+        }
+        TrainEvent::Batch {
+            epoch,
+            epochs,
+            batch,
+            batches,
+            loss,
+        } => {
+            bar.set_length(batches as u64);
+            bar.set_position(batch as u64);
+            bar.set_message(format!("epoch {epoch}/{epochs} loss {loss:.4}"));
+        }
+        TrainEvent::Epoch { .. } => {}
+    }
+}
+
 /// Plain progress lines for logs (stderr not a terminal): at most one
 /// every `every`, plus the last one.
 pub struct LogLines {

@@ -17,20 +17,9 @@ fn error_line(o: &std::process::Output) -> String {
         .to_string()
 }
 
-/// Indexes `photos` into `data` (MobileNetV4-small, synthetic weights).
+/// Indexes `photos` into `data` (see [`common::index_photos`]).
 fn index(cwd: &Path, data: &Path, photos: &Path, extra: &[&str]) -> std::process::Output {
-    let mut args = vec![
-        "--data-dir",
-        data.to_str().unwrap(),
-        "index",
-        photos.to_str().unwrap(),
-        "--backbone",
-        "mobilenetv4-small",
-        "--weights",
-        "synthetic:1",
-    ];
-    args.extend_from_slice(extra);
-    imgsim(&args, cwd)
+    common::index_photos(cwd, data, photos, extra)
 }
 
 /// Regression: after `tools/demo.sh` (which wrote ./imgsim-data) a plain

@@ -20,7 +20,7 @@ use imgsim_pipeline::IndexProgress;
 use crate::collections::CollectionArg;
 use crate::config::{EmbedModel, Settings};
 use crate::exit;
-use crate::output::{bar, rate, LogLines};
+use crate::output::{bar, rate, show_training, LogLines};
 
 /// Arguments of `imgsim index`.
 #[derive(Debug, Args)]
@@ -162,7 +162,9 @@ pub fn run(args: &IndexArgs, settings: &Settings, quiet: bool) -> Result<u8> {
     let epoch_lines = LogLines::new(show, Duration::from_secs(10));
     let events = |e: ReadyEvent| match e {
         ReadyEvent::Notice(text) => {
-            if !quiet {
+            // A choice made for the user is said even with --json (on
+            // stderr); only --json with --quiet silences it.
+            if !(args.json && quiet) {
                 train_bar.suspend(|| eprintln!("{text}"));
             }
         }
@@ -170,23 +172,8 @@ pub fn run(args: &IndexArgs, settings: &Settings, quiet: bool) -> Result<u8> {
             if !show {
                 return;
             }
+            show_training(&train_bar, &t);
             match t {
-                TrainEvent::Loading { done, total } => {
-                    train_bar.set_length(total as u64);
-                    train_bar.set_position(done as u64);
-                    train_bar.set_message("loading images");
-                }
-                TrainEvent::Batch {
-                    epoch,
-                    epochs,
-                    batch,
-                    batches,
-                    loss,
-                } => {
-                    train_bar.set_length(batches as u64);
-                    train_bar.set_position(batch as u64);
-                    train_bar.set_message(format!("epoch {epoch}/{epochs} loss {loss:.4}"));
-                }
                 TrainEvent::Epoch {
                     epoch,
                     epochs,
@@ -194,6 +181,7 @@ pub fn run(args: &IndexArgs, settings: &Settings, quiet: bool) -> Result<u8> {
                 } => epoch_lines.maybe(epoch == epochs, || {
                     format!("autoencoder: epoch {epoch}/{epochs}, loss {loss:.5}")
                 }),
+                TrainEvent::Loading { .. } | TrainEvent::Batch { .. } => {}
             }
         }
     };

@@ -14,7 +14,7 @@ use imgsim_embed::AutoencoderConfig;
 use imgsim_pipeline::train::{decode_images, run_epochs, TrainEvent};
 
 use crate::config::Settings;
-use crate::output::{bar, LogLines};
+use crate::output::{bar, show_training, LogLines};
 
 /// `imgsim train ...`
 #[derive(Debug, Subcommand)]
@@ -115,12 +115,7 @@ fn folder_pixels(
         &cfg.transform(),
         args.max_images,
         &settings.limits,
-        &|e| {
-            if let TrainEvent::Loading { done, total } = e {
-                b.set_length(total as u64);
-                b.set_position(done as u64);
-            }
-        },
+        &|e| show_training(&b, &e),
     )?;
     b.finish_and_clear();
     for f in decoded.failed.iter().take(10) {
@@ -215,14 +210,12 @@ pub fn autoencoder(args: &TrainArgs, settings: &Settings, progress: bool) -> Res
     run_epochs(&mut trainer, data, last, &args.out, &|e| match e {
         TrainEvent::Batch {
             epoch,
-            epochs,
             batch,
             batches,
             loss,
+            ..
         } => {
-            b.set_length(batches as u64);
-            b.set_position(batch as u64);
-            b.set_message(format!("epoch {epoch}/{epochs} loss {loss:.4}"));
+            show_training(&b, &e);
             lines.maybe(false, || {
                 format!("epoch {epoch}: batch {batch}/{batches} loss {loss:.5}")
             });

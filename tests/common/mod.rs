@@ -1,6 +1,6 @@
-#![allow(dead_code)] // each test binary uses a different part
 //! The small harness the end-to-end tests share: run the `imgsim` binary in
 //! a folder with a clean environment, and read what it printed.
+#![allow(dead_code)] // each test binary uses a different part
 
 #[allow(dead_code)]
 pub mod corpus;
@@ -297,27 +297,32 @@ impl Rng {
     }
 }
 
+/// Indexes `photos` into `data` with MobileNetV4-small and synthetic
+/// weights (a collection that records an image embedder, made in seconds),
+/// with `extra` arguments.
+pub fn index_photos(cwd: &Path, data: &Path, photos: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "--data-dir",
+        data.to_str().unwrap(),
+        "index",
+        photos.to_str().unwrap(),
+        "--backbone",
+        "mobilenetv4-small",
+        "--weights",
+        "synthetic:1",
+    ];
+    args.extend_from_slice(extra);
+    imgsim(&args, cwd)
+}
+
 /// Indexes 4 pictures (seeds `seed..seed + 4`, 64 × 64, written under
-/// `cwd/seed-photos`) into collection `default` of `data` with
-/// MobileNetV4-small and synthetic weights, so that the collection records
-/// an image embedder: the starting point of the service tests.
+/// `cwd/seed-photos`) into collection `default` of `data` (see
+/// [`index_photos`]): the starting point of the service tests.
 pub fn indexed_collection(cwd: &Path, data: &Path, seed: u32) {
     let photos = cwd.join("seed-photos");
     for i in 0..4 {
         save(&picture(seed + i, 64, 64), &photos.join(format!("{i}.png")));
     }
-    let o = imgsim(
-        &[
-            "--data-dir",
-            data.to_str().unwrap(),
-            "index",
-            photos.to_str().unwrap(),
-            "--backbone",
-            "mobilenetv4-small",
-            "--weights",
-            "synthetic:1",
-        ],
-        cwd,
-    );
+    let o = index_photos(cwd, data, &photos, &[]);
     assert!(o.status.success(), "{}", text(&o));
 }
