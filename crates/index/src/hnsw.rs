@@ -9,10 +9,10 @@
 //!
 //! 1. **No second copy of the vectors.** hnsw_rs copies every inserted vector
 //!    into its own point structure. We insert *row numbers* (`u32`) instead and
-//!    give hnsw_rs a distance ([`RowDistance`]) that looks the rows up in our
+//!    give hnsw_rs a distance (`RowDistance`) that looks the rows up in our
 //!    one contiguous array, through our SIMD kernel.
 //! 2. **Searching is ours.** Once built, the graph's adjacency is copied out of
-//!    hnsw_rs into flat arrays ([`Graph`]): layer 0 as one `u32` table with a
+//!    hnsw_rs into flat arrays (`Graph`): layer 0 as one `u32` table with a
 //!    fixed stride, upper layers in a side table. hnsw_rs' own search allocates
 //!    per visited node (a `HashMap` of visited points, an `Arc` per candidate,
 //!    a lock per adjacency read), which made it several times slower than

@@ -192,7 +192,7 @@ pub struct Stats {
     pub format_version: u32,
 }
 
-/// What [`Collection::verify`] found.
+/// What [`Collection::verify`](crate::Collection::verify) found.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Consistency {
     /// Live ids (in a sealed graph or the appendable segment).
