@@ -125,9 +125,23 @@ impl IndexError {
     /// The I/O error underneath, if this is one (storage or file).
     pub fn io_error(&self) -> Option<&std::io::Error> {
         match self {
-            IndexError::Io(e) => Some(e),
-            IndexError::Storage(sled::Error::Io(e)) => Some(e),
-            _ => None,
+            IndexError::Io(e) | IndexError::Storage(sled::Error::Io(e)) => Some(e),
+            IndexError::Storage(_)
+            | IndexError::WrongDimension { .. }
+            | IndexError::NonFinite { .. }
+            | IndexError::ZeroVector { .. }
+            | IndexError::ZeroK
+            | IndexError::InvalidParameter { .. }
+            | IndexError::LengthMismatch { .. }
+            | IndexError::NotFound(_)
+            | IndexError::Locked { .. }
+            | IndexError::ReadOnly { .. }
+            | IndexError::NoCollection { .. }
+            | IndexError::AlreadyExists { .. }
+            | IndexError::IncompatibleVersion { .. }
+            | IndexError::SettingsMismatch(_)
+            | IndexError::Corrupt(_)
+            | IndexError::NeedsReopen(_) => None,
         }
     }
 
@@ -159,6 +173,8 @@ impl IndexError {
             IndexError::ReadOnly { .. } => ErrorKind::PermissionDenied,
             IndexError::IncompatibleVersion { .. } | IndexError::Corrupt(_) => ErrorKind::Corrupt,
             IndexError::NeedsReopen(_) => ErrorKind::Internal,
+            // sled found its own files damaged.
+            IndexError::Storage(sled::Error::Corruption { .. }) => ErrorKind::Corrupt,
             IndexError::Storage(_) | IndexError::Io(_) => match self.io_error() {
                 Some(e) => ErrorKind::of_io(e),
                 None => ErrorKind::Internal,
@@ -168,3 +184,100 @@ impl IndexError {
 }
 
 pub use imgsim_common::kind::is_storage_full;
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+
+    use super::*;
+
+    #[test]
+    fn every_variant_has_its_kind() {
+        let path = || PathBuf::from("/c");
+        let cases = [
+            (
+                IndexError::WrongDimension {
+                    index: 0,
+                    expected: 2,
+                    got: 3,
+                },
+                ErrorKind::Invalid,
+            ),
+            (
+                IndexError::NonFinite {
+                    index: 0,
+                    component: 1,
+                    value: f32::NAN,
+                },
+                ErrorKind::Invalid,
+            ),
+            (IndexError::ZeroVector { index: 0 }, ErrorKind::Invalid),
+            (IndexError::ZeroK, ErrorKind::Invalid),
+            (
+                IndexError::InvalidParameter {
+                    name: "m",
+                    reason: "must be between 2 and 128, not 1".into(),
+                },
+                ErrorKind::Invalid,
+            ),
+            (
+                IndexError::LengthMismatch { ids: 1, vectors: 2 },
+                ErrorKind::Invalid,
+            ),
+            (IndexError::NotFound(7), ErrorKind::NotFound),
+            (IndexError::Locked { path: path() }, ErrorKind::Locked),
+            (
+                IndexError::ReadOnly {
+                    path: path(),
+                    reason: "read-only file system".into(),
+                },
+                ErrorKind::PermissionDenied,
+            ),
+            (
+                IndexError::NoCollection { path: path() },
+                ErrorKind::NotFound,
+            ),
+            (
+                IndexError::AlreadyExists { path: path() },
+                ErrorKind::Conflict,
+            ),
+            (
+                IndexError::IncompatibleVersion {
+                    path: path(),
+                    found: 9,
+                    supported: 1,
+                },
+                ErrorKind::Corrupt,
+            ),
+            (
+                IndexError::SettingsMismatch("dim".into()),
+                ErrorKind::Conflict,
+            ),
+            (IndexError::Corrupt("bad".into()), ErrorKind::Corrupt),
+            (
+                IndexError::NeedsReopen("flush failed".into()),
+                ErrorKind::Internal,
+            ),
+            (
+                IndexError::Storage(sled::Error::Unsupported("x".into())),
+                ErrorKind::Internal,
+            ),
+            (
+                IndexError::Storage(sled::Error::Io(io::Error::from_raw_os_error(28))),
+                ErrorKind::StorageFull,
+            ),
+            (
+                IndexError::Io(io::Error::from(io::ErrorKind::PermissionDenied)),
+                ErrorKind::PermissionDenied,
+            ),
+            (IndexError::Io(io::Error::other("eio")), ErrorKind::Internal),
+        ];
+        for (e, kind) in cases {
+            assert_eq!(e.kind(), kind, "{e}");
+            assert_eq!(e.is_user_error(), kind.is_user_error(), "{e}");
+        }
+        let full = IndexError::Io(io::Error::from_raw_os_error(28));
+        assert!(full.is_storage_full() && full.io_error().is_some());
+        assert!(IndexError::ZeroK.io_error().is_none());
+    }
+}

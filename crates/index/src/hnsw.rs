@@ -9,10 +9,10 @@
 //!
 //! 1. **No second copy of the vectors.** hnsw_rs copies every inserted vector
 //!    into its own point structure. We insert *row numbers* (`u32`) instead and
-//!    give hnsw_rs a distance ([`RowDistance`]) that looks the rows up in our
+//!    give hnsw_rs a distance (`RowDistance`) that looks the rows up in our
 //!    one contiguous array, through our SIMD kernel.
 //! 2. **Searching is ours.** Once built, the graph's adjacency is copied out of
-//!    hnsw_rs into flat arrays ([`Graph`]): layer 0 as one `u32` table with a
+//!    hnsw_rs into flat arrays (`Graph`): layer 0 as one `u32` table with a
 //!    fixed stride, upper layers in a side table. hnsw_rs' own search allocates
 //!    per visited node (a `HashMap` of visited points, an `Arc` per candidate,
 //!    a lock per adjacency read), which made it several times slower than
@@ -40,19 +40,29 @@ use crate::vectors::{prepare_query, Cand, IdFilter, Neighbor, VectorSet};
 const MAX_LAYERS: usize = 16;
 /// Rows inserted into hnsw_rs per parallel call (progress granularity).
 const BUILD_CHUNK: usize = 8192;
+/// Smallest `m` accepted.
+pub const MIN_M: usize = 2;
 /// Largest `m` accepted: hnsw_rs stores up to `2m` links per node in layer 0 and
 /// aborts the process above 256 connections.
 pub const MAX_M: usize = 128;
+/// Largest `ef_construction` accepted: far above any useful value (1,000
+/// already makes a very slow build); larger ones are taken for mistakes.
+pub const MAX_EF_CONSTRUCTION: usize = 10_000;
 
-/// HNSW parameters.
+/// HNSW parameters. Usable directly as a configuration section: missing
+/// keys take their defaults, unknown keys are refused, and
+/// [`HnswParams::validate`] checks the ranges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct HnswParams {
     /// Links per node in the upper layers; layer 0 keeps up to `2 * m`.
+    /// [`MIN_M`]..=[`MAX_M`]; default 16.
     pub m: usize,
     /// Candidate list size while building; larger is slower and better.
+    /// 1..=[`MAX_EF_CONSTRUCTION`]; default 200.
     pub ef_construction: usize,
     /// Default candidate list size while searching (overridable per query).
+    /// At least 1; default 64.
     pub ef_search: usize,
 }
 
@@ -67,24 +77,27 @@ impl Default for HnswParams {
 }
 
 impl HnswParams {
-    /// Checks the parameters are in range.
+    /// Checks the parameters are in range; the error names the key.
     pub fn validate(&self) -> Result<()> {
-        if !(2..=MAX_M).contains(&self.m) {
+        if !(MIN_M..=MAX_M).contains(&self.m) {
             return Err(IndexError::InvalidParameter {
                 name: "m",
-                reason: format!("{} is out of range 2..={MAX_M}", self.m),
+                reason: format!("must be between {MIN_M} and {MAX_M}, not {}", self.m),
             });
         }
-        if self.ef_construction == 0 {
+        if !(1..=MAX_EF_CONSTRUCTION).contains(&self.ef_construction) {
             return Err(IndexError::InvalidParameter {
                 name: "ef_construction",
-                reason: "must be at least 1".into(),
+                reason: format!(
+                    "must be between 1 and {MAX_EF_CONSTRUCTION}, not {}",
+                    self.ef_construction
+                ),
             });
         }
         if self.ef_search == 0 {
             return Err(IndexError::InvalidParameter {
                 name: "ef_search",
-                reason: "must be at least 1".into(),
+                reason: "must be at least 1, not 0".into(),
             });
         }
         Ok(())
@@ -736,6 +749,62 @@ mod tests {
     use super::*;
     use crate::exact::ExactIndex;
     use crate::recall::recall_at_k;
+
+    #[test]
+    fn params_are_a_config_section_and_ranges_are_checked() {
+        let p: HnswParams = serde_json::from_str(r#"{"m": 8}"#).unwrap();
+        assert_eq!(
+            p,
+            HnswParams {
+                m: 8,
+                ..HnswParams::default()
+            }
+        );
+        let p: HnswParams = serde_json::from_str("{}").unwrap();
+        assert_eq!(p, HnswParams::default());
+        p.validate().unwrap();
+        let e = serde_json::from_str::<HnswParams>(r#"{"m": 8, "ef": 3}"#).unwrap_err();
+        assert!(e.to_string().contains("unknown field `ef`"), "{e}");
+
+        let bad = |f: fn(&mut HnswParams)| {
+            let mut p = HnswParams::default();
+            f(&mut p);
+            p.validate().unwrap_err().to_string()
+        };
+        assert_eq!(
+            bad(|p| p.m = 1),
+            "invalid parameter m: must be between 2 and 128, not 1"
+        );
+        assert_eq!(
+            bad(|p| p.m = 129),
+            "invalid parameter m: must be between 2 and 128, not 129"
+        );
+        assert_eq!(
+            bad(|p| p.ef_construction = 0),
+            "invalid parameter ef_construction: must be between 1 and 10000, not 0"
+        );
+        assert!(
+            bad(|p| p.ef_construction = 10_001).starts_with("invalid parameter ef_construction")
+        );
+        assert_eq!(
+            bad(|p| p.ef_search = 0),
+            "invalid parameter ef_search: must be at least 1, not 0"
+        );
+        for ok in [
+            HnswParams {
+                m: MIN_M,
+                ef_construction: 1,
+                ef_search: 1,
+            },
+            HnswParams {
+                m: MAX_M,
+                ef_construction: MAX_EF_CONSTRUCTION,
+                ef_search: 100_000,
+            },
+        ] {
+            ok.validate().unwrap();
+        }
+    }
 
     /// Seeded clustered data: `n` points of dimension `dim`, 16 clusters, each
     /// spread along 8 random directions (intrinsic dimension 8, like real

@@ -25,16 +25,22 @@ pub struct CollectionSpec {
 }
 
 /// Settings that apply to one open handle and may change between opens.
+/// Usable directly as a configuration section (`[storage]`): missing keys
+/// take their defaults, unknown keys are refused, and
+/// [`OpenOptions::validate`] checks the ranges.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default, deny_unknown_fields)]
 pub struct OpenOptions {
-    /// sled page cache size, in bytes.
+    /// sled page cache size, in bytes. At least 1; default 64 MiB.
     pub cache_bytes: u64,
-    /// Appendable vectors that trigger building a graph segment.
+    /// Appendable vectors that trigger building a graph segment. At least 1;
+    /// default 4096.
     pub seal_threshold: usize,
-    /// Share of deleted items (0..1) above which the graph is rebuilt without them.
+    /// Share of deleted items above which the graph is rebuilt without them.
+    /// Greater than 0 and at most 1 (1: never); default 0.2.
     pub compact_tombstone_share: f64,
-    /// More sealed segments than this triggers a merge into one.
+    /// More sealed segments than this triggers a merge into one. At least 1;
+    /// default 8.
     pub max_segments: usize,
 }
 
@@ -50,20 +56,29 @@ impl Default for OpenOptions {
 }
 
 impl OpenOptions {
-    /// Checks the options are in range.
+    /// Checks the options are in range; the error names the key.
     pub fn validate(&self) -> Result<()> {
-        if !(0.0..=1.0).contains(&self.compact_tombstone_share) {
+        let at_least_one = |name: &'static str, value: u64| {
+            if value == 0 {
+                Err(IndexError::InvalidParameter {
+                    name,
+                    reason: "must be at least 1, not 0".into(),
+                })
+            } else {
+                Ok(())
+            }
+        };
+        at_least_one("cache_bytes", self.cache_bytes)?;
+        at_least_one("seal_threshold", self.seal_threshold as u64)?;
+        let share = self.compact_tombstone_share;
+        // Written so that NaN fails too.
+        if !(share > 0.0 && share <= 1.0) {
             return Err(IndexError::InvalidParameter {
                 name: "compact_tombstone_share",
-                reason: format!("{} is not within 0..=1", self.compact_tombstone_share),
+                reason: format!("must be greater than 0 and at most 1, not {share}"),
             });
         }
-        if self.seal_threshold == 0 || self.max_segments == 0 {
-            return Err(IndexError::InvalidParameter {
-                name: "seal_threshold/max_segments",
-                reason: "must be at least 1".into(),
-            });
-        }
+        at_least_one("max_segments", self.max_segments as u64)?;
         Ok(())
     }
 }
@@ -177,7 +192,7 @@ pub struct Stats {
     pub format_version: u32,
 }
 
-/// What [`Collection::verify`] found.
+/// What [`Collection::verify`](crate::Collection::verify) found.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Consistency {
     /// Live ids (in a sealed graph or the appendable segment).
@@ -221,4 +236,71 @@ pub(super) fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_options_are_a_config_section_and_ranges_are_checked() {
+        let o: OpenOptions = serde_json::from_str(r#"{"seal_threshold": 10}"#).unwrap();
+        assert_eq!(
+            o,
+            OpenOptions {
+                seal_threshold: 10,
+                ..OpenOptions::default()
+            }
+        );
+        let o: OpenOptions = serde_json::from_str("{}").unwrap();
+        assert_eq!(o, OpenOptions::default());
+        o.validate().unwrap();
+        let e = serde_json::from_str::<OpenOptions>(r#"{"cache": 1}"#).unwrap_err();
+        assert!(e.to_string().contains("unknown field `cache`"), "{e}");
+
+        let bad = |f: fn(&mut OpenOptions)| {
+            let mut o = OpenOptions::default();
+            f(&mut o);
+            o.validate().unwrap_err().to_string()
+        };
+        assert_eq!(
+            bad(|o| o.cache_bytes = 0),
+            "invalid parameter cache_bytes: must be at least 1, not 0"
+        );
+        assert_eq!(
+            bad(|o| o.seal_threshold = 0),
+            "invalid parameter seal_threshold: must be at least 1, not 0"
+        );
+        assert_eq!(
+            bad(|o| o.max_segments = 0),
+            "invalid parameter max_segments: must be at least 1, not 0"
+        );
+        for share in [0.0, -0.1, 1.5, f64::NAN] {
+            let o = OpenOptions {
+                compact_tombstone_share: share,
+                ..OpenOptions::default()
+            };
+            let e = o.validate().unwrap_err();
+            assert!(matches!(
+                e,
+                IndexError::InvalidParameter {
+                    name: "compact_tombstone_share",
+                    ..
+                }
+            ));
+        }
+        assert_eq!(
+            bad(|o| o.compact_tombstone_share = 1.5),
+            "invalid parameter compact_tombstone_share: must be greater than 0 and at most 1, not 1.5"
+        );
+        for share in [1e-9, 0.2, 1.0] {
+            let o = OpenOptions {
+                compact_tombstone_share: share,
+                cache_bytes: 1,
+                seal_threshold: 1,
+                max_segments: 1,
+            };
+            o.validate().unwrap();
+        }
+    }
 }
