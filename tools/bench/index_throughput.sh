@@ -4,12 +4,12 @@
 #
 #   bash tools/bench/index_throughput.sh [FOLDER] [BACKBONES]
 #
-# FOLDER defaults to /tmp/imgsim-photos, made from Debian's desktop photos by
+# FOLDER defaults to /tmp/imgsim-photo-crops, made from Debian's desktop photos by
 # the photo_folder example (400 camera-sized JPEG crops) when missing.
 # Weights are synthetic: the same computation as real weights, no download.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-folder="${1:-/tmp/imgsim-photos}"
+folder="${1:-/tmp/imgsim-photo-crops}"
 backbones="${2:-dinov2-small clip-b32 resnet50 resnet18 mobilenetv4-small}"
 batch=16
 cargo build --release -q
