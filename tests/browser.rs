@@ -1,6 +1,6 @@
 //! The search page in a real browser: headless Chromium (Debian package
 //! `chromium`) driven by Playwright (npm `playwright-core`, installed into
-//! tests/browser/ by tools/install-deps.sh): load the page, upload an image,
+//! tests/browser/ by tools/ci/install-deps.sh): load the page, upload an image,
 //! see the results, click one.
 
 mod common;
@@ -43,11 +43,11 @@ fn search_page_uploads_an_image_and_clicks_a_result() {
     let script = root.join("tests/browser/search_page.mjs");
     assert!(
         root.join("tests/browser/node_modules/playwright-core").exists(),
-        "playwright-core is not installed: run `bash tools/install-deps.sh` (npm install --prefix tests/browser)"
+        "playwright-core is not installed: run `bash tools/ci/install-deps.sh` (npm install --prefix tests/browser)"
     );
     assert!(
         Path::new("/usr/bin/chromium").exists() || std::env::var_os("CHROMIUM").is_some(),
-        "no Chromium: run `bash tools/install-deps.sh` (Debian package chromium)"
+        "no Chromium: run `bash tools/ci/install-deps.sh` (Debian package chromium)"
     );
     let dir = tempfile::tempdir().unwrap();
     let cwd = dir.path();

@@ -5,21 +5,34 @@
 #   bash tools/demo.sh [FOLDER [QUERY_IMAGE]]
 #
 # Default FOLDER: /usr/share/backgrounds (Debian's desktop photos, installed
-# here if missing). Collections go to $IMGSIM_DATA_DIR (default ./imgsim-data).
+# here if missing). The collection (`default`) goes where every imgsim command
+# looks for it: $IMGSIM_DATA_DIR when set, else the platform data directory
+# (~/.local/share/imgsim on Linux), so a plain `imgsim query` afterwards
+# finds it.
 # Offline, with no pretrained weights, `imgsim index` trains an autoencoder on
 # the folder first (about a minute for the default folder); online it
 # downloads DINOv2-S weights once. Running it again is incremental.
 set -euo pipefail
+# Paths given relative to where the script was started from stay so after
+# the cd to the repository root.
+abs() { case "$1" in /*) printf '%s' "$1" ;; *) printf '%s/%s' "$PWD" "$1" ;; esac; }
+folder="$(abs "${1:-/usr/share/backgrounds}")"
+query="${2:+$(abs "$2")}"
+if [ -n "${IMGSIM_DATA_DIR:-}" ]; then export IMGSIM_DATA_DIR="$(abs "$IMGSIM_DATA_DIR")"; fi
 cd "$(dirname "$0")/.."
-folder="${1:-/usr/share/backgrounds}"
 if [ $# -eq 0 ]; then
-    bash tools/install-deps.sh --photos
+    bash tools/ci/install-deps.sh --photos
 else
-    bash tools/install-deps.sh
+    bash tools/ci/install-deps.sh
 fi
 cargo build --release
 imgsim=target/release/imgsim
-export IMGSIM_DATA_DIR="${IMGSIM_DATA_DIR:-$PWD/imgsim-data}"
+if [ -n "${IMGSIM_DATA_DIR:-}" ]; then
+    where="$IMGSIM_DATA_DIR (IMGSIM_DATA_DIR)"
+else
+    where="the platform data directory (${XDG_DATA_HOME:-$HOME/.local/share}/imgsim on Linux)"
+fi
+echo "collections go to $where"
 
 echo "== imgsim index $folder"
 status=0
@@ -27,7 +40,7 @@ status=0
 # 3: finished, but some files could not be indexed (listed above).
 if [ "$status" -ne 0 ] && [ "$status" -ne 3 ]; then exit "$status"; fi
 
-query="${2:-$(find "$folder" -type f \( -iname '*.jpg' -o -iname '*.jpeg' \) | sort | head -n 1)}"
+query="${query:-$(find "$folder" -type f \( -iname '*.jpg' -o -iname '*.jpeg' \) | sort | head -n 1)}"
 echo
 echo "== imgsim query $query -k 5 --exact"
 "$imgsim" query "$query" -k 5 --exact

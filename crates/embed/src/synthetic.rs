@@ -1,7 +1,8 @@
 //! Deterministic synthetic weights: every tensor's values are a pure function
 //! of `(seed, tensor name, shape)`, so that Rust and the PyTorch reference
-//! script (`tools/parity_refs.py`, which implements the same generator with
-//! numpy) build bit-identical networks without shipping a weights file.
+//! script (`tools/reference/parity_refs.py`, which implements the same
+//! generator with numpy) build bit-identical networks without shipping a
+//! weights file.
 //!
 //! The generator, for element `i` of tensor `name`:
 //! `base = fnv1a64("{seed}:{name}")`, `u = splitmix64(base + i) >> 40` scaled

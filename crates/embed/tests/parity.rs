@@ -1,8 +1,9 @@
 //! Parity with PyTorch: every backbone, built from the deterministic
 //! synthetic weights, must reproduce the outputs torchvision/timm computed on
-//! the very same weights and input (tools/parity_refs.py), to a relative
-//! error of at most 1e-4 (max |ours − theirs| / max |theirs|). One case runs a
-//! fixed PNG through our preprocessing against torchvision's transforms.
+//! the very same weights and input (tools/reference/parity_refs.py), to a
+//! relative error of at most 1e-4 (max |ours − theirs| / max |theirs|). One
+//! case runs a fixed PNG through our preprocessing against torchvision's
+//! transforms.
 
 use std::path::{Path, PathBuf};
 

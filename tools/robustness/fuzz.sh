@@ -4,11 +4,12 @@
 # search request parsing (fuzz/fuzz_targets/). Needs a nightly toolchain
 # (rustup toolchain install nightly) and cargo-fuzz (installed if missing).
 # Crashes land in fuzz/artifacts/<target>/; the corpus grows in
-# fuzz/corpus/<target>/ (seeded by tools/fuzz_seeds.py: small valid files of every kind).
+# fuzz/corpus/<target>/ (seeded by tools/robustness/fuzz_seeds.py: small
+# valid files of every kind).
 #
-#   bash tools/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]
+#   bash tools/robustness/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 secs="${1:-120}"
 shift || true
 targets=("$@")
@@ -17,7 +18,7 @@ command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 rustup run nightly rustc --version >/dev/null 2>&1 || {
     echo "cargo fuzz needs a nightly toolchain: rustup toolchain install nightly" >&2; exit 2; }
 cp -n Cargo.lock fuzz/Cargo.lock 2>/dev/null || true
-python3 tools/fuzz_seeds.py fuzz/seeds
+python3 tools/robustness/fuzz_seeds.py fuzz/seeds
 cargo +nightly fuzz build -O
 summary=()
 status=0

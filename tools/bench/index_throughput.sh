@@ -2,19 +2,19 @@
 # End-to-end indexing throughput versus the embedder's own, per backbone, on
 # a folder of real photos (the issue-4 target: at least 90%).
 #
-#   bash tools/index_throughput.sh [FOLDER] [BACKBONES]
+#   bash tools/bench/index_throughput.sh [FOLDER] [BACKBONES]
 #
-# FOLDER defaults to /tmp/imgsim-photos, made from Debian's desktop photos by
+# FOLDER defaults to /tmp/imgsim-photo-crops, made from Debian's desktop photos by
 # the photo_folder example (400 camera-sized JPEG crops) when missing.
 # Weights are synthetic: the same computation as real weights, no download.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-folder="${1:-/tmp/imgsim-photos}"
+cd "$(dirname "$0")/../.."
+folder="${1:-/tmp/imgsim-photo-crops}"
 backbones="${2:-dinov2-small clip-b32 resnet50 resnet18 mobilenetv4-small}"
 batch=16
 cargo build --release -q
 if [ ! -d "$folder" ]; then
-    bash tools/install-deps.sh --photos
+    bash tools/ci/install-deps.sh --photos
     cargo run --release -q -p imgsim-pipeline --example photo_folder -- /usr/share/backgrounds "$folder" 400
 fi
 imgsim=target/release/imgsim

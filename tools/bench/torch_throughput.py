@@ -12,8 +12,8 @@ candle models the same way on synthetic weights. Run both in the same
 session on the same machine, with the same thread count and batch sizes,
 and compare the rows side by side:
 
-    python3 tools/torch_throughput.py --threads 2 --json torch.json
-    python3 tools/torch_throughput.py --channels-last   # also NHWC rows
+    python3 tools/bench/torch_throughput.py --threads 2 --json torch.json
+    python3 tools/bench/torch_throughput.py --channels-last   # also NHWC rows
 
 Run by hand; nothing in CI calls it.
 """

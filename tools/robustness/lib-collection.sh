@@ -1,5 +1,5 @@
-# Shared by tools/soak.sh and tools/schemathesis.sh (source it, do not run
-# it): the release binary, the photo collection (the demo's: Debian's
+# Shared by tools/robustness/soak.sh and tools/robustness/schemathesis.sh
+# (source it, do not run it): the release binary, the photo collection (the demo's: Debian's
 # backgrounds, an autoencoder trained offline on them), a query image, a free
 # loopback port, and starting and stopping `imgsim serve`.
 #
@@ -35,7 +35,7 @@ photo_collection() { # WORK
     local work=$1 pristine=${PRISTINE:-/tmp/imgsim-photos}
     mkdir -p "$work"
     if [ ! -d "$PHOTOS_DIR/gnome" ] && [ ! -d "$PHOTOS_DIR/mate" ] && [ "$PHOTOS_DIR" = /usr/share/backgrounds ]; then
-        bash tools/install-deps.sh --photos
+        bash tools/ci/install-deps.sh --photos
     fi
     if [ ! -d "$pristine/photos" ]; then
         echo "building the photo collection $pristine/photos from $PHOTOS_DIR (trains an autoencoder offline, about a minute) ..." >&2

@@ -10,7 +10,7 @@ fixed PNG through torchvision's transforms (the preprocessing parity case).
 Run by hand; CI only reads the committed JSON:
 
     pip install torch torchvision timm pillow numpy
-    python3 tools/parity_refs.py
+    python3 tools/reference/parity_refs.py
 
 (From PyPI, torch pulls about 5 GB of CUDA libraries; the CPU is used.)
 """
@@ -27,7 +27,7 @@ from PIL import Image
 from timm.layers import resample_abs_pos_embed
 from torchvision import transforms as T
 
-OUT = os.path.join(os.path.dirname(__file__), "..", "crates", "embed", "tests", "parity")
+OUT = os.path.join(os.path.dirname(__file__), "..", "..", "crates", "embed", "tests", "parity")
 SEED = 0
 M64 = (1 << 64) - 1
 

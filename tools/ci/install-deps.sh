@@ -10,7 +10,7 @@
 #   /usr/share/backgrounds for the demo (tools/demo.sh).
 # Idempotent: does nothing when everything is present.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 need=()
 [ -f /usr/include/turbojpeg.h ] || need+=(libturbojpeg0-dev)
 [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || need+=(dataset-fashion-mnist)

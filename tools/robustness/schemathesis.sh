@@ -5,12 +5,12 @@
 # and body as the schema says, invalid input rejected, valid input accepted,
 # writes refused without the api-key, ...).
 #
-#   bash tools/schemathesis.sh [MAX_EXAMPLES]    # per operation, default 50
+#   bash tools/robustness/schemathesis.sh [MAX_EXAMPLES]    # per operation, default 50
 #
 # Environment: WORK (default /tmp/imgsim-schemathesis; each run serves a
 # fresh copy, $WORK/data, of the photo collection built once in PRISTINE,
-# default /tmp/imgsim-photos, shared with tools/soak.sh: the tests add and
-# delete images), SEED (a fixed seed, for a reproducible run), ST_ARGS (more
+# default /tmp/imgsim-photos, shared with tools/robustness/soak.sh: the
+# tests add and delete images), SEED (a fixed seed, for a reproducible run), ST_ARGS (more
 # `schemathesis run` flags), IMGSIM (another binary).
 # Path and query parameters named `collection` are fixed to `photos`, so the
 # operations reach a real collection instead of answering 404 to random
@@ -18,8 +18,8 @@
 # failures) go to $WORK/report. Builds nothing when target/release/imgsim
 # exists. Exit status: schemathesis's.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-. tools/lib-collection.sh
+cd "$(dirname "$0")/../.."
+. tools/robustness/lib-collection.sh
 examples="${1:-50}"
 work="${WORK:-/tmp/imgsim-schemathesis}"
 key="schemathesis-key"
@@ -38,7 +38,7 @@ start_server "$work" "$port" "$key"
 base="http://127.0.0.1:$port"
 echo "imgsim serve on 127.0.0.1:$port (pid $SERVER_PID, log $work/serve.log)"
 cat >"$work/schemathesis.toml" <<'TOML'
-# Written by tools/schemathesis.sh.
+# Written by tools/robustness/schemathesis.sh.
 [parameters]
 collection = "photos"
 

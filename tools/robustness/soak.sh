@@ -1,22 +1,24 @@
 #!/usr/bin/env bash
 # Soak test of `imgsim serve` on loopback: mixed traffic (search by vector,
 # id and uploaded image; adds and deletes) for MINUTES minutes with
-# tools/soak.py, the server's RSS sampled every 5 s, then consistency checked
-# through the API and, after the server stopped, with `imgsim check`.
+# tools/robustness/soak.py, the server's RSS sampled every 5 s, then
+# consistency checked through the API and, after the server stopped, with
+# `imgsim check`.
 #
-#   bash tools/soak.sh [MINUTES]        # default 10
+#   bash tools/robustness/soak.sh [MINUTES]        # default 10
 #
 # Environment: WORK (default /tmp/imgsim-soak; each run serves a fresh copy,
 # $WORK/data, of the photo collection built once in PRISTINE, default
-# /tmp/imgsim-photos, shared with tools/schemathesis.sh; KEEP_DATA=1 reuses
-# $WORK/data, so what runs add accumulates), THREADS (6), MAX_RSS_GROWTH_MIB
-# (64), SOAK_ARGS (more tools/soak.py flags), IMGSIM (another binary).
+# /tmp/imgsim-photos, shared with tools/robustness/schemathesis.sh;
+# KEEP_DATA=1 reuses $WORK/data, so what runs add accumulates), THREADS (6),
+# MAX_RSS_GROWTH_MIB (64), SOAK_ARGS (more tools/robustness/soak.py flags),
+# IMGSIM (another binary).
 # Builds nothing when target/release/imgsim exists. Exit status: non-zero
 # when soak.py found errors, inconsistencies or RSS growth, when the server
 # did not stop cleanly, or when `imgsim check` reports an inconsistency.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-. tools/lib-collection.sh
+cd "$(dirname "$0")/../.."
+. tools/robustness/lib-collection.sh
 minutes="${1:-10}"
 work="${WORK:-/tmp/imgsim-soak}"
 key="soak-key"
@@ -35,7 +37,7 @@ report="$work/soak-$stamp.json"
 rm -rf "$work/added"
 soak_rc=0
 # shellcheck disable=SC2086
-python3 tools/soak.py --base "http://127.0.0.1:$port" --collection photos --api-key "$key" \
+python3 tools/robustness/soak.py --base "http://127.0.0.1:$port" --collection photos --api-key "$key" \
     --minutes "$minutes" --threads "${THREADS:-6}" --server-pid "$SERVER_PID" \
     --query-image "$query" --add-images "$work/added" \
     --max-rss-growth-mib "${MAX_RSS_GROWTH_MIB:-64}" --out "$report" ${SOAK_ARGS:-} || soak_rc=$?

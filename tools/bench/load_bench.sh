@@ -5,12 +5,12 @@
 # API's with_recall), and by uploaded image on a photo collection, at
 # several concurrencies.
 #
-#   bash tools/load_bench.sh [SECONDS]
+#   bash tools/bench/load_bench.sh [SECONDS]
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 secs="${1:-10}"
 ef="${EF:-16}"
-bash tools/install-deps.sh --photos
+bash tools/ci/install-deps.sh --photos
 command -v wrk >/dev/null || { sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo; $sudo apt-get install -y -q wrk; }
 cargo build --release -q
 imgsim="$PWD/target/release/imgsim"
@@ -66,7 +66,7 @@ printf '| search by | connections | QPS | p50 ms | p99 ms |\n|---|---:|---:|---:
 run() { # label connections threads env...
     local label=$1 c=$2 t=$3; shift 3
     local out
-    out=$(env "$@" wrk -t"$t" -c"$c" -d"${secs}s" --latency -s tools/load/search.lua "$URL" 2>&1)
+    out=$(env "$@" wrk -t"$t" -c"$c" -d"${secs}s" --latency -s tools/bench/load/search.lua "$URL" 2>&1)
     local qps p50 p99
     qps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
     p50=$(echo "$out" | awk '$1 == "50%" {print $2}')

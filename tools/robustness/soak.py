@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Soak load generator for `imgsim serve` (standard library only).
 
-    python3 tools/soak.py --base http://127.0.0.1:PORT --collection NAME \
+    python3 tools/robustness/soak.py --base http://127.0.0.1:PORT --collection NAME \
         --api-key KEY --minutes 10 --threads 6 --server-pid PID \
         --query-image FILE [--add-images DIR] --out report.json
 

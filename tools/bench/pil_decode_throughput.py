@@ -4,7 +4,7 @@
 thread: open, (optionally) draft mode -- Pillow's DCT-scaled JPEG decoding --
 then torchvision's Resize(256) + CenterCrop(224) + ToTensor + Normalize.
 
-    python3 tools/pil_decode_throughput.py [DIR] [PASSES]
+    python3 tools/bench/pil_decode_throughput.py [DIR] [PASSES]
 """
 import glob
 import os

@@ -1,5 +1,5 @@
 """Writes small, valid seed inputs for the cargo fuzz targets into
-fuzz/seeds/<target>/ (run by tools/fuzz.sh): tiny images of every format
+fuzz/seeds/<target>/ (run by tools/robustness/fuzz.sh): tiny images of every format
 and colour type, IDX / fvecs / npy files, and search requests."""
 import io, json, os, struct, sys
 
