@@ -42,37 +42,53 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Index folders of images (incremental: only new and changed files are processed).
-    #[command(after_help = "Examples:\n  imgsim index ~/Pictures\n  imgsim index ~/Pictures /mnt/photos --collection family\n  imgsim index ~/Pictures --exclude '*/screenshots/*' --errors failed.json\n  imgsim index ~/Pictures --backbone resnet50 --weights resnet50.safetensors --reindex\n\nHidden files and folders (.thumbnails, ._*, .git) and @eaDir are skipped\nunless --hidden; a .imgsimignore file (gitignore syntax) in a folder\nexcludes what it lists.")]
+    #[command(
+        after_help = "Examples:\n  imgsim index ~/Pictures\n  imgsim index ~/Pictures /mnt/photos --collection family\n  imgsim index ~/Pictures --exclude '*/screenshots/*' --errors failed.json\n  imgsim index ~/Pictures --backbone resnet50 --weights resnet50.safetensors --reindex\n\nHidden files and folders (.thumbnails, ._*, .git) and @eaDir are skipped\nunless --hidden; a .imgsimignore file (gitignore syntax) in a folder\nexcludes what it lists."
+    )]
     Index(Box<commands::index::IndexArgs>),
     /// The images most like an example image (or an indexed one, --id).
-    #[command(after_help = "Examples:\n  imgsim query photo.jpg\n  imgsim query photo.jpg -k 20 --exact     (also exact search: recall@k)\n  imgsim query --id 42 --json")]
+    #[command(
+        after_help = "Examples:\n  imgsim query photo.jpg\n  imgsim query photo.jpg -k 20 --exact     (also exact search: recall@k)\n  imgsim query --id 42 --json"
+    )]
     Query(commands::query::QueryArgs),
     /// Serve the collections over HTTP: the search page and the API.
-    #[command(after_help = "Examples:\n  imgsim serve\n  imgsim serve --bind localhost:9000\n  IMGSIM_SERVER_API_KEY=secret imgsim serve     (enables uploads and deletes)\n\nThe page is at /, the API documentation at /docs.")]
+    #[command(
+        after_help = "Examples:\n  imgsim serve\n  imgsim serve --bind localhost:9000\n  IMGSIM_SERVER_API_KEY=secret imgsim serve     (enables uploads and deletes)\n\nThe page is at /, the API documentation at /docs."
+    )]
     Serve(commands::serve::ServeArgs),
     /// Groups of near-duplicate images; optionally move or delete the extra copies.
-    #[command(after_help = "Examples:\n  imgsim dups\n  imgsim dups --threshold 0.98 --json\n  imgsim dups --move-to ~/duplicates            (dry run: prints what it would do)\n  imgsim dups --move-to ~/duplicates --apply    (keeps the largest of each group)\n  imgsim dups --delete --keep oldest --apply")]
+    #[command(
+        after_help = "Examples:\n  imgsim dups\n  imgsim dups --threshold 0.98 --json\n  imgsim dups --move-to ~/duplicates            (dry run: prints what it would do)\n  imgsim dups --move-to ~/duplicates --apply    (keeps the largest of each group)\n  imgsim dups --delete --keep oldest --apply"
+    )]
     Dups(commands::dups::DupsArgs),
     /// A collection's size, embedder, index parameters and disk use.
     #[command(after_help = "Examples:\n  imgsim info\n  imgsim info --collection family --json")]
     Info(commands::info::InfoArgs),
     /// Check a collection: graphs and sled agree, nothing stored twice,
     /// every image found by its own vector (exit 4 when inconsistent).
-    #[command(after_help = "Examples:\n  imgsim check\n  imgsim check --self-search 0     (structure only, fast)")]
+    #[command(
+        after_help = "Examples:\n  imgsim check\n  imgsim check --self-search 0     (structure only, fast)"
+    )]
     Check(commands::check::CheckArgs),
     /// Remove images from a collection, by id or path.
-    #[command(after_help = "Examples:\n  imgsim remove 42 43\n  imgsim remove ~/Pictures/blurry.jpg")]
+    #[command(
+        after_help = "Examples:\n  imgsim remove 42 43\n  imgsim remove ~/Pictures/blurry.jpg"
+    )]
     Remove(commands::remove::RemoveArgs),
     /// Rebuild a collection's graph without deleted images.
     #[command(after_help = "Example:\n  imgsim compact --collection family")]
     Compact(commands::compact::CompactArgs),
     /// Print the embedding of image files.
-    #[command(after_help = "Examples:\n  imgsim embed photo.jpg --backbone resnet18 --weights resnet18.safetensors\n  imgsim embed a.jpg b.png --autoencoder ae/ --json")]
+    #[command(
+        after_help = "Examples:\n  imgsim embed photo.jpg --backbone resnet18 --weights resnet18.safetensors\n  imgsim embed a.jpg b.png --autoencoder ae/ --json"
+    )]
     Embed(commands::embed::EmbedArgs),
     /// List the pretrained backbones.
     Models,
     /// Print the effective configuration (defaults < file < environment < flags) as TOML.
-    #[command(after_help = "Examples:\n  imgsim config > my.toml\n  IMGSIM_INDEX_M=32 imgsim config\n\nThe api key is never printed.")]
+    #[command(
+        after_help = "Examples:\n  imgsim config > my.toml\n  IMGSIM_INDEX_M=32 imgsim config\n\nThe api key is never printed."
+    )]
     Config,
     /// Benchmarks: recall versus queries per second, model throughput.
     #[command(subcommand)]
@@ -81,9 +97,13 @@ pub enum Command {
     #[command(subcommand)]
     Train(commands::train::TrainCommand),
     /// Retrieval quality with labels (precision@10, mAP@100) on Fashion-MNIST.
-    #[command(after_help = "Examples:\n  imgsim eval --embedder raw\n  imgsim eval --embedder pca:64\n  imgsim eval --embedder autoencoder:ae/ --json eval.json")]
+    #[command(
+        after_help = "Examples:\n  imgsim eval --embedder raw\n  imgsim eval --embedder pca:64\n  imgsim eval --embedder autoencoder:ae/ --json eval.json"
+    )]
     Eval(commands::eval::EvalArgs),
     /// Print a shell completion script.
-    #[command(after_help = "Examples:\n  imgsim completions bash > ~/.local/share/bash-completion/completions/imgsim\n  imgsim completions zsh > ~/.zfunc/_imgsim\n  imgsim completions fish > ~/.config/fish/completions/imgsim.fish")]
+    #[command(
+        after_help = "Examples:\n  imgsim completions bash > ~/.local/share/bash-completion/completions/imgsim\n  imgsim completions zsh > ~/.zfunc/_imgsim\n  imgsim completions fish > ~/.config/fish/completions/imgsim.fish"
+    )]
     Completions(commands::completions::CompletionsArgs),
 }

@@ -383,12 +383,13 @@ impl Settings {
             )?;
         }
         apply_env(&mut value, ENV_PREFIX, "", env, &mut origins)?;
-        let settings: Settings = value.try_into().map_err(|e: toml::de::Error| {
-            ConfigError::Parse {
-                path: file_name.unwrap_or_else(|| "settings (from the environment)".into()),
-                message: e.message().to_string(),
-            }
-        })?;
+        let settings: Settings =
+            value
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Parse {
+                    path: file_name.unwrap_or_else(|| "settings (from the environment)".into()),
+                    message: e.message().to_string(),
+                })?;
         settings.validate(&origins)?;
         Ok(settings)
     }
@@ -492,11 +493,7 @@ impl Settings {
         shown.server.api_key = None;
         let mut text = toml::to_string_pretty(&shown)?;
         if key_set {
-            text = text.replacen(
-                "[server]\n",
-                "[server]\n# api_key is set (not shown)\n",
-                1,
-            );
+            text = text.replacen("[server]\n", "[server]\n# api_key is set (not shown)\n", 1);
         }
         Ok(text)
     }
@@ -552,7 +549,10 @@ mod tests {
         })
         .unwrap_err()
         .to_string();
-        assert!(e.starts_with("IMGSIM_SERVER_RECALL_SAMPLE=\"lots\": expected a number"), "{e}");
+        assert!(
+            e.starts_with("IMGSIM_SERVER_RECALL_SAMPLE=\"lots\": expected a number"),
+            "{e}"
+        );
         assert!(!e.contains('|'), "no parser snippet: {e}");
     }
 
@@ -562,20 +562,34 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("c.toml");
         std::fs::write(&f, "[index]\nm = 1\n").unwrap();
-        let e = Settings::load_with(Some(&f), &|_| None).unwrap_err().to_string();
-        assert!(e.contains("index.m") && e.contains(&f.display().to_string()), "{e}");
+        let e = Settings::load_with(Some(&f), &|_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("index.m") && e.contains(&f.display().to_string()),
+            "{e}"
+        );
         let e = Settings::load_with(None, &|k| (k == "IMGSIM_INDEX_M").then(|| "500".into()))
             .unwrap_err()
             .to_string();
         assert!(e.contains("index.m") && e.contains("IMGSIM_INDEX_M"), "{e}");
         std::fs::write(&f, "[server]\nrecall_sample = 2.0\n").unwrap();
-        let e = Settings::load_with(Some(&f), &|_| None).unwrap_err().to_string();
+        let e = Settings::load_with(Some(&f), &|_| None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("[server]") && e.contains("c.toml"), "{e}");
         std::fs::write(&f, "[limits]\nmax_file_bytes = 10\n").unwrap();
-        let e = Settings::load_with(Some(&f), &|_| None).unwrap_err().to_string();
-        assert!(e.contains("[limits]") && e.contains("max_file_bytes"), "{e}");
+        let e = Settings::load_with(Some(&f), &|_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("[limits]") && e.contains("max_file_bytes"),
+            "{e}"
+        );
         std::fs::write(&f, "[embed]\nbatch_size = 0\n").unwrap();
-        let e = Settings::load_with(Some(&f), &|_| None).unwrap_err().to_string();
+        let e = Settings::load_with(Some(&f), &|_| None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("embed.batch_size"), "{e}");
     }
 

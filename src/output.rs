@@ -41,12 +41,9 @@ pub fn bar(show: bool, len: u64, template: &str) -> ProgressBar {
     b.set_style(
         ProgressStyle::with_template(template)
             .expect("valid template")
-            .with_key(
-                "rate",
-                |s: &ProgressState, w: &mut dyn std::fmt::Write| {
-                    let _ = write!(w, "{}/s", rate(s.per_sec()));
-                },
-            )
+            .with_key("rate", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{}/s", rate(s.per_sec()));
+            })
             .progress_chars("=> "),
     );
     b

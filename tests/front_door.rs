@@ -100,7 +100,10 @@ fn usage_errors_exit_2_with_one_clear_line() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr).to_string();
     assert_eq!(err.trim().lines().count(), 1, "{err}");
-    assert!(err.contains("IMGSIM_INDEX_M") && err.contains("whole number"), "{err}");
+    assert!(
+        err.contains("IMGSIM_INDEX_M") && err.contains("whole number"),
+        "{err}"
+    );
     assert!(!err.contains('|') && !err.contains('^'), "{err}");
     // Out of range in a config file: refused, naming the file and the key.
     let cfg = cwd.join("bad.toml");
@@ -156,8 +159,21 @@ fn help_orders_commands_lists_backbones_and_completions_work() {
             .unwrap_or_else(|| panic!("{c} not in {help}"))
     };
     let order = [
-        "index", "query", "serve", "dups", "info", "check", "remove", "compact", "embed",
-        "models", "config", "bench", "train", "eval", "completions",
+        "index",
+        "query",
+        "serve",
+        "dups",
+        "info",
+        "check",
+        "remove",
+        "compact",
+        "embed",
+        "models",
+        "config",
+        "bench",
+        "train",
+        "eval",
+        "completions",
     ];
     for w in order.windows(2) {
         assert!(pos(w[0]) < pos(w[1]), "{} before {}: {help}", w[0], w[1]);
@@ -171,7 +187,13 @@ fn help_orders_commands_lists_backbones_and_completions_work() {
     }
     let o = imgsim(&["embed", "--help"], dir.path());
     let h = String::from_utf8_lossy(&o.stdout);
-    for b in ["resnet18", "resnet50", "mobilenetv4-small", "dinov2-small", "clip-b32"] {
+    for b in [
+        "resnet18",
+        "resnet50",
+        "mobilenetv4-small",
+        "dinov2-small",
+        "clip-b32",
+    ] {
         assert!(h.contains(b), "{b} in embed --help: {h}");
     }
     for shell in ["bash", "zsh", "fish"] {
@@ -231,9 +253,17 @@ fn exclusions_and_the_errors_file() {
     assert_eq!(find("notes.txt").as_deref(), Some("not an image"));
     assert!(find("t.png").is_none() && find("s.png").is_none());
     // --hidden takes the hidden ones (and @eaDir) too.
-    let o = index(cwd, &data, &photos, &["--hidden", "--exclude", "screens/", "--json"]);
+    let o = index(
+        cwd,
+        &data,
+        &photos,
+        &["--hidden", "--exclude", "screens/", "--json"],
+    );
     let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(summary["indexed"], 3, "t.png, ._a.png, thumb.png: {summary}");
+    assert_eq!(
+        summary["indexed"], 3,
+        "t.png, ._a.png, thumb.png: {summary}"
+    );
 }
 
 /// Regression: five wallpapers that differ only in alpha were exact
@@ -295,13 +325,23 @@ fn dups_moves_the_copies_only_when_applied() {
     let t = target.to_str().unwrap();
     // Random weights make every picture look alike: only exact copies count.
     let strict = ["--threshold", "0.99999"];
-    let o = imgsim(&[&["--data-dir", d, "dups", "--move-to", t], &strict[..]].concat(), cwd);
+    let o = imgsim(
+        &[&["--data-dir", d, "dups", "--move-to", t], &strict[..]].concat(),
+        cwd,
+    );
     assert!(o.status.success(), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("would move") && out.contains("dry run"), "{out}");
+    assert!(
+        out.contains("would move") && out.contains("dry run"),
+        "{out}"
+    );
     assert!(photos.join("small.png").exists() && !target.exists());
     let o = imgsim(
-        &[&["--data-dir", d, "dups", "--move-to", t, "--apply"], &strict[..]].concat(),
+        &[
+            &["--data-dir", d, "dups", "--move-to", t, "--apply"],
+            &strict[..],
+        ]
+        .concat(),
         cwd,
     );
     assert!(o.status.success(), "{}", text(&o));

@@ -459,7 +459,11 @@ fn bad_roots_and_locked_collections_are_clear_errors() {
     // Querying a collection that does not exist.
     let o = run(&data_args(data_s, &["query", "x.jpg"]), cwd);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(text(&o).contains("does not exist yet"), "{}", text(&o));
+    assert!(
+        text(&o).contains("no collection `default`") && text(&o).contains("imgsim index FOLDER"),
+        "{}",
+        text(&o)
+    );
 
     // A symlink loop and a dangling link are reported, the rest indexed.
     let photos = cwd.join("photos");

@@ -19,10 +19,14 @@ use crate::exit::usage;
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
     /// Recall versus queries per second, like ann-benchmarks.
-    #[command(after_help = "Examples:\n  imgsim bench ann                                  (Fashion-MNIST, 60,000 x 784)\n  imgsim bench ann --dataset synthetic --n 200000 --dim 128\n  imgsim bench ann --base base.npy --queries queries.npy --ef 16,32,64\n  imgsim bench ann --peers peers.json               (draw hnswlib/faiss/usearch beside imgsim)")]
+    #[command(
+        after_help = "Examples:\n  imgsim bench ann                                  (Fashion-MNIST, 60,000 x 784)\n  imgsim bench ann --dataset synthetic --n 200000 --dim 128\n  imgsim bench ann --base base.npy --queries queries.npy --ef 16,32,64\n  imgsim bench ann --peers peers.json               (draw hnswlib/faiss/usearch beside imgsim)"
+    )]
     Ann(Box<AnnArgs>),
     /// Images per second of each backbone's forward pass.
-    #[command(after_help = "Examples:\n  imgsim bench embed\n  imgsim bench embed --backbones resnet18,dinov2-small --batch-sizes 1,16 --seconds 5")]
+    #[command(
+        after_help = "Examples:\n  imgsim bench embed\n  imgsim bench embed --backbones resnet18,dinov2-small --batch-sizes 1,16 --seconds 5"
+    )]
     Embed(BenchEmbedArgs),
 }
 
@@ -101,7 +105,10 @@ pub fn run(cmd: BenchCommand, settings: &Settings, progress: bool) -> Result<()>
 
 /// The data source and query count `args` name.
 fn source(settings: &Settings, args: &AnnArgs) -> Result<(Source, Option<usize>)> {
-    let count = args.queries.as_deref().and_then(|q| q.parse::<usize>().ok());
+    let count = args
+        .queries
+        .as_deref()
+        .and_then(|q| q.parse::<usize>().ok());
     let src = if let Some(base) = &args.base {
         let qfile = args
             .queries

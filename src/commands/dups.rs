@@ -120,9 +120,14 @@ pub fn run(args: &DupsArgs, settings: &Settings) -> Result<()> {
         for (_, path) in &p.extras {
             n += 1;
             match (&action, args.apply) {
-                (DupAction::MoveTo(dir), false) => println!("  {verb} {path} -> {}/", dir.display()),
+                (DupAction::MoveTo(dir), false) => {
+                    println!("  {verb} {path} -> {}/", dir.display())
+                }
                 (DupAction::MoveTo(_), true) => {
-                    let to = done.iter().find(|d| &d.from == path).and_then(|d| d.to.clone());
+                    let to = done
+                        .iter()
+                        .find(|d| &d.from == path)
+                        .and_then(|d| d.to.clone());
                     println!(
                         "  {verb} {path} -> {}",
                         to.map(|t| t.display().to_string()).unwrap_or_default()

@@ -154,11 +154,7 @@ pub fn run(args: &IndexArgs, settings: &Settings, quiet: bool) -> Result<u8> {
             limits,
         },
     };
-    let train_bar = bar(
-        show,
-        0,
-        "{msg:>18} [{bar:30}] {pos}/{len} {rate} ETA {eta}",
-    );
+    let train_bar = bar(show, 0, "{msg:>18} [{bar:30}] {pos}/{len} {rate} ETA {eta}");
     let epoch_lines = LogLines::new(show, Duration::from_secs(10));
     let events = |e: ReadyEvent| match e {
         ReadyEvent::Notice(text) => {

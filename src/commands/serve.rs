@@ -72,6 +72,9 @@ mod tests {
         assert!(resolve_bind("localhost").is_err());
         assert!(resolve_bind("8080").is_err());
         let e = resolve_bind("not an address").unwrap_err();
-        assert_eq!(crate::exit::code(crate::exit::kind_of(&e)), crate::exit::USAGE);
+        assert_eq!(
+            crate::exit::code(crate::exit::kind_of(&e)),
+            crate::exit::USAGE
+        );
     }
 }

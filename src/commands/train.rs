@@ -20,7 +20,9 @@ use crate::output::{bar, show_training, LogLines};
 #[derive(Debug, Subcommand)]
 pub enum TrainCommand {
     /// A convolutional autoencoder, without labels; its bottleneck is the embedding.
-    #[command(after_help = "Examples:\n  imgsim train autoencoder --dataset fashion-mnist --out ae/\n  imgsim train autoencoder --images ~/Pictures --out ae/ --epochs 20\n  imgsim train autoencoder --images ~/Pictures --out ae/ --epochs 5 --resume")]
+    #[command(
+        after_help = "Examples:\n  imgsim train autoencoder --dataset fashion-mnist --out ae/\n  imgsim train autoencoder --images ~/Pictures --out ae/ --epochs 20\n  imgsim train autoencoder --images ~/Pictures --out ae/ --epochs 5 --resume"
+    )]
     Autoencoder(Box<TrainArgs>),
 }
 
@@ -108,7 +110,11 @@ fn folder_pixels(
 ) -> Result<Vec<f32>> {
     let walk = imgsim_pipeline::walk(&[dir.to_path_buf()])?;
     let files: Vec<PathBuf> = walk.files.into_iter().map(|f| f.path).collect();
-    let b = bar(progress, files.len() as u64, "{msg:>14} [{bar:30}] {pos}/{len} {rate} ETA {eta}");
+    let b = bar(
+        progress,
+        files.len() as u64,
+        "{msg:>14} [{bar:30}] {pos}/{len} {rate} ETA {eta}",
+    );
     b.set_message("loading images");
     let decoded = decode_images(
         &files,
@@ -221,7 +227,10 @@ pub fn autoencoder(args: &TrainArgs, settings: &Settings, progress: bool) -> Res
             });
         }
         TrainEvent::Epoch { epoch, loss, .. } => b.suspend(|| {
-            eprintln!("epoch {epoch}: loss {loss:.5}; saved {}", args.out.display())
+            eprintln!(
+                "epoch {epoch}: loss {loss:.5}; saved {}",
+                args.out.display()
+            )
         }),
         TrainEvent::Loading { .. } => {}
     })?;
@@ -243,8 +252,11 @@ pub fn autoencoder(args: &TrainArgs, settings: &Settings, progress: bool) -> Res
     let grid = imgsim_embed::autoencoder::reconstruction_grid(trainer.model(), &samples, 3)?;
     let png = args.out.join("reconstructions.png");
     let mut bytes = Vec::new();
-    grid.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
-        .context("encoding the reconstructions")?;
+    grid.write_to(
+        &mut std::io::Cursor::new(&mut bytes),
+        image::ImageFormat::Png,
+    )
+    .context("encoding the reconstructions")?;
     imgsim_common::Storage::write(&imgsim_common::LocalFs, &png, &bytes)
         .with_context(|| format!("writing {}", png.display()))?;
     eprintln!(

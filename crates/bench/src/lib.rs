@@ -380,10 +380,12 @@ pub fn run_ann(data: BenchData, cfg: &AnnBenchConfig) -> Result<AnnReport> {
 pub(crate) fn create_parent(path: &Path) -> Result<()> {
     use imgsim_common::Storage;
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        imgsim_common::LocalFs.create_dir_all(parent).map_err(|source| BenchError::Write {
-            path: parent.to_path_buf(),
-            source,
-        })?;
+        imgsim_common::LocalFs
+            .create_dir_all(parent)
+            .map_err(|source| BenchError::Write {
+                path: parent.to_path_buf(),
+                source,
+            })?;
     }
     Ok(())
 }
@@ -393,10 +395,12 @@ pub(crate) fn create_parent(path: &Path) -> Result<()> {
 pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     use imgsim_common::Storage;
     create_parent(path)?;
-    imgsim_common::LocalFs.write(path, bytes).map_err(|source| BenchError::Write {
-        path: path.to_path_buf(),
-        source,
-    })
+    imgsim_common::LocalFs
+        .write(path, bytes)
+        .map_err(|source| BenchError::Write {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 #[cfg(test)]

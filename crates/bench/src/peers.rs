@@ -20,7 +20,8 @@ pub struct Peer {
 
 /// Reads a peers file (`{"results": [{"config", "sweep": [...]}]}`).
 pub fn load(path: &Path) -> Result<Vec<Peer>> {
-    let invalid = |why: String| BenchError::Invalid(format!("peers file {}: {why}", path.display()));
+    let invalid =
+        |why: String| BenchError::Invalid(format!("peers file {}: {why}", path.display()));
     let text = std::fs::read_to_string(path).map_err(|e| invalid(e.to_string()))?;
     let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))?;
     let results = v["results"]

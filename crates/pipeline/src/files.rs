@@ -361,7 +361,10 @@ mod tests {
             exclude: vec![],
         };
         let n = names(&walk_with(&root, &all).unwrap());
-        assert!(n.contains(&"._a.jpg".to_string()) && n.contains(&"@eaDir/a.jpg/SYNOPHOTO_THUMB_XL.jpg".to_string()));
+        assert!(
+            n.contains(&"._a.jpg".to_string())
+                && n.contains(&"@eaDir/a.jpg/SYNOPHOTO_THUMB_XL.jpg".to_string())
+        );
         // A file named on the command line is taken even if hidden.
         assert_eq!(walk(&[d.join("._a.jpg")]).unwrap().files.len(), 1);
         // A bad glob is a clear error.

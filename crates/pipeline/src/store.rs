@@ -371,7 +371,9 @@ pub fn finish_reindex_with(dir: &Path, new_dir: &Path, storage: &dyn Storage) ->
             .map_err(crate::error::io(&old))?;
     }
     storage.rename(dir, &old).map_err(crate::error::io(dir))?;
-    storage.rename(new_dir, dir).map_err(crate::error::io(dir))?;
+    storage
+        .rename(new_dir, dir)
+        .map_err(crate::error::io(dir))?;
     storage
         .remove_dir_all(&old)
         .map_err(crate::error::io(&old))?;
@@ -426,13 +428,12 @@ mod tests {
             make(&new_dir, 2);
             let fs = FaultyFs::new();
             fs.fail(None, n, 5, true);
-            assert!(finish_reindex_with(&dir, &new_dir, &fs).is_err(), "step {n}");
-            let c = open(&dir, &OpenOptions::default()).unwrap();
             assert!(
-                c.len() == 1 || c.len() == 2,
-                "step {n}: {} items",
-                c.len()
+                finish_reindex_with(&dir, &new_dir, &fs).is_err(),
+                "step {n}"
             );
+            let c = open(&dir, &OpenOptions::default()).unwrap();
+            assert!(c.len() == 1 || c.len() == 2, "step {n}: {} items", c.len());
         }
     }
 }

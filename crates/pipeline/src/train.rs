@@ -3,13 +3,13 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::files::Failure;
+use imgsim_common::Storage;
 use imgsim_embed::autoencoder::checkpoint;
 use imgsim_embed::autoencoder::train::{TrainData, TrainOptions, Trainer};
-use crate::files::Failure;
+use imgsim_embed::Transform;
 use imgsim_embed::{load_rgb_reduced, AutoencoderConfig, ImageLimits};
 use rayon::prelude::*;
-use imgsim_common::Storage;
-use imgsim_embed::Transform;
 use serde::Serialize;
 
 use crate::error::{PipelineError, Result};
@@ -160,7 +160,9 @@ pub fn train_on_files(
     if out.exists() {
         storage.remove_dir_all(out).map_err(crate::error::io(out))?;
     }
-    storage.rename(&partial, out).map_err(crate::error::io(out))?;
+    storage
+        .rename(&partial, out)
+        .map_err(crate::error::io(out))?;
     Ok(TrainReport {
         images: n,
         epochs,

@@ -7,10 +7,10 @@ use utoipa::{IntoParams, ToSchema};
 
 /// k when a search does not say.
 pub const DEFAULT_K: usize = 10;
-/// Largest k a search may ask for (the CLI's limit too).
-pub use imgsim_pipeline::MAX_K;
 /// Largest ef a search may ask for (the CLI's limit too).
 pub use imgsim_pipeline::MAX_EF;
+/// Largest k a search may ask for (the CLI's limit too).
+pub use imgsim_pipeline::MAX_K;
 /// Largest page of `GET /collections/{c}/images`.
 pub const MAX_PAGE: usize = 500;
 /// Largest offset of `GET /collections/{c}/images`.

@@ -167,7 +167,11 @@ mod tests {
             recall_sample: 1.5,
             ..ServerOptions::default()
         };
-        assert!(bad.validate().unwrap_err().to_string().contains("recall_sample"));
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("recall_sample"));
         assert!(serde_json::from_str::<ServerOptions>(r#"{"bnd": "x"}"#).is_err());
     }
 }

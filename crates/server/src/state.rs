@@ -13,8 +13,8 @@ use imgsim_pipeline::uploads::Uploads;
 use imgsim_pipeline::EmbedderRecord;
 
 use crate::error::ApiError;
-pub use crate::options::ServerOptions;
 use crate::offload::WorkerPool;
+pub use crate::options::ServerOptions;
 
 /// A rolling estimate of recall@k from sampled queries.
 #[derive(Debug, Default)]
