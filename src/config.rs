@@ -143,17 +143,21 @@ pub struct EmbedSettings {
 }
 
 impl Default for EmbedSettings {
+    /// The pipeline's defaults for training and indexing; the model choice
+    /// is the command line's own.
     fn default() -> Self {
+        let train = imgsim_pipeline::train::AutoTrainOptions::default();
+        let index = imgsim_pipeline::IndexOptions::default();
         EmbedSettings {
             model: EmbedModel::Auto,
-            backbone: "dinov2-small".into(),
+            backbone: imgsim_embed::Backbone::Dinov2Small.name().into(),
             weights: String::new(),
-            autoencoder_dim: 64,
-            autoencoder_epochs: 0,
-            autoencoder_max_images: 10_000,
-            batch_size: 16,
-            decode_threads: 0,
-            exact_decode: false,
+            autoencoder_dim: train.dim,
+            autoencoder_epochs: train.epochs,
+            autoencoder_max_images: train.max_images,
+            batch_size: index.batch_size,
+            decode_threads: index.decode_threads,
+            exact_decode: index.exact_decode,
         }
     }
 }

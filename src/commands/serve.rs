@@ -46,7 +46,7 @@ pub fn run(args: &ServeArgs, settings: &Settings) -> Result<()> {
     let s = &settings.server;
     let bind = resolve_bind(args.bind.as_deref().unwrap_or(&s.bind))?;
     let data_dir = settings.data_dir();
-    std::fs::create_dir_all(&data_dir)
+    imgsim_common::Storage::create_dir_all(&imgsim_common::LocalFs, &data_dir)
         .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
     let options = settings.server_options();
     if options.api_key.is_none() {

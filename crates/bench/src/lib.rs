@@ -241,10 +241,11 @@ pub fn run_ann(data: BenchData, cfg: &AnnBenchConfig) -> Result<AnnReport> {
                 cfg.collection_dir.display()
             )));
         }
-        std::fs::remove_dir_all(&cfg.collection_dir).map_err(|source| BenchError::Write {
-            path: cfg.collection_dir.clone(),
-            source,
-        })?;
+        imgsim_common::Storage::remove_dir_all(&imgsim_common::LocalFs, &cfg.collection_dir)
+            .map_err(|source| BenchError::Write {
+                path: cfg.collection_dir.clone(),
+                source,
+            })?;
     }
     let spec = CollectionSpec {
         dim,

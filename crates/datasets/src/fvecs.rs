@@ -79,20 +79,20 @@ pub fn read_ivecs(path: &Path) -> Result<(usize, Vec<u32>)> {
     Ok((dim, raw.into_iter().map(u32::from_le_bytes).collect()))
 }
 
-/// Writes vectors as `.fvecs`.
+/// Writes vectors as `.fvecs` (whole or not at all, through the storage seam).
 pub fn write_fvecs(path: &Path, m: &Dense) -> Result<()> {
-    let mut f = std::io::BufWriter::new(
-        std::fs::File::create(path).map_err(|e| DatasetError::io(path, e))?,
-    );
-    for r in 0..m.rows() {
-        f.write_all(&(m.dim as i32).to_le_bytes())
-            .map_err(|e| DatasetError::io(path, e))?;
-        for x in m.row(r) {
-            f.write_all(&x.to_le_bytes())
-                .map_err(|e| DatasetError::io(path, e))?;
-        }
-    }
-    f.flush().map_err(|e| DatasetError::io(path, e))
+    use imgsim_common::Storage;
+    imgsim_common::LocalFs
+        .write_with(path, &mut |f| {
+            for r in 0..m.rows() {
+                f.write_all(&(m.dim as i32).to_le_bytes())?;
+                for x in m.row(r) {
+                    f.write_all(&x.to_le_bytes())?;
+                }
+            }
+            Ok(())
+        })
+        .map_err(|e| DatasetError::io(path, e))
 }
 
 #[cfg(test)]

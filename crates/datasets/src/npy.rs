@@ -148,8 +148,7 @@ pub fn write_npy(path: &Path, m: &Dense) -> Result<()> {
     for x in &m.data {
         out.extend_from_slice(&x.to_le_bytes());
     }
-    std::fs::File::create(path)
-        .and_then(|mut f| f.write_all(&out))
+    imgsim_common::Storage::write(&imgsim_common::LocalFs, path, &out)
         .map_err(|e| DatasetError::io(path, e))
 }
 

@@ -257,10 +257,10 @@ fn create_or_continue(
         }
         if !c.is_empty() {
             drop(c);
-            std::fs::remove_dir_all(dir).map_err(crate::error::io(dir))?;
+            LocalFs.remove_dir_all(dir).map_err(crate::error::io(dir))?;
         }
     }
-    std::fs::create_dir_all(dir).map_err(crate::error::io(dir))?;
+    LocalFs.create_dir_all(dir).map_err(crate::error::io(dir))?;
     let (embedder, spec) = match resolve(choice, dir)? {
         Resolved::Ready(e, spec) => (e, spec),
         Resolved::Train { reason } => {
@@ -345,9 +345,9 @@ fn remove_collection_data(dir: &Path, keep: &Path) -> Result<()> {
             continue;
         }
         if p.is_dir() {
-            std::fs::remove_dir_all(&p).map_err(crate::error::io(&p))?;
+            LocalFs.remove_dir_all(&p).map_err(crate::error::io(&p))?;
         } else {
-            std::fs::remove_file(&p).map_err(crate::error::io(&p))?;
+            LocalFs.remove_file(&p).map_err(crate::error::io(&p))?;
         }
     }
     Ok(())

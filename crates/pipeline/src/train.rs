@@ -150,13 +150,21 @@ pub fn train_on_files(
     let samples: Vec<Vec<f32>> = (0..16.min(n))
         .map(|i| pixels[i * t.len()..(i + 1) * t.len()].to_vec())
         .collect();
+    let storage = imgsim_common::LocalFs;
     if let Ok(grid) = imgsim_embed::autoencoder::reconstruction_grid(trainer.model(), &samples, 3) {
         let png = partial.join("reconstructions.png");
-        if let Err(e) = grid.save(&png) {
+        let mut bytes = Vec::new();
+        let saved = grid
+            .write_to(
+                &mut std::io::Cursor::new(&mut bytes),
+                image::ImageFormat::Png,
+            )
+            .map_err(std::io::Error::other)
+            .and_then(|()| storage.write(&png, &bytes));
+        if let Err(e) = saved {
             tracing::warn!(file = %png.display(), error = %e, "could not save reconstructions");
         }
     }
-    let storage = imgsim_common::LocalFs;
     if out.exists() {
         storage.remove_dir_all(out).map_err(crate::error::io(out))?;
     }
