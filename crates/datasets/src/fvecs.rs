@@ -1,7 +1,6 @@
 //! TEXMEX `.fvecs` (and `.ivecs`): each vector is a little-endian `i32`
 //! dimension followed by that many `f32` (or `i32`) values.
 
-use std::io::Write;
 use std::path::Path;
 
 use crate::{DatasetError, Dense, Result};

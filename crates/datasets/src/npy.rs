@@ -1,7 +1,6 @@
 //! NumPy `.npy` files holding a 2-D array (C order) of `f32`, `f64`, `u8`,
 //! `i32` or `i64`, converted to `f32`.
 
-use std::io::Write;
 use std::path::Path;
 
 use crate::{DatasetError, Dense, Result};
