@@ -25,11 +25,15 @@ pub struct CompletionsArgs {
 }
 
 /// Writes the completion script for `args.shell` to stdout.
-pub fn run(args: &CompletionsArgs) {
+pub fn run(args: &CompletionsArgs) -> std::io::Result<()> {
+    use std::io::Write;
     let shell = match args.shell {
         Shell::Bash => clap_complete::Shell::Bash,
         Shell::Zsh => clap_complete::Shell::Zsh,
         Shell::Fish => clap_complete::Shell::Fish,
     };
-    clap_complete::generate(shell, &mut Cli::command(), "imgsim", &mut std::io::stdout());
+    // Generated into memory first: clap_complete panics on a write error.
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "imgsim", &mut script);
+    std::io::stdout().write_all(&script)
 }

@@ -91,8 +91,8 @@ pub fn run(args: &DupsArgs, settings: &Settings) -> Result<()> {
         return Ok(());
     }
     let what = match collection.spec().metric {
-        imgsim_index::Metric::Cosine => format!("similarity >= {threshold:.4}"),
-        imgsim_index::Metric::L2 => format!("distance <= {threshold:.4}"),
+        imgsim_index::Metric::Cosine => format!("similarity >= {threshold}"),
+        imgsim_index::Metric::L2 => format!("distance <= {threshold}"),
     };
     println!(
         "{} groups of near-duplicates ({what}) among {} images",

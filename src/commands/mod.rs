@@ -38,6 +38,7 @@ pub fn run() -> ExitCode {
     if std::env::var_os("CANDLE_BARRIER_POOL_SPIN_LIMIT").is_none() {
         std::env::set_var("CANDLE_BARRIER_POOL_SPIN_LIMIT", "100");
     }
+    restore_sigpipe();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -56,11 +57,25 @@ pub fn run() -> ExitCode {
     }
 }
 
+/// Output piped into a program that stops reading (`imgsim query … | head`)
+/// ends imgsim quietly, as it does other Unix tools, instead of a panic in
+/// `println!`: Rust ignores SIGPIPE by default; this puts back the default
+/// action.
+fn restore_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called once, first thing in `run`, before any thread is
+    // started; setting a signal's disposition to SIG_DFL installs no handler
+    // code, so no async-signal-safety requirement arises.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// Runs a command; returns the process exit code.
 fn execute(cli: Cli) -> Result<u8> {
     let quiet = cli.quiet;
     if let Command::Completions(args) = &cli.command {
-        completions::run(args);
+        completions::run(args).context("writing the completion script")?;
         return Ok(exit::OK);
     }
     let settings = settings_for(&cli)?;
