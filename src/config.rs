@@ -497,7 +497,7 @@ impl Settings {
         shown.server.api_key = None;
         let mut text = toml::to_string_pretty(&shown)?;
         if key_set {
-            text = text.replacen("[server]\n", "[server]\n# api_key is set (not shown)\n", 1);
+            text = text.replacen("api_key = \"\"\n", "# api_key is set (not shown)\n", 1);
         }
         Ok(text)
     }
