@@ -432,9 +432,12 @@ impl Settings {
                 message,
             }
         };
-        let index_key = |e: &imgsim_index::IndexError| match e {
-            imgsim_index::IndexError::InvalidParameter { name, .. } => Some(*name),
-            _ => None,
+        let index_key = |e: &imgsim_index::IndexError| {
+            if let imgsim_index::IndexError::InvalidParameter { name, .. } = e {
+                Some(*name)
+            } else {
+                None
+            }
         };
         self.index
             .params

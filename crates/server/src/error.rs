@@ -70,14 +70,13 @@ impl ApiError {
     /// message (the detail, which may name server paths, is logged).
     pub fn failed(kind: ErrorKind, message: impl Into<String>) -> ApiError {
         let message = message.into();
-        let message = match kind {
-            ErrorKind::StorageFull => {
-                tracing::warn!(error = %message, "the disk is full");
-                "the disk holding the collection is full: this write was not acknowledged \
-                 (nothing was changed); free space and retry"
-                    .to_string()
-            }
-            _ => message,
+        let message = if kind == ErrorKind::StorageFull {
+            tracing::warn!(error = %message, "the disk is full");
+            "the disk holding the collection is full: this write was not acknowledged \
+             (nothing was changed); free space and retry"
+                .to_string()
+        } else {
+            message
         };
         ApiError::Failed { kind, message }
     }
