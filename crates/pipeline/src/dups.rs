@@ -162,7 +162,7 @@ pub fn apply(
 
 #[cfg(test)]
 mod tests {
-    use imgsim_index::{CollectionSpec, HnswParams, ItemMeta, Metric, NewItem, OpenOptions};
+    use imgsim_index::{ItemMeta, NewItem};
 
     use super::*;
     use crate::search::DupMember;
@@ -184,12 +184,7 @@ mod tests {
                 .unwrap();
             paths.push(p);
         }
-        let spec = CollectionSpec {
-            dim: 2,
-            metric: Metric::L2,
-            params: HnswParams::default(),
-        };
-        let c = Collection::create(&dir.join("c"), spec, OpenOptions::default()).unwrap();
+        let c = crate::testing::collection_2d(&dir.join("c"));
         let mut items: Vec<NewItem> = paths
             .iter()
             .map(|p| NewItem {

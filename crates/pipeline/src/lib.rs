@@ -15,6 +15,9 @@ pub mod search;
 pub mod store;
 pub mod thumbnails;
 pub mod train;
+
+#[cfg(test)]
+mod testing;
 pub mod uploads;
 
 pub use error::{PipelineError, Result};

@@ -476,7 +476,7 @@ pub fn duplicate_groups(
 
 #[cfg(test)]
 mod tests {
-    use imgsim_index::{CollectionSpec, HnswParams, ItemMeta, NewItem, OpenOptions};
+    use imgsim_index::{ItemMeta, NewItem};
 
     use super::*;
 
@@ -486,12 +486,7 @@ mod tests {
     #[test]
     fn regression_a_result_deleted_after_the_search_is_left_out() {
         let dir = tempfile::tempdir().unwrap();
-        let spec = CollectionSpec {
-            dim: 2,
-            metric: Metric::L2,
-            params: HnswParams::default(),
-        };
-        let c = Collection::create(&dir.path().join("c"), spec, OpenOptions::default()).unwrap();
+        let c = crate::testing::collection_2d(&dir.path().join("c"));
         let ids = c
             .insert(
                 (0..4)
@@ -513,12 +508,7 @@ mod tests {
     #[test]
     fn one_routine_answers_by_vector_id_and_exactly_with_recall() {
         let dir = tempfile::tempdir().unwrap();
-        let spec = CollectionSpec {
-            dim: 2,
-            metric: Metric::L2,
-            params: HnswParams::default(),
-        };
-        let c = Collection::create(&dir.path().join("c"), spec, OpenOptions::default()).unwrap();
+        let c = crate::testing::collection_2d(&dir.path().join("c"));
         let ids = c
             .insert(
                 (0..10)

@@ -383,17 +383,12 @@ pub fn finish_reindex_with(dir: &Path, new_dir: &Path, storage: &dyn Storage) ->
 #[cfg(test)]
 mod tests {
     use imgsim_common::{FaultyFs, Op};
-    use imgsim_index::{CollectionSpec, HnswParams, ItemMeta, Metric, NewItem};
+    use imgsim_index::{ItemMeta, NewItem};
 
     use super::*;
 
     fn make(dir: &Path, n: usize) {
-        let spec = CollectionSpec {
-            dim: 2,
-            metric: Metric::L2,
-            params: HnswParams::default(),
-        };
-        let c = Collection::create(dir, spec, OpenOptions::default()).unwrap();
+        let c = crate::testing::collection_2d(dir);
         c.insert(
             (0..n)
                 .map(|i| NewItem {

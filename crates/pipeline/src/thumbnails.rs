@@ -172,7 +172,7 @@ impl Thumbnails {
 
 #[cfg(test)]
 mod tests {
-    use imgsim_index::{CollectionSpec, HnswParams, Metric, NewItem, OpenOptions};
+    use imgsim_index::NewItem;
 
     use super::*;
 
@@ -205,13 +205,8 @@ mod tests {
     #[test]
     fn regression_rendered_thumbnails_have_the_image_s_proportions() {
         let dir = tempfile::tempdir().unwrap();
-        let spec = CollectionSpec {
-            dim: 2,
-            metric: Metric::L2,
-            params: HnswParams::default(),
-        };
         let cdir = dir.path().join("c");
-        let c = Collection::create(&cdir, spec, OpenOptions::default()).unwrap();
+        let c = crate::testing::collection_2d(&cdir);
         let thumbs = Thumbnails::new(&cdir, imgsim_common::local());
         let limits = ImageLimits::default();
         for (i, (w, h), (tw, th)) in [
@@ -244,13 +239,8 @@ mod tests {
     #[test]
     fn missing_items_and_images_are_not_found_and_sweeps_remove_stale_thumbnails() {
         let dir = tempfile::tempdir().unwrap();
-        let spec = CollectionSpec {
-            dim: 2,
-            metric: Metric::L2,
-            params: HnswParams::default(),
-        };
         let cdir = dir.path().join("c");
-        let c = Collection::create(&cdir, spec, OpenOptions::default()).unwrap();
+        let c = crate::testing::collection_2d(&cdir);
         let thumbs = Thumbnails::new(&cdir, imgsim_common::local());
         let limits = ImageLimits::default();
         let file = dir.path().join("a.png");

@@ -396,17 +396,11 @@ fn live(table: &Table, collection: &Collection, hash: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use imgsim_common::{FaultyFs, Op};
-    use imgsim_index::{CollectionSpec, HnswParams, Metric, OpenOptions};
 
     use super::*;
 
     fn collection(dir: &Path) -> Collection {
-        let spec = CollectionSpec {
-            dim: 2,
-            metric: Metric::L2,
-            params: HnswParams::default(),
-        };
-        Collection::create(&dir.join("c"), spec, OpenOptions::default()).unwrap()
+        crate::testing::collection_2d(&dir.join("c"))
     }
 
     fn png(seed: u8) -> Vec<u8> {
