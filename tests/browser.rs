@@ -57,21 +57,7 @@ fn search_page_uploads_an_image_and_clicks_a_result() {
         save(i, &photos.join(format!("img{i}.png")));
     }
     let data = cwd.join("data");
-    let o = command(
-        &[
-            "--data-dir",
-            data.to_str().unwrap(),
-            "index",
-            photos.to_str().unwrap(),
-            "--backbone",
-            "mobilenetv4-small",
-            "--weights",
-            "synthetic:1",
-        ],
-        cwd,
-    )
-    .output()
-    .unwrap();
+    let o = common::index_photos(cwd, &data, &photos, &[]);
     assert!(o.status.success(), "{}", text(&o));
 
     let port = free_port();

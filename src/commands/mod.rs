@@ -38,8 +38,10 @@ pub fn run() -> ExitCode {
     if std::env::var_os("CANDLE_BARRIER_POOL_SPIN_LIMIT").is_none() {
         std::env::set_var("CANDLE_BARRIER_POOL_SPIN_LIMIT", "100");
     }
-    restore_sigpipe();
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_)) {
+        restore_sigpipe();
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("IMGSIM_LOG")
@@ -60,11 +62,11 @@ pub fn run() -> ExitCode {
 /// Output piped into a program that stops reading (`imgsim query … | head`)
 /// ends imgsim quietly, as it does other Unix tools, instead of a panic in
 /// `println!`: Rust ignores SIGPIPE by default; this puts back the default
-/// action.
+/// action. Not for `serve`: a client hanging up must stay an error on that
+/// one connection, never a signal that ends the service.
 fn restore_sigpipe() {
     #[cfg(unix)]
-    // SAFETY: called once, first thing in `run`, before any thread is
-    // started; setting a signal's disposition to SIG_DFL installs no handler
+    // SAFETY: called once, early in `run`, before any thread is started; setting a signal's disposition to SIG_DFL installs no handler
     // code, so no async-signal-safety requirement arises.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);

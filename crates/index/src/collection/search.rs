@@ -11,6 +11,13 @@ use crate::vectors::{prepare_queries, prepare_query, IdFilter, Neighbor, VectorS
 use super::{Collection, State};
 
 impl State {
+    /// Every segment's vectors, sealed then appendable: what exact search scans.
+    fn all_sets(&self) -> Vec<&VectorSet> {
+        let mut sets: Vec<&VectorSet> = self.segments.iter().map(|s| s.vectors()).collect();
+        sets.push(&self.fresh);
+        sets
+    }
+
     /// The filter a search needs: tombstones out, then the caller's filter.
     /// None when neither applies (the fast path).
     fn live_filter<'a>(&'a self, user: Option<&'a dyn IdFilter>) -> Option<LiveFilter<'a>> {
@@ -88,8 +95,7 @@ impl Collection {
         let q = prepare_query(query, spec.dim, spec.metric)?;
         let live = st.live_filter(filter);
         let f = live.as_ref().map(|l| l as &dyn IdFilter);
-        let mut sets: Vec<&VectorSet> = st.segments.iter().map(|s| s.vectors()).collect();
-        sets.push(&st.fresh);
+        let sets = st.all_sets();
         Ok(search_sets(&sets, spec.metric, &q, k, f))
     }
 
@@ -104,8 +110,7 @@ impl Collection {
         let prepared = prepare_queries(queries, spec.dim, spec.metric)?;
         let live = st.live_filter(None);
         let f = live.as_ref().map(|l| l as &dyn IdFilter);
-        let mut sets: Vec<&VectorSet> = st.segments.iter().map(|s| s.vectors()).collect();
-        sets.push(&st.fresh);
+        let sets = st.all_sets();
         Ok(search_batch_sets(&sets, spec.metric, &prepared, k, f))
     }
 }
