@@ -1,12 +1,15 @@
 //! The [`Embedder`] trait every way of turning images into vectors
 //! implements, and the pretrained-backbone embedder.
 
+use std::sync::{Arc, Mutex};
+
 use candle_core::{Device, Tensor};
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
 use crate::backbones::{Backbone, Network};
 use crate::error::{EmbedError, Result};
+use crate::text::TextEncoder;
 use crate::transform::Transform;
 use crate::weights::WeightsSource;
 
@@ -82,6 +85,23 @@ pub trait Embedder: Send + Sync {
 
     /// Embeds a batch of preprocessed inputs (each as [`Embedder::preprocess`] makes them).
     fn embed_batch(&self, inputs: &[Vec<f32>]) -> Result<Vec<Vec<f32>>>;
+
+    /// Whether [`Embedder::embed_texts`] works: the model has a text tower
+    /// sharing the image space (CLIP).
+    fn has_text(&self) -> bool {
+        false
+    }
+
+    /// Unit-length vectors of texts in the image space, comparable with the
+    /// images' by cosine. Only models with a text tower (see
+    /// [`Embedder::has_text`]) implement it; the others refuse with
+    /// [`EmbedError::NoTextTower`].
+    fn embed_texts(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        let _ = texts;
+        Err(EmbedError::NoTextTower {
+            embedder: self.name().to_string(),
+        })
+    }
 
     /// Preprocesses and embeds decoded images.
     fn embed_images(&self, images: &[RgbImage]) -> Result<Vec<Vec<f32>>> {
@@ -159,6 +179,10 @@ pub struct PretrainedEmbedder {
     backbone: Backbone,
     net: Box<dyn Network>,
     identity: EmbedderIdentity,
+    /// Where the weights came from: the text tower is read from the same
+    /// checkpoint, on first use.
+    source: WeightsSource,
+    text: Mutex<Option<Arc<TextEncoder>>>,
 }
 
 impl PretrainedEmbedder {
@@ -181,7 +205,36 @@ impl PretrainedEmbedder {
             backbone,
             net,
             identity,
+            source: source.clone(),
+            text: Mutex::new(None),
         })
+    }
+
+    /// The text tower, loaded from the image tower's checkpoint on first
+    /// use (most runs never need it); `None` for backbones without one.
+    pub fn text_encoder(&self) -> Result<Option<Arc<TextEncoder>>> {
+        if !self.has_text() {
+            return Ok(None);
+        }
+        let mut slot = self.text.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = slot.as_ref() {
+            return Ok(Some(t.clone()));
+        }
+        let weights = self.source.load()?;
+        if weights.digest() != self.identity.weights_digest {
+            return Err(EmbedError::Weights {
+                source_name: weights.origin().to_string(),
+                reason: format!(
+                    "the checkpoint changed since the image tower was read from it \
+                     (digest {} then, {} now)",
+                    self.identity.weights_digest,
+                    weights.digest()
+                ),
+            });
+        }
+        let t = Arc::new(TextEncoder::load(&weights)?);
+        *slot = Some(t.clone());
+        Ok(Some(t))
     }
 
     /// The backbone.
@@ -205,5 +258,18 @@ impl Embedder for PretrainedEmbedder {
         embed_with(inputs, t, self.backbone.name(), true, |x| {
             self.net.forward(x)
         })
+    }
+
+    fn has_text(&self) -> bool {
+        self.backbone.has_text()
+    }
+
+    fn embed_texts(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        match self.text_encoder()? {
+            Some(t) => t.embed(texts),
+            None => Err(EmbedError::NoTextTower {
+                embedder: self.name().to_string(),
+            }),
+        }
     }
 }

@@ -117,6 +117,15 @@ pub enum EmbedError {
         /// Why.
         reason: String,
     },
+    /// Text was given to a model without a text tower.
+    #[error(
+        "`{embedder}` has no text tower: search by words needs CLIP \
+         (index the photos with `--backbone clip-b32`)"
+    )]
+    NoTextTower {
+        /// The embedder's architecture.
+        embedder: String,
+    },
     /// Input to a model has the wrong shape, or a configuration is invalid.
     #[error("invalid input: {0}")]
     Input(String),
@@ -143,7 +152,9 @@ impl EmbedError {
             EmbedError::Empty { .. } | EmbedError::Decode { .. } => ErrorKind::Unprocessable,
             EmbedError::Unsupported { .. } => ErrorKind::Unsupported,
             EmbedError::TooLarge { .. } => ErrorKind::TooLarge,
-            EmbedError::InvalidTransform(_) | EmbedError::Input(_) => ErrorKind::Invalid,
+            EmbedError::InvalidTransform(_)
+            | EmbedError::Input(_)
+            | EmbedError::NoTextTower { .. } => ErrorKind::Invalid,
             EmbedError::Weights { .. }
             | EmbedError::MissingTensor { .. }
             | EmbedError::TensorShape { .. }

@@ -16,6 +16,8 @@
 //!   ([`WeightsSource`]).
 //! - [`autoencoder`]: a convolutional autoencoder trained here on unlabelled
 //!   images; its bottleneck is the embedding ([`AutoencoderEmbedder`]).
+//! - [`text`]: CLIP's tokenizer and text tower ([`TextEncoder`]): texts
+//!   into the CLIP image space, for search by words and zero-shot labels.
 //! - [`synthetic`]: deterministic weights shared with the PyTorch reference
 //!   script, for the parity tests and throughput benchmarks.
 //!
@@ -31,6 +33,7 @@ pub mod load;
 pub(crate) mod nn;
 pub mod resample;
 pub mod synthetic;
+pub mod text;
 pub mod transform;
 pub(crate) mod turbo;
 pub mod weights;
@@ -40,5 +43,6 @@ pub use backbones::{Backbone, Network};
 pub use embedder::{Embedder, EmbedderIdentity, Metric, PretrainedEmbedder};
 pub use error::{EmbedError, Result};
 pub use load::{decode_rgb, decode_rgb_reduced, load_rgb, load_rgb_reduced, ImageLimits};
+pub use text::{ClipTokenizer, TextEncoder};
 pub use transform::{Interpolation, Transform};
 pub use weights::{Weights, WeightsSource};

@@ -226,6 +226,38 @@ impl Weights {
         Ok(out)
     }
 
+    /// Whether these are generated weights rather than a checkpoint.
+    pub fn is_synthetic(&self) -> bool {
+        matches!(self.store, Store::Synthetic(..))
+    }
+
+    /// The generator seed of synthetic weights.
+    pub(crate) fn synthetic_seed(&self) -> Option<u64> {
+        match &self.store {
+            Store::Synthetic(seed, _) => Some(*seed),
+            Store::Tensors(_) => None,
+        }
+    }
+
+    /// The stored tensor `name` as it is in the file (None for synthetic
+    /// weights or a missing name).
+    pub(crate) fn tensor(&self, name: &str) -> Option<Tensor> {
+        match &self.store {
+            Store::Tensors(t) => t.get(name).cloned(),
+            Store::Synthetic(..) => None,
+        }
+    }
+
+    /// Other tensors standing for these weights (a translation to other
+    /// names): same origin and digest.
+    pub(crate) fn derived(&self, tensors: HashMap<String, Tensor>) -> Weights {
+        Weights {
+            store: Store::Tensors(tensors),
+            origin: self.origin.clone(),
+            digest: self.digest.clone(),
+        }
+    }
+
     /// Where these weights came from.
     pub fn origin(&self) -> &str {
         &self.origin

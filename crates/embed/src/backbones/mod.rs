@@ -2,8 +2,10 @@
 //! each; [`Backbone`] names them and knows their preprocessing and where
 //! their weights live on the Hugging Face Hub.
 
+pub(crate) mod clip;
 mod mobilenetv4;
 mod resnet;
+pub(crate) mod transformer;
 mod vit;
 
 pub use mobilenetv4::MobileNetV4;
@@ -86,6 +88,12 @@ impl Backbone {
         }
     }
 
+    /// Whether the model has a text tower sharing its image space (CLIP),
+    /// read from the same checkpoint.
+    pub fn has_text(self) -> bool {
+        matches!(self, Backbone::ClipB32)
+    }
+
     /// The preprocessing the weights were trained with.
     pub fn transform(self) -> Transform {
         match self {
@@ -109,7 +117,8 @@ impl Backbone {
         }
     }
 
-    /// The default weights on the Hugging Face Hub (timm's safetensors).
+    /// The default weights on the Hugging Face Hub (timm's safetensors; for
+    /// CLIP, open_clip's with both towers).
     pub fn hub_weights(self) -> WeightsSource {
         let repo = match self {
             Backbone::Resnet18 => "timm/resnet18.tv_in1k",
@@ -118,9 +127,16 @@ impl Backbone {
             Backbone::Dinov2Small => "timm/vit_small_patch14_dinov2.lvd142m",
             Backbone::ClipB32 => "timm/vit_base_patch32_clip_224.openai",
         };
+        // CLIP: open_clip's full checkpoint in the same repository, both
+        // towers in one download (timm's model.safetensors is the image
+        // tower alone).
+        let file = match self {
+            Backbone::ClipB32 => "open_clip_model.safetensors",
+            _ => "model.safetensors",
+        };
         WeightsSource::Hub {
             repo: repo.into(),
-            file: "model.safetensors".into(),
+            file: file.into(),
         }
     }
 
@@ -131,7 +147,10 @@ impl Backbone {
             Backbone::Resnet50 => Box::new(ResNet::resnet50(weights)?),
             Backbone::Mobilenetv4Small => Box::new(MobileNetV4::conv_small(weights)?),
             Backbone::Dinov2Small => Box::new(Vit::vit_small(weights, image_size)?),
-            Backbone::ClipB32 => Box::new(Vit::clip_b32(weights, image_size)?),
+            Backbone::ClipB32 => Box::new(Vit::clip_b32(
+                &*clip::image_weights(weights, "vit_base_patch32_clip_quickgelu_224")?,
+                image_size,
+            )?),
         })
     }
 }

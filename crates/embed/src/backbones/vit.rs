@@ -17,18 +17,11 @@ use candle_core::{Device, Tensor};
 
 use crate::error::{EmbedError, Result};
 use crate::nn::{resample_bicubic_aa, LayerNorm, Linear};
+
+use super::transformer::{Act, Block, BlockShape};
 use crate::weights::Weights;
 
 use super::Network;
-
-/// Activation of the MLP.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Act {
-    /// The exact (erf) GELU.
-    Gelu,
-    /// CLIP's `x·σ(1.702·x)`.
-    QuickGelu,
-}
 
 /// The shape of a ViT.
 #[derive(Debug, Clone, Copy)]
@@ -82,80 +75,6 @@ const CLIP_B32: VitConfig = VitConfig {
     default_grid: 7,
     head: Some(512),
 };
-
-struct Block {
-    norm1: LayerNorm,
-    qkv: Linear,
-    proj: Linear,
-    ls1: Option<Tensor>,
-    norm2: LayerNorm,
-    fc1: Linear,
-    fc2: Linear,
-    ls2: Option<Tensor>,
-    heads: usize,
-    act: Act,
-}
-
-impl Block {
-    fn load(w: &Weights, c: &VitConfig, i: usize) -> Result<Self> {
-        let p = format!("blocks.{i}");
-        let (m, d) = (c.model, c.dim);
-        let ls = |n: &str| -> Result<Option<Tensor>> {
-            if c.layer_scale {
-                Ok(Some(w.get(m, &format!("{p}.{n}.gamma"), &[d])?))
-            } else {
-                Ok(None)
-            }
-        };
-        Ok(Block {
-            norm1: LayerNorm::load(w, m, &format!("{p}.norm1"), d, c.eps)?,
-            qkv: Linear::load(w, m, &format!("{p}.attn.qkv"), d, 3 * d)?,
-            proj: Linear::load(w, m, &format!("{p}.attn.proj"), d, d)?,
-            ls1: ls("ls1")?,
-            norm2: LayerNorm::load(w, m, &format!("{p}.norm2"), d, c.eps)?,
-            fc1: Linear::load(w, m, &format!("{p}.mlp.fc1"), d, c.mlp)?,
-            fc2: Linear::load(w, m, &format!("{p}.mlp.fc2"), c.mlp, d)?,
-            ls2: ls("ls2")?,
-            heads: c.heads,
-            act: c.act,
-        })
-    }
-
-    fn attention(&self, x: &Tensor) -> Result<Tensor> {
-        let (b, n, d) = x.dims3()?;
-        let hd = d / self.heads;
-        let qkv = self
-            .qkv
-            .forward(x)?
-            .reshape((b, n, 3, self.heads, hd))?
-            .permute((2, 0, 3, 1, 4))?;
-        let q = (qkv.get(0)?.contiguous()? * (hd as f64).powf(-0.5))?;
-        let k = qkv.get(1)?.contiguous()?;
-        let v = qkv.get(2)?.contiguous()?;
-        let att = q.matmul(&k.t()?)?;
-        let att = candle_nn::ops::softmax_last_dim(&att)?;
-        let y = att.matmul(&v)?.transpose(1, 2)?.reshape((b, n, d))?;
-        self.proj.forward(&y)
-    }
-
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let scale = |t: Tensor, ls: &Option<Tensor>| -> Result<Tensor> {
-            Ok(match ls {
-                Some(g) => t.broadcast_mul(g)?,
-                None => t,
-            })
-        };
-        let a = scale(self.attention(&self.norm1.forward(x)?)?, &self.ls1)?;
-        let x = (x + a)?;
-        let h = self.fc1.forward(&self.norm2.forward(&x)?)?;
-        let h = match self.act {
-            Act::Gelu => crate::nn::gelu(&h)?,
-            Act::QuickGelu => (&h * candle_nn::ops::sigmoid(&(&h * 1.702)?)?)?,
-        };
-        let m = scale(self.fc2.forward(&h)?, &self.ls2)?;
-        Ok((x + m)?)
-    }
-}
 
 /// A vision transformer for a fixed input size; its output is the
 /// final-norm CLS token (projected by the head, when the model has one).
@@ -245,8 +164,17 @@ impl Vit {
         } else {
             None
         };
+        let shape = BlockShape {
+            model: m,
+            dim: d,
+            heads: cfg.heads,
+            mlp: cfg.mlp,
+            eps: cfg.eps,
+            layer_scale: cfg.layer_scale,
+            act: cfg.act,
+        };
         let blocks = (0..cfg.depth)
-            .map(|i| Block::load(w, &cfg, i))
+            .map(|i| Block::load(w, &shape, &format!("blocks.{i}")))
             .collect::<Result<Vec<_>>>()?;
         let norm = LayerNorm::load(w, m, "norm", d, cfg.eps)?;
         let head = match cfg.head {
@@ -304,7 +232,7 @@ impl Network for Vit {
             t = n.forward(&t)?;
         }
         for blk in &self.blocks {
-            t = blk.forward(&t)?;
+            t = blk.forward(&t, false)?;
         }
         let t = self.norm.forward(&t)?;
         let cls = t.narrow(1, 0, 1)?.contiguous()?.reshape((b, d))?;
