@@ -46,9 +46,10 @@ pub enum Command {
         after_help = "Examples:\n  imgsim index ~/Pictures\n  imgsim index ~/Pictures /mnt/photos --collection family\n  imgsim index ~/Pictures --exclude '*/screenshots/*' --errors failed.json\n  imgsim index ~/Pictures --backbone resnet50 --weights resnet50.safetensors --reindex\n\nHidden files and folders (.thumbnails, ._*, .git) and @eaDir are skipped\nunless --hidden; a .imgsimignore file (gitignore syntax) in a folder\nexcludes what it lists."
     )]
     Index(Box<commands::index::IndexArgs>),
-    /// The images most like an example image (or an indexed one, --id).
+    /// The images most like an example image (or an indexed one, --id), or
+    /// words (--text, CLIP collections).
     #[command(
-        after_help = "Examples:\n  imgsim query photo.jpg\n  imgsim query photo.jpg -k 20 --exact     (also exact search: recall@k)\n  imgsim query --id 42 --json"
+        after_help = "Examples:\n  imgsim query photo.jpg\n  imgsim query photo.jpg -k 20 --exact     (also exact search: recall@k)\n  imgsim query --id 42 --json\n  imgsim query --text \"two parrots on a branch\"          (CLIP collections)\n  imgsim query photo.jpg --text \"at night\" --text-weight 0.3\n  imgsim query --text \"dog\" --label beach               (after imgsim tag)"
     )]
     Query(commands::query::QueryArgs),
     /// Serve the collections over HTTP: the search page and the API.
@@ -61,6 +62,12 @@ pub enum Command {
         after_help = "Examples:\n  imgsim dups\n  imgsim dups --threshold 0.98 --json\n  imgsim dups --move-to ~/duplicates            (dry run: prints what it would do)\n  imgsim dups --move-to ~/duplicates --apply    (keeps the largest of each group)\n  imgsim dups --delete --keep oldest --apply"
     )]
     Dups(commands::dups::DupsArgs),
+    /// Zero-shot labels: tag every image with its best labels among a list
+    /// (CLIP collections); then query --label filters by them.
+    #[command(
+        after_help = "Examples:\n  imgsim tag --labels \"beach,snow,city,food,document,screenshot\"\n  imgsim tag --labels \"cat,dog\" --template \"a blurry photo of a {}\" --top 1\n  imgsim query --text \"sunset\" --label beach\n\nEach label becomes a prompt (\"a photo of a {label}\"); each image keeps its\nbest label and the others whose probability (softmax of CLIP's scores over\nthe labels) reaches --min-score, at most --top. Tagging again replaces them."
+    )]
+    Tag(commands::tag::TagArgs),
     /// A collection's size, embedder, index parameters and disk use.
     #[command(after_help = "Examples:\n  imgsim info\n  imgsim info --collection family --json")]
     Info(commands::info::InfoArgs),
@@ -78,9 +85,9 @@ pub enum Command {
     /// Rebuild a collection's graph without deleted images.
     #[command(after_help = "Example:\n  imgsim compact --collection family")]
     Compact(commands::compact::CompactArgs),
-    /// Print the embedding of image files.
+    /// Print the embedding of image files or texts.
     #[command(
-        after_help = "Examples:\n  imgsim embed photo.jpg --backbone resnet18 --weights resnet18.safetensors\n  imgsim embed a.jpg b.png --autoencoder ae/ --json"
+        after_help = "Examples:\n  imgsim embed photo.jpg --backbone resnet18 --weights resnet18.safetensors\n  imgsim embed a.jpg b.png --autoencoder ae/ --json\n  imgsim embed --text \"a red car at night\" --backbone clip-b32 --json"
     )]
     Embed(commands::embed::EmbedArgs),
     /// List the pretrained backbones.

@@ -1,5 +1,5 @@
-//! `imgsim embed`: print the embedding of image files, with a backbone or
-//! an autoencoder checkpoint.
+//! `imgsim embed`: print the embedding of image files (a backbone or an
+//! autoencoder checkpoint) or of texts (CLIP's text tower).
 
 use std::path::PathBuf;
 
@@ -58,8 +58,12 @@ impl EmbedderArgs {
 #[derive(Debug, Args)]
 pub struct EmbedArgs {
     /// Image files.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "text")]
     pub images: Vec<PathBuf>,
+    /// Text to embed into the image space (repeatable; needs
+    /// `--backbone clip-b32`).
+    #[arg(long)]
+    pub text: Vec<String>,
     /// The embedder.
     #[command(flatten)]
     pub embedder: EmbedderArgs,
@@ -86,6 +90,32 @@ pub fn run(args: &EmbedArgs, settings: &Settings) -> Result<()> {
         );
     }
     let mut failed = 0;
+    let print = |what: &serde_json::Value, name: &str, v: &[f32]| {
+        if args.json {
+            let mut o = what.clone();
+            o["dim"] = v.len().into();
+            o["embedding"] = serde_json::json!(v);
+            println!("{o}");
+        } else {
+            let head: Vec<String> = v.iter().take(6).map(|x| format!("{x:+.4}")).collect();
+            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            println!("{name}: [{} ...] dim {} norm {norm:.4}", head.join(", "), v.len());
+        }
+    };
+    for text in &args.text {
+        match e.embed_texts(&[text.as_str()]) {
+            Ok(mut v) => {
+                let v = v.pop().unwrap_or_default();
+                print(&serde_json::json!({ "text": text }), &format!("{text:?}"), &v);
+            }
+            // No text tower is the same for every text: say it once.
+            Err(err @ imgsim_embed::EmbedError::NoTextTower { .. }) => return Err(err.into()),
+            Err(err) => {
+                failed += 1;
+                eprintln!("error: {err}");
+            }
+        }
+    }
     for path in &args.images {
         let shorter = e.preprocessing().resize_shorter;
         let decoded = if args.exact_decode {
@@ -99,21 +129,11 @@ pub fn run(args: &EmbedArgs, settings: &Settings) -> Result<()> {
         match result {
             Ok(mut v) => {
                 let v = v.pop().unwrap_or_default();
-                if args.json {
-                    println!(
-                        "{}",
-                        serde_json::json!({ "path": path, "dim": v.len(), "embedding": v })
-                    );
-                } else {
-                    let head: Vec<String> = v.iter().take(6).map(|x| format!("{x:+.4}")).collect();
-                    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-                    println!(
-                        "{}: [{} ...] dim {} norm {norm:.4}",
-                        path.display(),
-                        head.join(", "),
-                        v.len()
-                    );
-                }
+                print(
+                    &serde_json::json!({ "path": path }),
+                    &path.display().to_string(),
+                    &v,
+                );
             }
             Err(err) => {
                 failed += 1;
@@ -122,7 +142,10 @@ pub fn run(args: &EmbedArgs, settings: &Settings) -> Result<()> {
         }
     }
     if failed > 0 {
-        bail!("{failed} of {} images failed", args.images.len());
+        bail!(
+            "{failed} of {} inputs failed",
+            args.images.len() + args.text.len()
+        );
     }
     Ok(())
 }

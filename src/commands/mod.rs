@@ -15,6 +15,7 @@ pub mod models;
 pub mod query;
 pub mod remove;
 pub mod serve;
+pub mod tag;
 pub mod train;
 
 use std::process::ExitCode;
@@ -87,6 +88,7 @@ fn execute(cli: Cli) -> Result<u8> {
         Command::Query(args) => ok(query::run(&args, &settings)),
         Command::Serve(args) => ok(serve::run(&args, &settings)),
         Command::Dups(args) => ok(dups::run(&args, &settings)),
+        Command::Tag(args) => ok(tag::run(&args, &settings, quiet)),
         Command::Info(args) => ok(info::run(&args, &settings)),
         Command::Check(args) => check::run(&args, &settings),
         Command::Remove(args) => ok(remove::run(&args, &settings)),

@@ -1,5 +1,6 @@
 //! `imgsim query`: the images most like an example image (or an indexed
-//! one), optionally with recall against exact search.
+//! one), words (CLIP), or both; optionally only those with a label, and
+//! with recall against exact search.
 
 use std::path::PathBuf;
 
@@ -17,8 +18,20 @@ use crate::output::Table;
 #[derive(Debug, Args)]
 pub struct QueryArgs {
     /// The example image.
-    #[arg(required_unless_present = "id", conflicts_with = "id")]
+    #[arg(required_unless_present_any = ["id", "text"], conflicts_with = "id")]
     pub image: Option<PathBuf>,
+    /// Words to search for (collections indexed with clip-b32); with an
+    /// image or --id, both count (see --text-weight).
+    #[arg(long)]
+    pub text: Option<String>,
+    /// With an image and --text: the weight of the words, 0 to 1 (the
+    /// query is (1 − w)·image + w·text, both unit vectors).
+    #[arg(long, default_value_t = search::DEFAULT_TEXT_WEIGHT, requires = "text")]
+    pub text_weight: f32,
+    /// Only images carrying this label (see `imgsim tag`), filtered inside
+    /// the search.
+    #[arg(long)]
+    pub label: Option<String>,
     /// Query with an indexed image (its id) instead; it is left out of the results.
     #[arg(long)]
     pub id: Option<u64>,
@@ -49,21 +62,35 @@ pub fn run(args: &QueryArgs, settings: &Settings) -> Result<()> {
         ef: args.ef.map(|e| e as usize),
         exact_only: false,
         with_recall: args.exact,
+        label: args.label.clone(),
     };
-    let answer = match (&args.image, args.id) {
-        (_, Some(id)) => search::run(&collection, None, Query::Id(id), &options)?,
-        (Some(image), None) => {
-            let record = EmbedderRecord::read(&collection)?
-                .ok_or_else(|| PipelineError::NoEmbedder(dir.clone()))?;
-            let embedder = record.load(&dir)?;
-            let qe = QueryEmbedder {
-                embedder: embedder.as_ref(),
-                record: &record,
-                limits: &settings.limits,
-            };
-            search::run(&collection, Some(&qe), Query::File(image.clone()), &options)?
-        }
-        (None, None) => return Err(usage("give an image, or --id N")),
+    let picture = match (&args.image, args.id) {
+        (_, Some(id)) => Some(Query::Id(id)),
+        (Some(image), None) => Some(Query::File(image.clone())),
+        (None, None) => None,
+    };
+    let query = match (picture, &args.text) {
+        (Some(p), None) => p,
+        (None, Some(text)) => Query::Text(text.clone()),
+        (Some(p), Some(text)) => Query::ImageText {
+            image: Box::new(p),
+            text: text.clone(),
+            text_weight: args.text_weight,
+        },
+        (None, None) => return Err(usage("give an image, --id N, or --text WORDS")),
+    };
+    let answer = if query.needs_embedder() {
+        let record = EmbedderRecord::read(&collection)?
+            .ok_or_else(|| PipelineError::NoEmbedder(dir.clone()))?;
+        let embedder = record.load(&dir)?;
+        let qe = QueryEmbedder {
+            embedder: embedder.as_ref(),
+            record: &record,
+            limits: &settings.limits,
+        };
+        search::run(&collection, Some(&qe), query, &options)?
+    } else {
+        search::run(&collection, None, query, &options)?
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&answer)?);
@@ -88,7 +115,10 @@ pub fn run(args: &QueryArgs, settings: &Settings) -> Result<()> {
     };
     hits_table(&answer.results).print();
     if answer.results.is_empty() {
-        println!("(the collection is empty)");
+        match &args.label {
+            Some(l) => println!("(no image carries the label `{l}`; see imgsim tag)"),
+            None => println!("(the collection is empty)"),
+        }
     }
     println!(
         "{} results in {:.1} ms ({} images, {}, {} is closer, ef {})",

@@ -25,8 +25,8 @@ mod segfile;
 pub mod vectors;
 
 pub use collection::{
-    Collection, CollectionSpec, Consistency, ItemMeta, Manifest, NewItem, OpenOptions, Phase,
-    Stats, FORMAT_VERSION,
+    check_label, Collection, CollectionSpec, Consistency, ItemMeta, Label, Manifest, NewItem,
+    OpenOptions, Phase, Stats, FORMAT_VERSION, LABELS_ATTR,
 };
 pub use distance::Metric;
 pub use error::{IndexError, Result};

@@ -611,3 +611,65 @@ fn verify_finds_metadata_without_vectors() {
     assert!(!r.is_consistent());
     assert_eq!(r.missing_metadata, vec![3]);
 }
+
+#[test]
+fn labels_filter_inside_the_search_and_follow_metadata_updates() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("c");
+    let dim = 8;
+    let n = 600;
+    let v = data(n, dim, 11);
+    let opts = OpenOptions {
+        seal_threshold: 200,
+        ..OpenOptions::default()
+    };
+    let c = Collection::create(&p, spec(dim, Metric::L2), opts.clone()).unwrap();
+    let ids = c.insert(items(&v, dim)).unwrap();
+    // Every third item is "even-ish"; the rest get no label.
+    let updates: Vec<(u64, imgsim_index::ItemMeta)> = ids
+        .iter()
+        .filter(|id| *id % 3 == 0)
+        .map(|&id| {
+            let mut m = c.item(id).unwrap();
+            m.set_labels(&[imgsim_index::Label {
+                label: "third".into(),
+                score: 0.9,
+            }]);
+            (id, m)
+        })
+        .collect();
+    c.update_items(&updates).unwrap();
+    assert_eq!(c.label_counts().unwrap(), vec![("third".to_string(), updates.len())]);
+    let set = c.ids_with_label("third").unwrap();
+    let f = |id: u64| set.contains(&id);
+    let mut hits = 0.0;
+    let mut total = 0;
+    for q in 0..40 {
+        let query = &v[q * dim..(q + 1) * dim];
+        let approx = c.search(query, 10, Some(64), Some(&f)).unwrap();
+        let exact = c.search_exact(query, 10, Some(&f)).unwrap();
+        assert!(approx.iter().all(|h| h.id % 3 == 0), "a result without the label");
+        assert_eq!(approx.len(), 10);
+        hits += imgsim_index::recall_at_k(&approx, &exact, 10) * 10.0;
+        total += 10;
+    }
+    let recall = hits / total as f64;
+    assert!(recall >= 0.95, "filtered recall {recall}");
+    // An update drops the cached index: relabelled items move.
+    let mut m = c.item(ids[0]).unwrap();
+    m.set_labels(&[]);
+    c.update_items(&[(ids[0], m)]).unwrap();
+    assert!(!c.ids_with_label("third").unwrap().contains(&ids[0]));
+    assert!(c.ids_with_label("none-such").unwrap().is_empty());
+    // Unknown ids are refused before anything is written.
+    let e = c
+        .update_items(&[(ids[3], c.item(ids[3]).unwrap()), (99_999, Default::default())])
+        .unwrap_err();
+    assert!(matches!(e, imgsim_index::IndexError::NotFound(99_999)), "{e}");
+    // Labels survive a reopen (they are metadata).
+    drop(c);
+    let c = open(&p, opts).unwrap();
+    assert_eq!(c.ids_with_label("third").unwrap().len(), updates.len() - 1);
+    assert!(imgsim_index::check_label("").is_err());
+    assert!(imgsim_index::check_label("beach").is_ok());
+}

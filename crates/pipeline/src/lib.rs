@@ -13,6 +13,7 @@ pub mod indexer;
 pub mod model;
 pub mod search;
 pub mod store;
+pub mod tag;
 pub mod thumbnails;
 pub mod train;
 

@@ -113,6 +113,17 @@ impl EmbedderRecord {
         Ok(e)
     }
 
+    /// Whether the embedder has a text tower (search by words, zero-shot
+    /// labels), known without loading it.
+    pub fn has_text(&self) -> bool {
+        match &self.spec {
+            EmbedderSpec::Backbone { backbone, .. } => {
+                Backbone::parse(backbone).is_ok_and(Backbone::has_text)
+            }
+            EmbedderSpec::Autoencoder { .. } => false,
+        }
+    }
+
     /// In words: architecture, dimension, weights.
     pub fn describe(&self) -> String {
         describe_identity(&self.identity)

@@ -150,6 +150,18 @@ pub enum Query {
     },
     /// An image file, read with the image limits.
     File(PathBuf),
+    /// Words, embedded by the collection's text tower (CLIP).
+    Text(String),
+    /// An image (any of the forms above) and words together: the weighted
+    /// sum `(1 − w)·image + w·text` of the two unit vectors.
+    ImageText {
+        /// The image part: `Image`, `File`, `Id` or `Vector`.
+        image: Box<Query>,
+        /// The words.
+        text: String,
+        /// The text's weight `w`, 0 to 1.
+        text_weight: f32,
+    },
 }
 
 impl Query {
@@ -157,13 +169,16 @@ impl Query {
     pub fn needs_embedder(&self) -> bool {
         match self {
             Query::Vector(_) | Query::Id(_) => false,
-            Query::Image { .. } | Query::File(_) => true,
+            Query::Image { .. } | Query::File(_) | Query::Text(_) | Query::ImageText { .. } => true,
         }
     }
 }
 
+/// Default weight of the words in an image-and-text query.
+pub const DEFAULT_TEXT_WEIGHT: f32 = 0.5;
+
 /// How to search.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SearchOptions {
     /// Number of results (at least 1).
     pub k: usize,
@@ -174,6 +189,10 @@ pub struct SearchOptions {
     pub exact_only: bool,
     /// Also search exactly, and measure recall@k of the answer against it.
     pub with_recall: bool,
+    /// Only items carrying this label (see `imgsim tag`), filtered inside
+    /// the graph walk; recall is then measured against exact search with
+    /// the same filter.
+    pub label: Option<String>,
 }
 
 impl SearchOptions {
@@ -184,6 +203,7 @@ impl SearchOptions {
             ef: None,
             exact_only: false,
             with_recall: false,
+            label: None,
         }
     }
 }
@@ -268,35 +288,20 @@ pub fn run(
         return Err(PipelineError::Invalid("k must be at least 1".into()));
     }
     let mut timings = Timings::default();
-    let (vector, excluded) = match query {
-        Query::Vector(v) => (v, None),
-        Query::Id(id) => match collection.vector(id) {
-            Ok(v) => (v, Some(id)),
-            Err(imgsim_index::IndexError::NotFound(_)) => {
-                return Err(PipelineError::NotFound(format!("with id {id}")))
-            }
-            Err(e) => return Err(e.into()),
-        },
-        Query::Image { bytes, name } => {
-            let e = query_embedder(embedder)?;
-            let t = embed_bytes_timed(e.embedder, e.record, &bytes, Path::new(&name), e.limits)?;
-            timings.decode_ms = t.decode_ms;
-            timings.embed_ms = t.embed_ms;
-            (t.vector, None)
+    let (vector, excluded) = query_vector(collection, embedder, query, &mut timings)?;
+    let label = match &options.label {
+        Some(l) => {
+            imgsim_index::check_label(l)?;
+            Some(collection.ids_with_label(l)?)
         }
-        Query::File(path) => {
-            let e = query_embedder(embedder)?;
-            let t0 = Instant::now();
-            let bytes = imgsim_embed::load::read_limited(&path, e.limits)?;
-            let read_ms = t0.elapsed().as_secs_f64() * 1e3;
-            let t = embed_bytes_timed(e.embedder, e.record, &bytes, &path, e.limits)?;
-            timings.decode_ms = read_ms + t.decode_ms;
-            timings.embed_ms = t.embed_ms;
-            (t.vector, None)
-        }
+        None => None,
     };
-    let not = excluded.map(Except);
-    let filter = not.as_ref().map(|f| f as &dyn imgsim_index::IdFilter);
+    let only = Only {
+        except: excluded,
+        label,
+    };
+    let filter = (only.except.is_some() || only.label.is_some())
+        .then_some(&only as &dyn imgsim_index::IdFilter);
     let ef = options
         .ef
         .unwrap_or(collection.spec().params.ef_search)
@@ -335,6 +340,123 @@ pub fn run(
 }
 
 /// The embedder an image query needs, or why there is none.
+/// What a search filters by: an item left out (a query by id), a label.
+struct Only {
+    except: Option<u64>,
+    label: Option<std::sync::Arc<std::collections::HashSet<u64>>>,
+}
+
+impl imgsim_index::IdFilter for Only {
+    fn allows(&self, id: u64) -> bool {
+        self.except != Some(id) && self.label.as_ref().is_none_or(|s| s.contains(&id))
+    }
+}
+
+/// The vector a query stands for (embedding it when needed, timing that),
+/// and the item to leave out of the results.
+fn query_vector(
+    collection: &Collection,
+    embedder: Option<&QueryEmbedder<'_>>,
+    query: Query,
+    timings: &mut Timings,
+) -> Result<(Vec<f32>, Option<u64>)> {
+    Ok(match query {
+        Query::Vector(v) => (v, None),
+        Query::Id(id) => match collection.vector(id) {
+            Ok(v) => (v, Some(id)),
+            Err(imgsim_index::IndexError::NotFound(_)) => {
+                return Err(PipelineError::NotFound(format!("with id {id}")))
+            }
+            Err(e) => return Err(e.into()),
+        },
+        Query::Image { bytes, name } => {
+            let e = query_embedder(embedder)?;
+            let t = embed_bytes_timed(e.embedder, e.record, &bytes, Path::new(&name), e.limits)?;
+            timings.decode_ms += t.decode_ms;
+            timings.embed_ms += t.embed_ms;
+            (t.vector, None)
+        }
+        Query::File(path) => {
+            let e = query_embedder(embedder)?;
+            let t0 = Instant::now();
+            let bytes = imgsim_embed::load::read_limited(&path, e.limits)?;
+            let read_ms = t0.elapsed().as_secs_f64() * 1e3;
+            let t = embed_bytes_timed(e.embedder, e.record, &bytes, &path, e.limits)?;
+            timings.decode_ms += read_ms + t.decode_ms;
+            timings.embed_ms += t.embed_ms;
+            (t.vector, None)
+        }
+        Query::Text(text) => {
+            let e = query_embedder(embedder)?;
+            let t0 = Instant::now();
+            let v = embed_text(e, &text)?;
+            timings.embed_ms += t0.elapsed().as_secs_f64() * 1e3;
+            (v, None)
+        }
+        Query::ImageText {
+            image,
+            text,
+            text_weight,
+        } => {
+            if !(0.0..=1.0).contains(&text_weight) {
+                return Err(PipelineError::Invalid(format!(
+                    "the text weight must be between 0 and 1, not {text_weight}"
+                )));
+            }
+            if matches!(*image, Query::Text(_) | Query::ImageText { .. }) {
+                return Err(PipelineError::Invalid(
+                    "an image-and-text query needs an image, an id or a vector as its image part"
+                        .into(),
+                ));
+            }
+            let e = query_embedder(embedder)?;
+            let t0 = Instant::now();
+            let words = embed_text(e, &text)?;
+            timings.embed_ms += t0.elapsed().as_secs_f64() * 1e3;
+            let (mut picture, excluded) = query_vector(collection, embedder, *image, timings)?;
+            if picture.len() != words.len() {
+                return Err(PipelineError::Invalid(format!(
+                    "the image vector has {} values, the text vector {}",
+                    picture.len(),
+                    words.len()
+                )));
+            }
+            unit(&mut picture);
+            let mixed = picture
+                .iter()
+                .zip(&words)
+                .map(|(p, w)| (1.0 - text_weight) * p + text_weight * w)
+                .collect();
+            (mixed, excluded)
+        }
+    })
+}
+
+/// Scales `v` to unit length (left alone when zero).
+fn unit(v: &mut [f32]) {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if n > 0.0 && n.is_finite() {
+        v.iter_mut().for_each(|x| *x /= n);
+    }
+}
+
+/// The unit vector of `text` by the collection's text tower, or an error
+/// saying the collection's embedder has none and what to do.
+pub fn embed_text(e: &QueryEmbedder<'_>, text: &str) -> Result<Vec<f32>> {
+    if text.trim().is_empty() {
+        return Err(PipelineError::Invalid("the text to search for is empty".into()));
+    }
+    if !e.embedder.has_text() {
+        return Err(PipelineError::Invalid(format!(
+            "this collection was indexed with {}, which has no text tower: search by words \
+             needs CLIP. Index the photos into a new collection with \
+             `imgsim index DIR --backbone clip-b32 --collection NAME`",
+            e.record.spec.describe()
+        )));
+    }
+    Ok(e.embedder.embed_texts(&[text])?.remove(0))
+}
+
 fn query_embedder<'a, 'b>(
     embedder: Option<&'a QueryEmbedder<'b>>,
 ) -> Result<&'a QueryEmbedder<'b>> {

@@ -30,6 +30,16 @@ pub struct SearchParams {
     pub exact: Option<bool>,
     /// Run both; return recall@k of the approximate answer and the exact list.
     pub with_recall: Option<bool>,
+    /// Words to search for (collections whose embedder has a text tower:
+    /// clip-b32); with an image, vector or id, both count.
+    pub text: Option<String>,
+    /// With an image (vector, id) and text: the text's weight, 0 to 1
+    /// (default 0.5).
+    #[param(minimum = 0.0, maximum = 1.0)]
+    pub text_weight: Option<f32>,
+    /// Only items carrying this label (zero-shot tags), filtered inside the
+    /// search; recall is measured against exact search with the same filter.
+    pub label: Option<String>,
 }
 
 impl SearchParams {
@@ -45,11 +55,13 @@ impl SearchParams {
             ef: Some(self.ef.unwrap_or(default_ef)),
             exact_only: self.exact.unwrap_or(false),
             with_recall: self.with_recall.unwrap_or(false),
+            label: self.label.clone(),
         }
     }
 }
 
-/// A search by vector or by an indexed id, as JSON.
+/// A search by vector, by an indexed id or by words (and by words with a
+/// vector or an id), as JSON.
 #[derive(Debug, Default, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SearchRequest {
@@ -57,6 +69,13 @@ pub struct SearchRequest {
     pub vector: Option<Vec<f32>>,
     /// Or: the id of an indexed image (it is left out of the results).
     pub id: Option<u64>,
+    /// Words (collections embedded with clip-b32), alone or with `vector`/`id`.
+    pub text: Option<String>,
+    /// With `text` and `vector`/`id`: the text's weight, 0 to 1 (default 0.5).
+    #[schema(minimum = 0.0, maximum = 1.0)]
+    pub text_weight: Option<f32>,
+    /// Only items carrying this label (see `imgsim tag`).
+    pub label: Option<String>,
     /// Number of results.
     #[schema(minimum = 1, maximum = 1000)]
     pub k: Option<usize>,
@@ -76,6 +95,46 @@ pub struct ImageUpload {
     /// The image file (JPEG, PNG, WebP, GIF, BMP or TIFF).
     #[schema(value_type = String, format = Binary)]
     pub image: Vec<u8>,
+}
+
+/// A search form: an image and, optionally, words and a label.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SearchForm {
+    /// The image file (JPEG, PNG, WebP, GIF, BMP or TIFF); may be left out
+    /// when `text` is given.
+    #[schema(value_type = String, format = Binary)]
+    pub image: Option<Vec<u8>>,
+    /// Words (clip-b32 collections): with the image, both count.
+    pub text: Option<String>,
+    /// The text's weight with an image, 0 to 1 (default 0.5).
+    pub text_weight: Option<f32>,
+    /// Only items carrying this label.
+    pub label: Option<String>,
+}
+
+/// A label and how many images carry it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LabelCount {
+    /// The label.
+    pub label: String,
+    /// Images carrying it.
+    pub count: usize,
+}
+
+/// The labels in use in a collection, most frequent first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LabelList {
+    /// The labels.
+    pub labels: Vec<LabelCount>,
+}
+
+/// Text to embed, as JSON (`POST /embed`).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TextInput {
+    /// The text (at most 16 KiB; CLIP reads its first 77 tokens).
+    pub text: String,
 }
 
 /// An image as the raw request body (not empty).
@@ -262,6 +321,8 @@ pub struct CollectionSummary {
     /// `cosine` (scores are similarities: higher is closer) or `l2`
     /// (scores are distances: lower is closer).
     pub metric: String,
+    /// Whether it can be searched by words (its embedder has a text tower).
+    pub text: bool,
 }
 
 /// The collections served.

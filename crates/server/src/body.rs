@@ -30,11 +30,33 @@ impl<S> Body for S where
 
 /// What a request body carried.
 pub(crate) enum Input {
-    /// A JSON search request.
+    /// A JSON search request (or a form without an image).
     Json(SearchRequest),
-    /// An image, with the file name the client gave (or `upload`).
-    Image { bytes: Vec<u8>, name: String },
+    /// An image, with the file name the client gave (or `upload`), and the
+    /// other fields of its form.
+    Image {
+        bytes: Vec<u8>,
+        name: String,
+        form: FormFields,
+    },
 }
+
+/// The text fields a search form may carry beside `image`.
+#[derive(Debug, Default)]
+pub(crate) struct FormFields {
+    text: Option<String>,
+    text_weight: Option<f32>,
+    label: Option<String>,
+}
+
+impl FormFields {
+    fn is_empty(&self) -> bool {
+        self.text.is_none() && self.text_weight.is_none() && self.label.is_none()
+    }
+}
+
+/// Longest text field of a form.
+const MAX_FIELD_BYTES: usize = imgsim_embed::text::MAX_TEXT_BYTES;
 
 /// Reads a whole body, refusing one over `limit` bytes (413).
 async fn read_limited<S: Body>(mut payload: S, limit: usize) -> Result<Vec<u8>, ApiError> {
@@ -78,7 +100,9 @@ pub(crate) async fn read_input<S: Body>(
     if ctype.starts_with("multipart/form-data") {
         let mut mp = actix_multipart::Multipart::new(headers, payload);
         let mut image: Option<(Vec<u8>, String)> = None;
-        // Every field is read: the form is exactly one field, `image`.
+        let mut form = FormFields::default();
+        // Every field is read: `image`, and for searches `text`,
+        // `text_weight` and `label`.
         while let Some(field) = mp.next().await {
             let mut field =
                 field.map_err(|e| ApiError::invalid(format!("malformed multipart body: {e}")))?;
@@ -91,10 +115,51 @@ pub(crate) async fn read_input<S: Body>(
                         .to_string(),
                 )
             };
+            if allow_json && matches!(field_name.as_str(), "text" | "text_weight" | "label") {
+                let mut bytes = Vec::new();
+                while let Some(chunk) = field.next().await {
+                    let chunk = chunk.map_err(|e| {
+                        ApiError::invalid(format!("malformed multipart body: {e}"))
+                    })?;
+                    if bytes.len() + chunk.len() > MAX_FIELD_BYTES {
+                        return Err(ApiError::TooLarge(format!(
+                            "the form field `{field_name}` exceeds {MAX_FIELD_BYTES} bytes"
+                        )));
+                    }
+                    bytes.extend_from_slice(&chunk);
+                }
+                let value = String::from_utf8(bytes).map_err(|_| {
+                    ApiError::invalid(format!("the form field `{field_name}` is not UTF-8 text"))
+                })?;
+                let slot_taken = match field_name.as_str() {
+                    "text" => form.text.replace(value).is_some(),
+                    "label" => form.label.replace(value).is_some(),
+                    _ => {
+                        let w = value.trim().parse::<f32>().map_err(|_| {
+                            ApiError::invalid(format!(
+                                "the form field `text_weight` is not a number: {:?}",
+                                value.chars().take(40).collect::<String>()
+                            ))
+                        })?;
+                        form.text_weight.replace(w).is_some()
+                    }
+                };
+                if slot_taken {
+                    return Err(ApiError::invalid(format!(
+                        "the multipart body has two `{field_name}` fields; send one"
+                    )));
+                }
+                continue;
+            }
             if field_name != "image" {
                 let shown: String = field_name.chars().take(40).collect();
+                let known = if allow_json {
+                    "the form's fields are `image`, `text`, `text_weight` and `label`"
+                } else {
+                    "the form has one field, `image`"
+                };
                 return Err(ApiError::invalid(format!(
-                    "unexpected multipart field {shown:?}: the form has one field, `image`"
+                    "unexpected multipart field {shown:?}: {known}"
                 )));
             }
             if image.is_some() {
@@ -116,7 +181,14 @@ pub(crate) async fn read_input<S: Body>(
             image = Some((bytes, file_name));
         }
         return match image {
-            Some((bytes, name)) => Ok(Input::Image { bytes, name }),
+            Some((bytes, name)) => Ok(Input::Image { bytes, name, form }),
+            // Words alone (or words with a label) need no image.
+            None if form.text.is_some() => Ok(Input::Json(SearchRequest {
+                text: form.text,
+                text_weight: form.text_weight,
+                label: form.label,
+                ..SearchRequest::default()
+            })),
             None => Err(ApiError::invalid(
                 "the multipart body has no field named `image`",
             )),
@@ -131,6 +203,7 @@ pub(crate) async fn read_input<S: Body>(
     Ok(Input::Image {
         bytes,
         name: "upload".into(),
+        form: FormFields::default(),
     })
 }
 
@@ -156,6 +229,23 @@ pub(crate) async fn read_body<T>(
     }
 }
 
+/// Whether the request says its body is JSON.
+pub(crate) fn is_json(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.to_ascii_lowercase().starts_with("application/json"))
+}
+
+/// Reads a JSON body of type `T` within `limit` bytes.
+pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(
+    payload: web::Payload,
+    limit: usize,
+) -> Result<T, ApiError> {
+    let body = read_limited(payload, limit).await?;
+    serde_json::from_slice(&body).map_err(|e| ApiError::invalid(format!("malformed JSON: {e}")))
+}
+
 /// Reads an uploaded image (multipart field `image`, or the raw body) for
 /// the endpoints that take only an image: its bytes and name.
 pub(crate) async fn read_image(
@@ -165,7 +255,10 @@ pub(crate) async fn read_image(
 ) -> Result<(Vec<u8>, String), ApiError> {
     let limit = state.options.max_upload_bytes;
     match read_body(state, read_input(req.headers(), payload, limit, false)).await? {
-        Input::Image { bytes, name } => Ok((bytes, name)),
+        Input::Image { bytes, name, form } => {
+            debug_assert!(form.is_empty(), "fields beside `image` are refused here");
+            Ok((bytes, name))
+        }
         Input::Json(_) => Err(ApiError::unsupported(
             "this endpoint takes an image (multipart field `image`, or the raw bytes)",
         )),
@@ -175,19 +268,59 @@ pub(crate) async fn read_image(
 /// The query a body asks for; JSON fields override query parameters, and
 /// `p` is left holding the merged parameters (k and ef checked).
 pub(crate) fn to_query(input: Input, p: &mut SearchParams) -> Result<Query, ApiError> {
-    let q = match input {
+    let picture = match input {
         Input::Json(r) => {
             p.k = r.k.or(p.k);
             p.ef = r.ef.or(p.ef);
             p.exact = r.exact.or(p.exact);
             p.with_recall = r.with_recall.or(p.with_recall);
+            p.text = r.text.or(p.text.take());
+            p.text_weight = r.text_weight.or(p.text_weight);
+            p.label = r.label.or(p.label.take());
             match (r.vector, r.id) {
-                (Some(v), None) => Query::Vector(v),
-                (None, Some(id)) => Query::Id(id),
-                _ => return Err(ApiError::invalid("give exactly one of `vector` and `id`")),
+                (Some(v), None) => Some(Query::Vector(v)),
+                (None, Some(id)) => Some(Query::Id(id)),
+                (None, None) => None,
+                (Some(_), Some(_)) => {
+                    return Err(ApiError::invalid("give at most one of `vector` and `id`"))
+                }
             }
         }
-        Input::Image { bytes, name } => Query::Image { bytes, name },
+        Input::Image { bytes, name, form } => {
+            p.text = form.text.or(p.text.take());
+            p.text_weight = form.text_weight.or(p.text_weight);
+            p.label = form.label.or(p.label.take());
+            Some(Query::Image { bytes, name })
+        }
+    };
+    if let Some(w) = p.text_weight {
+        if p.text.is_none() {
+            return Err(ApiError::invalid("`text_weight` needs `text`"));
+        }
+        if !(0.0..=1.0).contains(&w) {
+            return Err(ApiError::invalid(format!(
+                "text_weight must be between 0 and 1, not {w}"
+            )));
+        }
+    }
+    if let Some(l) = &p.label {
+        imgsim_index::check_label(l).map_err(|e| ApiError::invalid(e.to_string()))?;
+    }
+    let q = match (picture, p.text.clone()) {
+        (Some(q), None) => q,
+        (None, Some(text)) => Query::Text(text),
+        (Some(q), Some(text)) => Query::ImageText {
+            image: Box::new(q),
+            text,
+            text_weight: p
+                .text_weight
+                .unwrap_or(imgsim_pipeline::search::DEFAULT_TEXT_WEIGHT),
+        },
+        (None, None) => {
+            return Err(ApiError::invalid(
+                "give one of `vector`, `id` or `text` (or upload an image)",
+            ))
+        }
     };
     let k = p.k();
     if k == 0 || k > MAX_K {
@@ -212,6 +345,10 @@ pub enum ParsedQuery {
     Id(u64),
     /// An image of this many bytes.
     Image(usize),
+    /// Words, this many bytes.
+    Text(usize),
+    /// An image-like query (vector, id or image) with words of this many bytes.
+    ImageText(Box<ParsedQuery>, usize),
 }
 
 /// Parses a search request exactly as `POST /collections/{c}/search` does
@@ -240,13 +377,21 @@ pub fn parse_search(
     let stream = futures_util::stream::iter(chunks);
     let input = block_on(read_input(&headers, stream, limit, true))
         .ok_or_else(|| ApiError::internal("the body parser stalled"))??;
-    let q = match to_query(input, &mut p)? {
+    let q = parsed(to_query(input, &mut p)?)?;
+    Ok((q, p))
+}
+
+fn parsed(q: Query) -> Result<ParsedQuery, ApiError> {
+    Ok(match q {
         Query::Vector(v) => ParsedQuery::Vector(v.len()),
         Query::Id(id) => ParsedQuery::Id(id),
         Query::Image { bytes, .. } => ParsedQuery::Image(bytes.len()),
+        Query::Text(t) => ParsedQuery::Text(t.len()),
+        Query::ImageText { image, text, .. } => {
+            ParsedQuery::ImageText(Box::new(parsed(*image)?), text.len())
+        }
         Query::File(_) => return Err(ApiError::internal("a request body never names a file")),
-    };
-    Ok((q, p))
+    })
 }
 
 /// Runs a future that never waits on I/O (its stream is in memory); None

@@ -97,6 +97,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(routes::service::stats)),
     )
     .service(
+        resource("/collections/{collection}/labels", "GET")
+            .route(web::get().to(routes::service::labels)),
+    )
+    .service(
         resource("/collections/{collection}/search", "POST")
             .route(web::post().to(routes::search::search)),
     )

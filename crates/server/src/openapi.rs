@@ -26,11 +26,11 @@ impl Modify for ApiKeyScheme {
     info(title = "imgsim", description = "Image similarity search: search by image, vector or id, with recall against exact search."),
     paths(
         search::search, images::add_image, images::delete_image, images::get_image,
-        images::list_images, images::thumbnail, service::collections, service::stats,
+        images::list_images, images::thumbnail, service::collections, service::stats, service::labels,
         service::embed, service::healthz, service::readyz, service::metrics, service::benchmark
     ),
     components(schemas(
-        api::SearchRequest, api::ImageUpload, api::ImageBytes, api::SearchResponse, api::ResultItem, api::Timings,
+        api::SearchRequest, api::ImageUpload, api::SearchForm, api::TextInput, api::LabelList, api::LabelCount, api::ImageBytes, api::SearchResponse, api::ResultItem, api::Timings,
         api::Added, api::ImageInfo, api::ImagePage, api::CollectionList,
         api::Stats, api::RecallEstimate, api::Embedding,
         api::CollectionSummary, crate::error::ErrorResponse, crate::error::ErrorDetail

@@ -249,7 +249,13 @@ impl AppState {
         self.metrics
             .search_micros
             .fetch_add((answer.timings.search_ms * 1e3) as u64, Ordering::Relaxed);
-        if !options.exact_only && answer.excluded.is_none() && self.sample_this() {
+        // Filtered answers are not comparable with the unfiltered exact
+        // re-run the estimate makes: they are left out of it.
+        if !options.exact_only
+            && answer.excluded.is_none()
+            && options.label.is_none()
+            && self.sample_this()
+        {
             let _ = self.samples.try_send(Sample {
                 collection: served.clone(),
                 vector: answer.vector.clone(),

@@ -77,6 +77,7 @@
 //! | `verify.rs` | the consistency check                                   |
 
 mod keys;
+mod labels;
 mod open;
 mod search;
 mod types;
@@ -95,6 +96,7 @@ use crate::hnsw::AnnIndex;
 use crate::vectors::VectorSet;
 
 use keys::{id_of, key, ITEM};
+pub use labels::{check_label, Label, LABELS_ATTR};
 pub use types::{
     CollectionSpec, Consistency, ItemMeta, Manifest, NewItem, OpenOptions, Phase, Progress,
     SegmentRef, Stats, FORMAT_VERSION,
@@ -143,6 +145,8 @@ pub struct Collection {
     writer: Mutex<()>,
     /// Set when a commit was applied but its flush failed.
     poisoned: AtomicBool,
+    /// Ids by label, built on first use (see `labels`).
+    labels: Mutex<Option<Arc<labels::LabelIndex>>>,
 }
 
 impl std::fmt::Debug for Collection {

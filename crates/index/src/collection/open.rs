@@ -127,6 +127,7 @@ impl Collection {
             }),
             writer: Mutex::new(()),
             poisoned: AtomicBool::new(false),
+            labels: Mutex::new(None),
         })
     }
 
@@ -216,6 +217,7 @@ impl Collection {
             }),
             writer: Mutex::new(()),
             poisoned: AtomicBool::new(false),
+            labels: Mutex::new(None),
         })
     }
 

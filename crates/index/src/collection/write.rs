@@ -82,6 +82,7 @@ impl Collection {
             return Ok(Vec::new());
         }
         // Step 1: metadata under uncommitted ids.
+        self.forget_labels();
         let t0 = std::time::Instant::now();
         let mut batch = sled::Batch::default();
         for i in 0..rows {
@@ -292,6 +293,25 @@ impl Collection {
         self.commit_batch(batch)
     }
 
+    /// Replaces the metadata of many live items in one commit (durable on
+    /// return; all or nothing). Unknown or deleted ids are refused before
+    /// anything is written.
+    pub fn update_items(&self, updates: &[(u64, ItemMeta)]) -> Result<()> {
+        let _w = self.lock_writer();
+        self.check_writable()?;
+        if let Some((id, _)) = updates.iter().find(|(id, _)| !self.contains(*id)) {
+            return Err(IndexError::NotFound(*id));
+        }
+        let mut batch = sled::Batch::default();
+        for (id, meta) in updates {
+            batch.insert(
+                &key(ITEM, *id),
+                serde_json::to_vec(meta).expect("meta serialises"),
+            );
+        }
+        self.commit_batch(batch)
+    }
+
     /// Checks and prepares incoming vectors; errors name the item's position.
     fn prepare_all(&self, dim: usize, metric: Metric, vectors: &mut [Vec<f32>]) -> Result<()> {
         for (i, v) in vectors.iter_mut().enumerate() {
@@ -379,6 +399,7 @@ impl Collection {
 
     /// Applies a small commit (step 2 alone) and makes it durable.
     fn commit_batch(&self, batch: sled::Batch) -> Result<()> {
+        self.forget_labels();
         self.db.apply_batch(batch)?;
         self.flush_or_poison()
     }

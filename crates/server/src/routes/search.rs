@@ -1,5 +1,6 @@
 //! `POST /collections/{collection}/search`: search by uploaded image, JSON
-//! vector or indexed id, through the pipeline's one search routine.
+//! vector, indexed id or words (and words with any of those), optionally
+//! only among items with a label, through the pipeline's one search routine.
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -13,13 +14,15 @@ use crate::error::{ApiError, ErrorResponse};
 use crate::offload::offload;
 use crate::state::AppState;
 
-/// Search a collection by uploaded image, JSON vector, or indexed id.
+/// Search a collection by uploaded image, JSON vector, indexed id, or
+/// words (`text`, collections embedded with clip-b32), or words with any of
+/// those; `label` keeps only items carrying that label.
 #[utoipa::path(
     post,
     path = "/collections/{collection}/search",
     params(("collection" = String, Path, description = "Collection name"), SearchParams),
-    request_body(description = "JSON {\"vector\": [...]} or {\"id\": N}; or multipart/form-data with the image in field `image`; or the raw image bytes (image/jpeg, image/png, ...)",
-        content((crate::api::SearchRequest = "application/json"), (crate::api::ImageUpload = "multipart/form-data"), (crate::api::ImageBytes = "application/octet-stream"))),
+    request_body(description = "JSON {\"vector\": [...]}, {\"id\": N} or {\"text\": \"...\"} (text may join vector or id); or multipart/form-data with the image in field `image` (and optional fields `text`, `text_weight`, `label`); or the raw image bytes (image/jpeg, image/png, ...)",
+        content((crate::api::SearchRequest = "application/json"), (crate::api::SearchForm = "multipart/form-data"), (crate::api::ImageBytes = "application/octet-stream"))),
     responses(
         (status = 200, description = "Ranked results", body = SearchResponse),
         (status = 400, description = "Malformed request", body = ErrorResponse),

@@ -8,9 +8,10 @@ use std::time::Instant;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::api::{
-    CollectionList, CollectionSummary, EmbedParams, Embedding, RecallEstimate, Stats,
+    CollectionList, CollectionSummary, EmbedParams, Embedding, LabelCount, LabelList,
+    RecallEstimate, Stats, TextInput,
 };
-use crate::body::read_image;
+use crate::body::{is_json, read_body, read_image, read_json};
 use crate::error::{ApiError, ErrorResponse};
 use crate::offload::offload;
 use crate::state::{AppState, Served};
@@ -22,6 +23,7 @@ fn summary(s: &Served) -> CollectionSummary {
         count: s.collection.len(),
         dim: spec.dim,
         metric: spec.metric.to_string(),
+        text: s.record.as_ref().is_some_and(|r| r.has_text()),
     }
 }
 
@@ -81,13 +83,14 @@ pub async fn stats(
     Ok(HttpResponse::Ok().json(stats))
 }
 
-/// The embedding of an uploaded image (a collection's model as a service).
+/// The embedding of an uploaded image, or of text (JSON `{"text": ...}`,
+/// collections embedded with clip-b32): a collection's model as a service.
 #[utoipa::path(
     post,
     path = "/embed",
     params(EmbedParams),
-    request_body(description = "multipart/form-data with field `image`, or the raw image bytes",
-        content((crate::api::ImageUpload = "multipart/form-data"), (crate::api::ImageBytes = "application/octet-stream"))),
+    request_body(description = "multipart/form-data with field `image`, the raw image bytes, or JSON {\"text\": \"...\"}",
+        content((crate::api::ImageUpload = "multipart/form-data"), (crate::api::ImageBytes = "application/octet-stream"), (crate::api::TextInput = "application/json"))),
     responses((status = 200, body = Embedding), (status = 400, description = "Malformed request", body = ErrorResponse), (status = 404, description = "No such collection", body = ErrorResponse), (status = 408, description = "The body did not arrive in time", body = ErrorResponse), (status = 413, description = "Too large", body = ErrorResponse), (status = 503, description = "Busy", body = ErrorResponse), (status = 504, description = "The embedding did not finish within request_timeout_s", body = ErrorResponse), (status = 415, description = "Unsupported", body = ErrorResponse), (status = 422, description = "Unusable image", body = ErrorResponse))
 )]
 pub async fn embed(
@@ -101,6 +104,30 @@ pub async fn embed(
         .clone()
         .unwrap_or_else(|| state.default_collection.clone());
     let served = state.get(&name)?;
+    if is_json(&req) {
+        let limit = imgsim_embed::text::MAX_TEXT_BYTES + 1024;
+        let body = read_body(&state, read_json::<TextInput>(payload, limit)).await?;
+        let st = state.clone();
+        let out = offload(&state, move || {
+            let t = Instant::now();
+            let (vector, identity) = served.with_embedder(&st.options.limits, |e| {
+                imgsim_pipeline::search::embed_text(e, &body.text).map(|v| {
+                    (
+                        v,
+                        serde_json::to_value(e.embedder.identity()).unwrap_or_default(),
+                    )
+                })
+            })??;
+            Ok(Embedding {
+                dim: vector.len(),
+                embedding: vector,
+                embedder: identity,
+                took_ms: t.elapsed().as_secs_f64() * 1e3,
+            })
+        })
+        .await?;
+        return Ok(HttpResponse::Ok().json(out));
+    }
     let (bytes, name) = read_image(&state, &req, payload).await?;
     let st = state.clone();
     let out = offload(&state, move || {
@@ -129,6 +156,39 @@ pub async fn embed(
     })
     .await?;
     Ok(HttpResponse::Ok().json(out))
+}
+
+/// The labels in use in a collection (zero-shot tags from `imgsim tag`),
+/// with the number of images carrying each, most frequent first.
+#[utoipa::path(
+    get,
+    path = "/collections/{collection}/labels",
+    params(("collection" = String, Path, description = "Collection name")),
+    responses(
+        (status = 200, body = LabelList),
+        (status = 404, description = "No such collection", body = ErrorResponse),
+        (status = 503, description = "Busy", body = ErrorResponse),
+        (status = 504, description = "The labels were not gathered within request_timeout_s", body = ErrorResponse),
+    )
+)]
+pub async fn labels(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let served = state.get(&path)?;
+    // The first call scans the item records: on the pool.
+    let list = offload(&state, move || {
+        Ok(LabelList {
+            labels: served
+                .collection
+                .label_counts()?
+                .into_iter()
+                .map(|(label, count)| LabelCount { label, count })
+                .collect(),
+        })
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(list))
 }
 
 /// Liveness.
