@@ -99,14 +99,22 @@ pub fn run(args: &EmbedArgs, settings: &Settings) -> Result<()> {
         } else {
             let head: Vec<String> = v.iter().take(6).map(|x| format!("{x:+.4}")).collect();
             let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-            println!("{name}: [{} ...] dim {} norm {norm:.4}", head.join(", "), v.len());
+            println!(
+                "{name}: [{} ...] dim {} norm {norm:.4}",
+                head.join(", "),
+                v.len()
+            );
         }
     };
     for text in &args.text {
         match e.embed_texts(&[text.as_str()]) {
             Ok(mut v) => {
                 let v = v.pop().unwrap_or_default();
-                print(&serde_json::json!({ "text": text }), &format!("{text:?}"), &v);
+                print(
+                    &serde_json::json!({ "text": text }),
+                    &format!("{text:?}"),
+                    &v,
+                );
             }
             // No text tower is the same for every text: say it once.
             Err(err @ imgsim_embed::EmbedError::NoTextTower { .. }) => return Err(err.into()),

@@ -639,7 +639,10 @@ fn labels_filter_inside_the_search_and_follow_metadata_updates() {
         })
         .collect();
     c.update_items(&updates).unwrap();
-    assert_eq!(c.label_counts().unwrap(), vec![("third".to_string(), updates.len())]);
+    assert_eq!(
+        c.label_counts().unwrap(),
+        vec![("third".to_string(), updates.len())]
+    );
     let set = c.ids_with_label("third").unwrap();
     let f = |id: u64| set.contains(&id);
     let mut hits = 0.0;
@@ -648,7 +651,10 @@ fn labels_filter_inside_the_search_and_follow_metadata_updates() {
         let query = &v[q * dim..(q + 1) * dim];
         let approx = c.search(query, 10, Some(64), Some(&f)).unwrap();
         let exact = c.search_exact(query, 10, Some(&f)).unwrap();
-        assert!(approx.iter().all(|h| h.id % 3 == 0), "a result without the label");
+        assert!(
+            approx.iter().all(|h| h.id % 3 == 0),
+            "a result without the label"
+        );
         assert_eq!(approx.len(), 10);
         hits += imgsim_index::recall_at_k(&approx, &exact, 10) * 10.0;
         total += 10;
@@ -663,9 +669,15 @@ fn labels_filter_inside_the_search_and_follow_metadata_updates() {
     assert!(c.ids_with_label("none-such").unwrap().is_empty());
     // Unknown ids are refused before anything is written.
     let e = c
-        .update_items(&[(ids[3], c.item(ids[3]).unwrap()), (99_999, Default::default())])
+        .update_items(&[
+            (ids[3], c.item(ids[3]).unwrap()),
+            (99_999, Default::default()),
+        ])
         .unwrap_err();
-    assert!(matches!(e, imgsim_index::IndexError::NotFound(99_999)), "{e}");
+    assert!(
+        matches!(e, imgsim_index::IndexError::NotFound(99_999)),
+        "{e}"
+    );
     // Labels survive a reopen (they are metadata).
     drop(c);
     let c = open(&p, opts).unwrap();

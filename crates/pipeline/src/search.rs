@@ -444,7 +444,9 @@ fn unit(v: &mut [f32]) {
 /// saying the collection's embedder has none and what to do.
 pub fn embed_text(e: &QueryEmbedder<'_>, text: &str) -> Result<Vec<f32>> {
     if text.trim().is_empty() {
-        return Err(PipelineError::Invalid("the text to search for is empty".into()));
+        return Err(PipelineError::Invalid(
+            "the text to search for is empty".into(),
+        ));
     }
     if !e.embedder.has_text() {
         return Err(PipelineError::Invalid(format!(

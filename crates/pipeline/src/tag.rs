@@ -63,7 +63,9 @@ impl TagOptions {
         for l in &self.labels {
             check_label(l)?;
             if !seen.insert(l.as_str()) {
-                return Err(PipelineError::Invalid(format!("label `{l}` is given twice")));
+                return Err(PipelineError::Invalid(format!(
+                    "label `{l}` is given twice"
+                )));
             }
         }
         if self.template.matches("{}").count() != 1 {
@@ -117,7 +119,11 @@ pub fn choose(labels: &[String], cosines: &[f32], top: usize, min_score: f32) ->
             score: e / sum,
         })
         .collect();
-    scored.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.label.cmp(&b.label)));
+    scored.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then_with(|| a.label.cmp(&b.label))
+    });
     let mut out = Vec::new();
     for (i, l) in scored.into_iter().enumerate() {
         if i >= top || (i > 0 && l.score < min_score) {
@@ -180,7 +186,13 @@ pub fn tag(
             let chosen = choose(&options.labels, &cosines, options.top, options.min_score);
             for l in &chosen {
                 *counts
-                    .entry(options.labels.iter().find(|x| **x == l.label).expect("a given label"))
+                    .entry(
+                        options
+                            .labels
+                            .iter()
+                            .find(|x| **x == l.label)
+                            .expect("a given label"),
+                    )
                     .or_default() += 1;
             }
             let mut meta = meta.clone();
@@ -261,6 +273,9 @@ mod tests {
         let mut o = TagOptions::new(labels(&["a", "b"]));
         o.template = "no slot".into();
         assert!(o.validate().unwrap_err().to_string().contains("{}"));
-        assert_eq!(TagOptions::new(labels(&["a", "b"])).prompt("dog"), "a photo of a dog");
+        assert_eq!(
+            TagOptions::new(labels(&["a", "b"])).prompt("dog"),
+            "a photo of a dog"
+        );
     }
 }

@@ -118,9 +118,8 @@ pub(crate) async fn read_input<S: Body>(
             if allow_json && matches!(field_name.as_str(), "text" | "text_weight" | "label") {
                 let mut bytes = Vec::new();
                 while let Some(chunk) = field.next().await {
-                    let chunk = chunk.map_err(|e| {
-                        ApiError::invalid(format!("malformed multipart body: {e}"))
-                    })?;
+                    let chunk = chunk
+                        .map_err(|e| ApiError::invalid(format!("malformed multipart body: {e}")))?;
                     if bytes.len() + chunk.len() > MAX_FIELD_BYTES {
                         return Err(ApiError::TooLarge(format!(
                             "the form field `{field_name}` exceeds {MAX_FIELD_BYTES} bytes"

@@ -54,7 +54,12 @@ pub(crate) type LabelIndex = HashMap<String, Arc<HashSet<u64>>>;
 
 impl Collection {
     fn label_index(&self) -> Result<Arc<LabelIndex>> {
-        if let Some(ix) = self.labels.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        if let Some(ix) = self
+            .labels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
             return Ok(ix.clone());
         }
         let mut by_label: HashMap<String, HashSet<u64>> = HashMap::new();
@@ -76,11 +81,7 @@ impl Collection {
     /// The ids carrying `label` (empty when none does). Deleted items may
     /// remain in the set; searches hide them anyway.
     pub fn ids_with_label(&self, label: &str) -> Result<Arc<HashSet<u64>>> {
-        Ok(self
-            .label_index()?
-            .get(label)
-            .cloned()
-            .unwrap_or_default())
+        Ok(self.label_index()?.get(label).cloned().unwrap_or_default())
     }
 
     /// Every label in use with the number of live items carrying it, most
@@ -89,7 +90,12 @@ impl Collection {
         let ix = self.label_index()?;
         let mut v: Vec<(String, usize)> = ix
             .iter()
-            .map(|(k, ids)| (k.clone(), ids.iter().filter(|&&id| self.contains(id)).count()))
+            .map(|(k, ids)| {
+                (
+                    k.clone(),
+                    ids.iter().filter(|&&id| self.contains(id)).count(),
+                )
+            })
             .filter(|(_, n)| *n > 0)
             .collect();
         v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
