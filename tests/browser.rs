@@ -1,7 +1,8 @@
 //! The search page in a real browser: headless Chromium (Debian package
 //! `chromium`) driven by Playwright (npm `playwright-core`, installed into
 //! tests/browser/ by tools/ci/install-deps.sh): load the page, upload an image,
-//! see the results, click one.
+//! see the results, click one; search a CLIP collection by words and filter
+//! by a zero-shot label.
 
 mod common;
 use common::{command, text};
@@ -37,10 +38,8 @@ fn save(seed: u32, path: &Path) {
     .unwrap();
 }
 
-#[test]
-fn search_page_uploads_an_image_and_clicks_a_result() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let script = root.join("tests/browser/search_page.mjs");
+/// Checks the browser test's tools are installed.
+fn tools(root: &Path) {
     assert!(
         root.join("tests/browser/node_modules/playwright-core").exists(),
         "playwright-core is not installed: run `bash tools/ci/install-deps.sh` (npm install --prefix tests/browser)"
@@ -49,17 +48,10 @@ fn search_page_uploads_an_image_and_clicks_a_result() {
         Path::new("/usr/bin/chromium").exists() || std::env::var_os("CHROMIUM").is_some(),
         "no Chromium: run `bash tools/ci/install-deps.sh` (Debian package chromium)"
     );
-    let dir = tempfile::tempdir().unwrap();
-    let cwd = dir.path();
-    let photos = cwd.join("photos");
-    std::fs::create_dir(&photos).unwrap();
-    for i in 0..6 {
-        save(i, &photos.join(format!("img{i}.png")));
-    }
-    let data = cwd.join("data");
-    let o = common::index_photos(cwd, &data, &photos, &[]);
-    assert!(o.status.success(), "{}", text(&o));
+}
 
+/// Serves `data` on a free loopback port until dropped; its address.
+fn serve(data: &Path, cwd: &Path) -> (Server, String) {
     let port = free_port();
     let bind = format!("127.0.0.1:{port}");
     let server = command(
@@ -76,18 +68,102 @@ fn search_page_uploads_an_image_and_clicks_a_result() {
     .stderr(Stdio::null())
     .spawn()
     .unwrap();
-    let _server = Server(server);
+    let server = Server(server);
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(&bind).is_err() {
         assert!(Instant::now() < deadline, "the server did not start");
         std::thread::sleep(Duration::from_millis(100));
     }
+    (server, bind)
+}
+
+#[test]
+fn search_page_uploads_an_image_and_clicks_a_result() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let script = root.join("tests/browser/search_page.mjs");
+    tools(root);
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    let photos = cwd.join("photos");
+    std::fs::create_dir(&photos).unwrap();
+    for i in 0..6 {
+        save(i, &photos.join(format!("img{i}.png")));
+    }
+    let data = cwd.join("data");
+    let o = common::index_photos(cwd, &data, &photos, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+
+    let (_server, bind) = serve(&data, cwd);
 
     let o = std::process::Command::new("node")
         .arg(&script)
         .arg(format!("http://{bind}/"))
         .arg(photos.join("img3.png"))
         .arg("img3.png")
+        .current_dir(root.join("tests/browser"))
+        .output()
+        .expect("node runs");
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("OK:"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn search_page_searches_by_words_and_filters_by_label() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    tools(root);
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    let photos = cwd.join("photos");
+    std::fs::create_dir(&photos).unwrap();
+    for i in 0..10 {
+        save(i, &photos.join(format!("img{i}.png")));
+    }
+    let data = cwd.join("data");
+    let d = data.to_str().unwrap();
+    // A collection without a text tower, and a CLIP one with labels.
+    let o = common::index_photos(cwd, &data, &photos, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let p = photos.to_str().unwrap();
+    for args in [
+        vec![
+            "--data-dir",
+            d,
+            "index",
+            p,
+            "--collection",
+            "clip",
+            "--backbone",
+            "clip-b32",
+            "--weights",
+            "synthetic:3",
+        ],
+        vec![
+            "--data-dir",
+            d,
+            "tag",
+            "--collection",
+            "clip",
+            "--labels",
+            "red,green,blue",
+            "--top",
+            "2",
+            "--min-score",
+            "0",
+        ],
+    ] {
+        let o = common::imgsim(&args, cwd);
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    let (_server, bind) = serve(&data, cwd);
+    let o = std::process::Command::new("node")
+        .arg(root.join("tests/browser/text_search.mjs"))
+        .arg(format!("http://{bind}/"))
+        .arg("clip")
+        .arg("default")
         .current_dir(root.join("tests/browser"))
         .output()
         .expect("node runs");

@@ -6,6 +6,8 @@ let browseOffset = 0;
 const PAGE = 24;
 // Each collection's metric (from /collections): what its scores mean.
 const metrics = {};
+// Whether each collection can be searched by words (its embedder has a text tower).
+const hasText = {};
 
 function showError(msg) {
   const e = $('error');
@@ -18,6 +20,8 @@ function setQueryImage(src) {
   const img = $('query-img');
   if (img.src.startsWith('blob:')) URL.revokeObjectURL(img.src);
   if (src) img.src = src; else img.removeAttribute('src');
+  // A query by words has no picture.
+  img.hidden = !src;
 }
 
 // Shows no answer: a failed search clears the previous one (its results
@@ -80,12 +84,38 @@ function card(item, extra, onClick) {
 
 function k() { return Math.max(1, Math.min(100, parseInt($('k').value, 10) || 12)); }
 
-function render(answer, label, querySrc) {
+// The label the results must carry ('' for none).
+function label() { return $('label').value; }
+
+// The text box is shown only for collections that can be searched by words.
+function showTextBox() {
+  $('text-form').hidden = !hasText[collection];
+}
+
+// The label filter lists the collection's labels (from imgsim tag), if any.
+async function loadLabels() {
+  const sel = $('label');
+  sel.length = 1;
+  $('label-filter').hidden = true;
+  try {
+    const list = await api(`/collections/${encodeURIComponent(collection)}/labels`);
+    for (const l of list.labels) {
+      const o = document.createElement('option');
+      o.value = l.label;
+      o.textContent = `${l.label} (${l.count})`;
+      sel.appendChild(o);
+    }
+    $('label-filter').hidden = list.labels.length === 0;
+  } catch (e) { /* no labels: the filter stays hidden */ }
+}
+
+function render(answer, title, querySrc) {
   const exactIds = new Set((answer.exact || []).map((r) => r.id));
   const meaning = scoreMeaning();
   const t = answer.timings;
+  const only = label() ? ` labelled ${label()}` : '';
   $('summary').textContent =
-    `${label}: ${answer.results.length} results in ${answer.took_ms.toFixed(1)} ms ` +
+    `${title}: ${answer.results.length} results${only} in ${answer.took_ms.toFixed(1)} ms ` +
     `(decode ${t.decode_ms.toFixed(1)}, embed ${t.embed_ms.toFixed(1)}, search ${t.search_ms.toFixed(2)}, exact ${t.exact_ms.toFixed(2)} ms; ef ${answer.ef}) · ` +
     `recall@${answer.results.length} against exact search: ${answer.recall_at_k == null ? 'n/a' : answer.recall_at_k.toFixed(3)}`;
   $('summary').dataset.recall = answer.recall_at_k;
@@ -105,6 +135,7 @@ async function searchImage(file) {
   showError('');
   const form = new FormData();
   form.append('image', file);
+  if (label()) form.append('label', label());
   try {
     const a = await api(`/collections/${encodeURIComponent(collection)}/search?k=${k()}&with_recall=true`, { method: 'POST', body: form });
     // The query image is shown with its results only: a file the server
@@ -118,7 +149,7 @@ async function searchById(id, path) {
   try {
     const a = await api(`/collections/${encodeURIComponent(collection)}/search`, {
       method: 'POST', headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ id, k: k(), with_recall: true }),
+      body: JSON.stringify({ id, k: k(), with_recall: true, label: label() || undefined }),
     });
     render(a, `more like ${path.split('/').pop()}`, thumb(id));
     show('search');
@@ -126,6 +157,17 @@ async function searchById(id, path) {
     searchFailed(e.message);
     show('search');
   }
+}
+
+async function searchText(words) {
+  showError('');
+  try {
+    const a = await api(`/collections/${encodeURIComponent(collection)}/search`, {
+      method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ text: words, k: k(), with_recall: true, label: label() || undefined }),
+    });
+    render(a, `“${words}”`, null);
+  } catch (e) { searchFailed(e.message); }
 }
 
 async function browse() {
@@ -194,15 +236,20 @@ async function init() {
   const sel = $('collection');
   for (const c of list.collections) {
     metrics[c.name] = c.metric;
+    hasText[c.name] = c.text;
     const o = document.createElement('option');
     o.value = c.name;
     o.textContent = `${c.name} (${c.count})`;
     sel.appendChild(o);
   }
   collection = sel.value;
+  showTextBox();
+  loadLabels();
   sel.addEventListener('change', () => {
     collection = sel.value;
     browseOffset = 0;
+    showTextBox();
+    loadLabels();
     // Results of another collection would be mislabelled (thumbnails, scores).
     clearResults();
     showError('');
@@ -217,6 +264,11 @@ async function init() {
     e.preventDefault();
     drop.classList.remove('over');
     if (e.dataTransfer.files[0]) searchImage(e.dataTransfer.files[0]);
+  });
+  $('text-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const words = $('text').value.trim();
+    if (words) searchText(words); else showError('type some words to search for');
   });
   $('prev').addEventListener('click', () => { browseOffset = Math.max(0, browseOffset - PAGE); browse(); });
   $('next').addEventListener('click', () => { browseOffset += PAGE; browse(); });
