@@ -33,19 +33,32 @@ fn png_bytes(seed: u32) -> Vec<u8> {
 /// synthetic weights.
 fn data_dir() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
-    let photos = dir.path().join("photos");
+    let data = dir.path().join("data");
+    add_collection(dir.path(), &data, "default", Backbone::Mobilenetv4Small, 4);
+    (dir, data)
+}
+
+/// Indexes `n` pictures into collection `name` of `data` with `backbone`
+/// (synthetic weights).
+fn add_collection(
+    root: &std::path::Path,
+    data: &std::path::Path,
+    name: &str,
+    backbone: Backbone,
+    n: u32,
+) {
+    let photos = root.join(format!("photos-{name}"));
     std::fs::create_dir(&photos).unwrap();
-    for i in 0..4 {
+    for i in 0..n {
         std::fs::write(photos.join(format!("{i}.png")), png_bytes(i)).unwrap();
     }
-    let data = dir.path().join("data");
-    let cdir = data.join("default");
+    let cdir = data.join(name);
     let walk = imgsim_pipeline::walk(std::slice::from_ref(&photos)).unwrap();
     let files: Vec<PathBuf> = walk.files.iter().map(|f| f.path.clone()).collect();
     let ready = imgsim_pipeline::ready_for_indexing(
         &cdir,
         &EmbedderChoice::Backbone {
-            backbone: Backbone::Mobilenetv4Small,
+            backbone,
             weights: Some(WeightsSource::Synthetic { seed: 1 }),
         },
         false,
@@ -69,8 +82,7 @@ fn data_dir() -> (tempfile::TempDir, PathBuf) {
         &|_| {},
     )
     .unwrap();
-    assert_eq!(s.indexed, 4);
-    (dir, data)
+    assert_eq!(s.indexed, n as usize);
 }
 
 fn options() -> ServerOptions {
@@ -265,8 +277,11 @@ async fn every_error_has_its_status() {
         "{v}"
     );
     for (body, needle) in [
-        (json!({"vector": [1.0], "id": 1}), "exactly one"),
-        (json!({}), "exactly one"),
+        (
+            json!({"vector": [1.0], "id": 1}),
+            "at most one of `vector` and `id`",
+        ),
+        (json!({}), "give one of `vector`, `id` or `text`"),
         (json!({"vector": [1.0, 2.0]}), "dimension"),
         (json!({"id": 0, "k": 0}), "k must be"),
         (json!({"id": 0, "k": 5000}), "k must be"),
@@ -393,11 +408,28 @@ async fn every_error_has_its_status() {
     let (s, _) = call(
         &app,
         test::TestRequest::post()
-            .uri("/embed")
+            .uri("/collections/default/images")
+            .insert_header(("api-key", KEY))
             .set_json(json!({"id": 1})),
     )
     .await;
     assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    // /embed's JSON is text only.
+    let (s, v) = call(
+        &app,
+        test::TestRequest::post()
+            .uri("/embed")
+            .set_json(json!({"id": 1})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field"),
+        "{v}"
+    );
 
     // 503 with Retry-After when every slot is taken.
     let held = state.slots.clone().try_acquire_many_owned(64).unwrap();
@@ -757,4 +789,220 @@ async fn regression_deleting_an_upload_removes_its_bytes_and_thumbnails_keep_pro
     .await;
     assert_eq!(s, StatusCode::OK);
     assert!(file.exists(), "a user's file is never removed");
+}
+
+#[actix_web::test]
+async fn search_by_words_image_and_words_labels_and_text_embeddings() {
+    let (dir, data) = data_dir();
+    add_collection(dir.path(), &data, "clip", Backbone::ClipB32, 12);
+    let state = web::Data::new(AppState::open(&data, "default", options()).unwrap());
+    let app = app!(state);
+
+    // Which collections can be searched by words.
+    let (s, v) = call(&app, test::TestRequest::get().uri("/collections")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let text_of = |name: &str| {
+        v["collections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap()["text"]
+            .clone()
+    };
+    assert_eq!(
+        (text_of("clip"), text_of("default")),
+        (json!(true), json!(false))
+    );
+
+    // Words, with recall.
+    let (s, words) = call(
+        &app,
+        test::TestRequest::post()
+            .uri("/collections/clip/search")
+            .set_json(json!({"text": "a red square", "k": 5, "with_recall": true})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{words}");
+    assert_eq!(words["results"].as_array().unwrap().len(), 5);
+    assert_eq!(words["recall_at_k"], 1.0);
+    // /embed takes text; that vector finds the same images.
+    let (s, e) = call(
+        &app,
+        test::TestRequest::post()
+            .uri("/embed?collection=clip")
+            .set_json(json!({"text": "a red square"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{e}");
+    assert_eq!(e["dim"], 512);
+    let (s, by_vector) = call(
+        &app,
+        test::TestRequest::post()
+            .uri("/collections/clip/search")
+            .set_json(json!({"vector": e["embedding"], "k": 5})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{by_vector}");
+    let ids = |v: &Value| -> Vec<u64> {
+        v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(ids(&by_vector), ids(&words));
+
+    // An image and words, as a form.
+    let boundary = "XyZboundary42";
+    let mut body = Vec::new();
+    body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"q.png\"\r\nContent-Type: image/png\r\n\r\n").as_bytes());
+    body.extend_from_slice(&png_bytes(3));
+    for (k, val) in [("text", "at night"), ("text_weight", "0.25")] {
+        body.extend_from_slice(
+            format!(
+                "\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{val}"
+            )
+            .as_bytes(),
+        );
+    }
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let (s, v) = call(
+        &app,
+        test::TestRequest::post()
+            .uri("/collections/clip/search?k=4")
+            .insert_header((
+                "content-type",
+                format!("multipart/form-data; boundary={boundary}"),
+            ))
+            .set_payload(body),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["results"].as_array().unwrap().len(), 4);
+    assert!(v["timings"]["embed_ms"].as_f64().unwrap() > 0.0);
+
+    // Labels: none yet; then zero-shot tags; then a filtered search.
+    let (s, v) = call(
+        &app,
+        test::TestRequest::get().uri("/collections/clip/labels"),
+    )
+    .await;
+    assert_eq!(
+        (s, v["labels"].as_array().unwrap().len()),
+        (StatusCode::OK, 0),
+        "{v}"
+    );
+    let served = state.get("clip").unwrap();
+    let opts = imgsim_pipeline::tag::TagOptions {
+        top: 1,
+        ..imgsim_pipeline::tag::TagOptions::new(vec!["red".into(), "green".into(), "blue".into()])
+    };
+    let report = served
+        .with_embedder(&imgsim_embed::ImageLimits::default(), |e| {
+            imgsim_pipeline::tag::tag(&served.collection, e.embedder, &opts, &|_, _| {})
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(report.images, 12);
+    let (s, v) = call(
+        &app,
+        test::TestRequest::get().uri("/collections/clip/labels"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let counts = v["labels"].as_array().unwrap();
+    assert_eq!(
+        counts
+            .iter()
+            .map(|c| c["count"].as_u64().unwrap())
+            .sum::<u64>(),
+        12
+    );
+    let label = counts[0]["label"].as_str().unwrap().to_string();
+    let carrying: Vec<u64> = served
+        .collection
+        .ids_with_label(&label)
+        .unwrap()
+        .iter()
+        .copied()
+        .collect();
+    let (s, v) = call(
+        &app,
+        test::TestRequest::post()
+            .uri("/collections/clip/search")
+            .set_json(
+                json!({"text": "a red square", "k": 12, "label": label, "with_recall": true}),
+            ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let got = ids(&v);
+    assert_eq!(got.len(), carrying.len(), "{v}");
+    assert!(got.iter().all(|id| carrying.contains(id)), "{v}");
+    assert_eq!(v["recall_at_k"], 1.0);
+    // The label as a query parameter, on a raw image body.
+    let (s, v) = call(
+        &app,
+        test::TestRequest::post()
+            .uri(&format!("/collections/clip/search?k=12&label={label}"))
+            .insert_header(("content-type", "image/png"))
+            .set_payload(png_bytes(5)),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(ids(&v).iter().all(|id| carrying.contains(id)), "{v}");
+
+    // Refusals, each a 400 naming the problem.
+    for (uri, body, needle) in [
+        (
+            "/collections/default/search",
+            json!({"text": "a dog"}),
+            "no text tower",
+        ),
+        ("/collections/clip/search", json!({"text": "   "}), "empty"),
+        (
+            "/collections/clip/search",
+            json!({"id": 1, "text_weight": 0.5}),
+            "needs `text`",
+        ),
+        (
+            "/collections/clip/search",
+            json!({"id": 1, "text": "x", "text_weight": 2.0}),
+            "between 0 and 1",
+        ),
+        (
+            "/collections/clip/search",
+            json!({"id": 1, "vector": [0.0]}),
+            "at most one",
+        ),
+        (
+            "/collections/clip/search",
+            json!({"id": 1, "label": ""}),
+            "not a label",
+        ),
+        ("/collections/clip/search", json!({"k": 3}), "give one of"),
+    ] {
+        let (s, v) = call(
+            &app,
+            test::TestRequest::post().uri(uri).set_json(body.clone()),
+        )
+        .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{body}: {v}");
+        let msg = v["error"]["message"].as_str().unwrap_or("");
+        assert!(msg.contains(needle), "{body}: {msg}");
+    }
+    let (s, v) = call(
+        &app,
+        test::TestRequest::post()
+            .uri("/embed")
+            .set_json(json!({"text": "a dog"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("clip-b32"),
+        "{v}"
+    );
 }
