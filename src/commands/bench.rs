@@ -28,6 +28,12 @@ pub enum BenchCommand {
         after_help = "Examples:\n  imgsim bench embed\n  imgsim bench embed --backbones resnet18,dinov2-small --batch-sizes 1,16 --seconds 5"
     )]
     Embed(BenchEmbedArgs),
+    /// Texts per second of CLIP's text tower (the PyTorch baseline:
+    /// tools/bench/clip_text_torch.py, same prompts).
+    #[command(
+        after_help = "Examples:\n  imgsim bench text\n  imgsim bench text --batch-sizes 1,8,32 --seconds 5 --json text.json"
+    )]
+    Text(BenchTextArgs),
 }
 
 /// Data sets `bench ann` knows.
@@ -100,6 +106,7 @@ pub fn run(cmd: BenchCommand, settings: &Settings, progress: bool) -> Result<()>
     match cmd {
         BenchCommand::Ann(args) => ann(settings, *args, progress),
         BenchCommand::Embed(args) => embed(&args),
+        BenchCommand::Text(args) => text(&args),
     }
 }
 
@@ -272,6 +279,147 @@ fn embed(args: &BenchEmbedArgs) -> Result<()> {
             rows.push(serde_json::json!({
                 "backbone": name, "batch": bs, "images_per_s": ips,
                 "ms_per_batch_median": median, "iterations": times.len()
+            }));
+        }
+    }
+    if let Some(p) = &args.json {
+        let doc = serde_json::json!({ "threads": threads, "weights": source.describe(), "results": rows });
+        imgsim_common::Storage::write(
+            &imgsim_common::LocalFs,
+            p,
+            serde_json::to_string_pretty(&doc)?.as_bytes(),
+        )
+        .with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(())
+}
+
+/// Arguments of `imgsim bench text`.
+#[derive(Debug, Args)]
+pub struct BenchTextArgs {
+    /// Batch sizes.
+    #[arg(long, value_delimiter = ',', default_value = "1,32")]
+    pub batch_sizes: Vec<usize>,
+    /// Minimum measured seconds per case.
+    #[arg(long, default_value_t = 5.0)]
+    pub seconds: f64,
+    /// Weights of a full CLIP checkpoint (throughput does not depend on
+    /// their values).
+    #[arg(long, default_value = "synthetic:0")]
+    pub weights: String,
+    /// Write results as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// The prompts of tools/bench/clip_text_torch.py: zero-shot prompts and a
+/// few captions, mixed in every batch the same way.
+fn bench_prompts(batch: usize) -> Vec<String> {
+    const LABELS: [&str; 32] = [
+        "dog",
+        "cat",
+        "car",
+        "bicycle",
+        "airplane",
+        "bird",
+        "horse",
+        "sheep",
+        "cow",
+        "elephant",
+        "bear",
+        "zebra",
+        "giraffe",
+        "boat",
+        "train",
+        "bus",
+        "truck",
+        "traffic light",
+        "fire hydrant",
+        "stop sign",
+        "bench",
+        "umbrella",
+        "backpack",
+        "suitcase",
+        "kite",
+        "skateboard",
+        "surfboard",
+        "tennis racket",
+        "wine glass",
+        "pizza",
+        "laptop",
+        "teddy bear",
+    ];
+    const CAPTIONS: [&str; 4] = [
+        "a man riding a red bicycle down a busy city street next to a yellow taxi",
+        "two young children building a sandcastle on a sunny beach while waves roll in",
+        "a bowl of ramen with a soft-boiled egg, green onions and slices of pork on a wooden table",
+        "an old stone lighthouse on a rocky cliff at sunset with seagulls flying overhead",
+    ];
+    let texts: Vec<String> = LABELS
+        .iter()
+        .map(|l| format!("a photo of a {l}."))
+        .chain(CAPTIONS.iter().map(|c| c.to_string()))
+        .collect();
+    (0..batch)
+        .map(|i| texts[(i * 7) % texts.len()].clone())
+        .collect()
+}
+
+/// Median seconds per call of `f` (after a warm-up), and the call count.
+fn time_calls(seconds: f64, mut f: impl FnMut() -> Result<()>) -> Result<(f64, usize)> {
+    f()?;
+    let mut times = Vec::new();
+    let start = Instant::now();
+    while start.elapsed().as_secs_f64() < seconds || times.len() < 3 {
+        let t0 = Instant::now();
+        f()?;
+        times.push(t0.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    Ok((times[times.len() / 2], times.len()))
+}
+
+/// `imgsim bench text`: texts per second of CLIP's text tower, from token
+/// ids (what the PyTorch baseline times) and from text (with the tokenizer).
+fn text(args: &BenchTextArgs) -> Result<()> {
+    let source = WeightsSource::parse(&args.weights)?;
+    let weights = source.load()?;
+    let enc = imgsim_embed::TextEncoder::load(&weights)?;
+    let threads = rayon::current_num_threads();
+    println!(
+        "threads {threads}, weights {}; texts/s from the median call",
+        source.describe()
+    );
+    println!(
+        "{:<22} {:>5} {:>4} {:>10} {:>12} {:>6}",
+        "case", "batch", "seq", "texts/s", "ms/batch", "iters"
+    );
+    let mut rows = Vec::new();
+    for &bs in &args.batch_sizes {
+        if bs == 0 {
+            bail!("batch sizes must be at least 1");
+        }
+        let texts = bench_prompts(bs);
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let ids: Vec<Vec<u32>> = refs.iter().map(|t| enc.tokenizer().tokenize(t)).collect();
+        let seq = ids.iter().map(Vec::len).max().unwrap_or(0);
+        for (case, from_text) in [("tower (token ids)", false), ("tokenizer + tower", true)] {
+            let (median, iters) = time_calls(args.seconds, || {
+                if from_text {
+                    enc.features(&refs)?;
+                } else {
+                    enc.features_of_tokens(&ids)?;
+                }
+                Ok(())
+            })?;
+            let tps = bs as f64 / median;
+            println!(
+                "{case:<22} {bs:>5} {seq:>4} {tps:>10.1} {:>12.2} {iters:>6}",
+                median * 1e3
+            );
+            rows.push(serde_json::json!({
+                "case": case, "batch": bs, "seq_len": seq, "texts_per_s": tps,
+                "ms_per_batch_median": median * 1e3, "iterations": iters
             }));
         }
     }
