@@ -5,15 +5,17 @@
 //!
 //! Why not candle-transformers' `ClipTextTransformer`: it gives the same
 //! numbers (same formulas, the transformers layout), but its linear layers
-//! run one matrix product per sequence of the batch, and it reads only the
-//! transformers layout. This tower reuses the blocks of our image towers
-//! (one product over every token of the batch, through the same GEMM as the
-//! image tower), reads all three checkpoint layouts through one translation
-//! (`backbones::clip`), and computes only up to the longest sequence of the
-//! batch: under the causal mask, padding after the end-of-text token cannot
-//! change its features, so open_clip's fixed 77-token padding is work thrown
-//! away. docs/EMBEDDING.md gives the measured throughput of both beside
-//! PyTorch's.
+//! run one matrix product per sequence of the batch, it always computes
+//! every position it is given, and it reads only the transformers layout.
+//! This tower reuses the blocks of our image towers (one product over every
+//! token of the batch, through the same GEMM as the image tower), reads all
+//! three checkpoint layouts through one translation (`backbones::clip`), and
+//! does less work: under the causal mask, tokens after the end-of-text
+//! token cannot change its features, so a sequence is computed only up to
+//! it (open_clip always computes 77 positions), and sequences of similar
+//! lengths run together so that short prompts are not padded to a long
+//! caption (transformers pads a batch to its longest). docs/EMBEDDING.md
+//! gives the measured throughput beside PyTorch's.
 
 use candle_core::{Device, Tensor};
 
@@ -94,9 +96,32 @@ impl TextTower {
             let max = *s.iter().max().expect("not empty");
             pool.push(s.iter().position(|&t| t == max).expect("max is present"));
         }
-        // Only up to the last pooled position is needed: later tokens never
-        // reach an earlier one through the causal mask.
-        let n = pool.iter().max().expect("b > 0") + 1;
+        // Sequences of similar lengths run together, each group padded only
+        // to its own longest (see `groups`); results go back in order.
+        let mut order: Vec<usize> = (0..b).collect();
+        order.sort_by_key(|&i| pool[i]);
+        let mut out: Vec<Option<Tensor>> = vec![None; b];
+        for group in groups(&order, &pool) {
+            let seqs: Vec<&[u32]> = group.iter().map(|&i| sequences[i].as_slice()).collect();
+            let at: Vec<usize> = group.iter().map(|&i| pool[i]).collect();
+            let y = self.forward_group(&seqs, &at)?;
+            for (row, &i) in group.iter().enumerate() {
+                out[i] = Some(y.get(row)?);
+            }
+        }
+        let rows: Vec<Tensor> = out
+            .into_iter()
+            .map(|t| t.expect("every row computed"))
+            .collect();
+        Ok(Tensor::stack(&rows, 0)?)
+    }
+
+    /// One group: padded to the last pooled position (later tokens never
+    /// reach an earlier one through the causal mask), read at `pool`.
+    fn forward_group(&self, sequences: &[&[u32]], pool: &[usize]) -> Result<Tensor> {
+        let d = TEXT_DIM;
+        let b = sequences.len();
+        let n = pool.iter().max().expect("a group is not empty") + 1;
         let mut x = vec![0f32; b * n * d];
         for (i, s) in sequences.iter().enumerate() {
             for j in 0..n {
@@ -121,5 +146,54 @@ impl TextTower {
         let pooled = Tensor::stack(&rows, 0)?;
         let pooled = self.norm.forward(&pooled)?;
         self.head.forward(&pooled)
+    }
+}
+
+/// Splits `order` (indices sorted by pooled position) into groups whose
+/// padding wastes at most a quarter of their tokens: a batch of short
+/// prompts and a few long captions runs as two products, not one padded to
+/// the longest caption. Fewer, larger groups are faster per token, so a
+/// group grows while the waste stays under that bound.
+fn groups(order: &[usize], pool: &[usize]) -> Vec<Vec<usize>> {
+    let mut out: Vec<Vec<usize>> = Vec::new();
+    let mut cur: Vec<usize> = Vec::new();
+    let mut tokens = 0;
+    for &i in order {
+        let len = pool[i] + 1;
+        // Sorted ascending: `len` is the new group maximum.
+        let padded = (cur.len() + 1) * len;
+        if !cur.is_empty() && padded * 4 > (tokens + len) * 5 {
+            out.push(std::mem::take(&mut cur));
+            tokens = 0;
+        }
+        cur.push(i);
+        tokens += len;
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn groups_keep_padding_under_a_quarter() {
+        // 28 prompts of 8-10 tokens and 4 captions of 20-23.
+        let pool: Vec<usize> = (0..28).map(|i| 7 + i % 3).chain([19, 20, 21, 22]).collect();
+        let mut order: Vec<usize> = (0..pool.len()).collect();
+        order.sort_by_key(|&i| pool[i]);
+        let g = super::groups(&order, &pool);
+        assert!(g.len() >= 2 && g.len() <= 4, "{g:?}");
+        let mut all: Vec<usize> = g.concat();
+        all.sort_unstable();
+        assert_eq!(all, (0..pool.len()).collect::<Vec<_>>());
+        for grp in &g {
+            let max = grp.iter().map(|&i| pool[i] + 1).max().unwrap();
+            let real: usize = grp.iter().map(|&i| pool[i] + 1).sum();
+            assert!(grp.len() * max * 4 <= real * 5 || grp.len() == 1, "{grp:?}");
+        }
+        // Equal lengths: one group.
+        assert_eq!(super::groups(&[0, 1, 2], &[5, 5, 5]).len(), 1);
     }
 }
