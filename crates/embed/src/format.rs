@@ -193,37 +193,121 @@ fn bmff_format(bytes: &[u8]) -> Option<Detected> {
 /// The TIFF tag every DNG carries in its first IFD.
 const DNG_VERSION_TAG: u16 = 50706;
 
-/// Whether a TIFF's first IFD holds a `DNGVersion` tag. Reads only what is
-/// there: a truncated IFD is no DNG.
-fn is_dng(bytes: &[u8]) -> bool {
-    let le = match bytes.get(..4) {
-        Some(b"II*\0") => true,
-        Some(b"MM\0*") => false,
-        _ => return false,
-    };
-    let u16_at = |i: usize| -> Option<u16> {
-        let b: [u8; 2] = bytes.get(i..i + 2)?.try_into().ok()?;
-        Some(if le {
+/// A little reader of TIFF structure, for what must be known before a
+/// decoder runs: reads only what is there.
+struct Tiff<'a> {
+    bytes: &'a [u8],
+    le: bool,
+}
+
+impl<'a> Tiff<'a> {
+    fn new(bytes: &'a [u8]) -> Option<Self> {
+        let le = match bytes.get(..4) {
+            Some(b"II*\0") => true,
+            Some(b"MM\0*") => false,
+            _ => return None,
+        };
+        Some(Tiff { bytes, le })
+    }
+
+    fn u16_at(&self, i: usize) -> Option<u16> {
+        let b: [u8; 2] = self.bytes.get(i..i.checked_add(2)?)?.try_into().ok()?;
+        Some(if self.le {
             u16::from_le_bytes(b)
         } else {
             u16::from_be_bytes(b)
         })
-    };
-    let u32_at = |i: usize| -> Option<u32> {
-        let b: [u8; 4] = bytes.get(i..i + 4)?.try_into().ok()?;
-        Some(if le {
+    }
+
+    fn u32_at(&self, i: usize) -> Option<u32> {
+        let b: [u8; 4] = self.bytes.get(i..i.checked_add(4)?)?.try_into().ok()?;
+        Some(if self.le {
             u32::from_le_bytes(b)
         } else {
             u32::from_be_bytes(b)
         })
-    };
-    let Some(ifd) = u32_at(4).map(|o| o as usize) else {
+    }
+
+    /// The entries of the IFD at `at`: (tag, type, count, offset of the
+    /// value field), and the offset of the next IFD (0 for none).
+    fn ifd(&self, at: usize) -> Option<(Vec<(u16, u16, u32, usize)>, usize)> {
+        let n = usize::from(self.u16_at(at)?);
+        let mut entries = Vec::with_capacity(n.min(512));
+        for i in 0..n {
+            let e = at + 2 + 12 * i;
+            entries.push((
+                self.u16_at(e)?,
+                self.u16_at(e + 2)?,
+                self.u32_at(e + 4)?,
+                e + 8,
+            ));
+        }
+        let next = self.u32_at(at + 2 + 12 * n).unwrap_or(0) as usize;
+        Some((entries, next))
+    }
+
+    /// A SHORT or LONG value (the first of its array).
+    fn value(&self, ty: u16, field: usize) -> Option<u64> {
+        match ty {
+            3 => self.u16_at(field).map(u64::from),
+            4 => self.u32_at(field).map(u64::from),
+            _ => None,
+        }
+    }
+}
+
+/// Whether a TIFF's first IFD holds a `DNGVersion` tag. Reads only what is
+/// there: a truncated IFD is no DNG.
+fn is_dng(bytes: &[u8]) -> bool {
+    let Some(t) = Tiff::new(bytes) else {
         return false;
     };
-    let Some(n) = u16_at(ifd) else {
+    // The entries present, even if the IFD is cut short.
+    let Some(ifd) = t.u32_at(4).map(|o| o as usize) else {
         return false;
     };
-    (0..usize::from(n)).any(|i| u16_at(ifd + 2 + 12 * i) == Some(DNG_VERSION_TAG))
+    let Some(n) = t.u16_at(ifd) else {
+        return false;
+    };
+    (0..usize::from(n)).any(|i| t.u16_at(ifd + 2 + 12 * i) == Some(DNG_VERSION_TAG))
+}
+
+/// The largest width and height a TIFF (a DNG) declares in its IFDs and
+/// their SubIFDs (where a DNG keeps its raw image), read before any decoder
+/// runs; `None` when the structure cannot be read.
+pub(crate) fn tiff_declared_size(bytes: &[u8]) -> Option<(u64, u64)> {
+    const WIDTH: u16 = 256;
+    const HEIGHT: u16 = 257;
+    const SUB_IFDS: u16 = 330;
+    let t = Tiff::new(bytes)?;
+    let mut todo = vec![t.u32_at(4)? as usize];
+    let (mut w, mut h, mut seen) = (0u64, 0u64, 0usize);
+    while let Some(at) = todo.pop() {
+        seen += 1;
+        if at == 0 || seen > 64 {
+            continue;
+        }
+        let (entries, next) = t.ifd(at)?;
+        for (tag, ty, count, field) in entries {
+            match tag {
+                WIDTH => w = w.max(t.value(ty, field)?),
+                HEIGHT => h = h.max(t.value(ty, field)?),
+                SUB_IFDS => {
+                    let list = if count == 1 {
+                        field
+                    } else {
+                        t.u32_at(field)? as usize
+                    };
+                    for i in 0..(count as usize).min(16) {
+                        todo.push(t.u32_at(list + 4 * i)? as usize);
+                    }
+                }
+                _ => {}
+            }
+        }
+        todo.push(next);
+    }
+    Some((w, h))
 }
 
 #[cfg(test)]
@@ -283,7 +367,7 @@ mod tests {
         assert_eq!(detect(&tiff(256)), Detected::Image(Format::Tiff));
         assert_eq!(detect(&tiff(DNG_VERSION_TAG)), Detected::Image(Format::Dng));
         assert_eq!(
-            detect(&tiff(DNG_VERSION_TAG)[..12]),
+            detect(&tiff(DNG_VERSION_TAG)[..11]),
             Detected::Image(Format::Tiff)
         );
         assert_eq!(detect(b"\x89PNG\r\n\x1a\n"), Detected::Image(Format::Png));

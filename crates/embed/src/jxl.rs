@@ -17,13 +17,86 @@ fn decode_error(what: &str, e: impl std::fmt::Display) -> Refusal {
     let msg = e.to_string();
     if msg.to_ascii_lowercase().contains("allocation") || msg.contains("limit") {
         Refusal::TooLarge(format!("{what}: {msg}"))
+    } else if msg.contains("unexpected end of file") {
+        Refusal::Decode(format!("truncated: {what}: {msg}"))
     } else {
         Refusal::Decode(format!("{what}: {msg}"))
     }
 }
 
+/// The start of the codestream: the file itself, or the payload of the
+/// first `jxlc` or `jxlp` box of a container.
+fn codestream(bytes: &[u8]) -> Option<&[u8]> {
+    if bytes.starts_with(&[0xFF, 0x0A]) {
+        return Some(bytes);
+    }
+    let mut at = 0usize;
+    while at + 8 <= bytes.len() {
+        let size = u32::from_be_bytes(bytes[at..at + 4].try_into().ok()?) as u64;
+        let kind = &bytes[at + 4..at + 8];
+        let (head, size) = match size {
+            1 => (
+                16,
+                u64::from_be_bytes(bytes.get(at + 8..at + 16)?.try_into().ok()?),
+            ),
+            0 => (8, (bytes.len() - at) as u64),
+            n => (8, n),
+        };
+        match kind {
+            b"jxlc" => return bytes.get(at + head..),
+            b"jxlp" => return bytes.get(at + head + 4..),
+            _ => {}
+        }
+        if size < head as u64 {
+            return None;
+        }
+        at = at.checked_add(usize::try_from(size).ok()?)?;
+    }
+    None
+}
+
+/// The width and height a codestream's `SizeHeader` declares (before
+/// orientation), read without the decoder: a bomb is refused by these
+/// numbers before jxl-oxide parses anything further.
+fn declared_size(codestream: &[u8]) -> Option<(u64, u64)> {
+    let mut bit = 16usize; // after the FF 0A signature
+    let mut u = |n: usize| -> Option<u64> {
+        let mut v = 0u64;
+        for i in 0..n {
+            let b = codestream.get((bit + i) / 8)? >> ((bit + i) % 8) & 1;
+            v |= u64::from(b) << i;
+        }
+        bit += n;
+        Some(v)
+    };
+    let small = u(1)? == 1;
+    let mut dim = |u: &mut dyn FnMut(usize) -> Option<u64>| -> Option<u64> {
+        if small {
+            return Some((u(5)? + 1) * 8);
+        }
+        let bits = [9, 13, 18, 30][u(2)? as usize];
+        Some(u(bits)? + 1)
+    };
+    let h = dim(&mut u)?;
+    let ratio = u(3)?;
+    let w = match ratio {
+        0 => dim(&mut u)?,
+        r => {
+            let (n, d) =
+                [(1, 1), (12, 10), (4, 3), (3, 2), (16, 9), (5, 4), (2, 1)][r as usize - 1];
+            h * n / d
+        }
+    };
+    Some((w, h))
+}
+
 /// Decodes a JPEG XL image (codestream or container) into 8-bit sRGB.
 pub(crate) fn decode(bytes: &[u8], limits: &ImageLimits) -> Result<RgbImage, Refusal> {
+    // Its declared size first, by the header's numbers alone.
+    let (w, h) = codestream(bytes)
+        .and_then(declared_size)
+        .ok_or_else(|| Refusal::Decode("truncated or damaged: no image header".into()))?;
+    check_declared(w, h, 3 * 4 + 3 * 2, limits)?;
     let tracker =
         AllocTracker::with_limit(usize::try_from(limits.max_decoded_bytes).unwrap_or(usize::MAX));
     let mut uninit = JxlImage::builder()

@@ -59,6 +59,8 @@ fn check(code: c_int, what: &str) -> Result<(), Refusal> {
         -2 | -8 => Refusal::Unsupported(reason),
         // Insufficient memory, too big, memory pool overflow.
         -100_007 | -100_012 | -100_013 => Refusal::TooLarge(reason),
+        // An I/O error on a buffer: the data ends before the image does.
+        -100_009 => Refusal::Decode(format!("truncated: {reason}")),
         _ => Refusal::Decode(reason),
     })
 }
@@ -80,6 +82,10 @@ impl Drop for Mem {
 
 /// Develops a DNG into 8-bit sRGB.
 pub(crate) fn decode(bytes: &[u8], limits: &ImageLimits) -> Result<RgbImage, Refusal> {
+    // The declared size first, from the TIFF structure alone.
+    let (dw, dh) = crate::format::tiff_declared_size(bytes)
+        .ok_or_else(|| Refusal::Decode("truncated or damaged TIFF structure".into()))?;
+    check_declared(dw, dh, 2 * 4 + 2 + 3, limits)?;
     // SAFETY (whole function): LibRaw calls on a handle this function owns
     // (closed once on drop); the buffer outlives the handle, and LibRaw
     // only reads it (it takes a non-const pointer, and this is the child's
