@@ -232,3 +232,163 @@ fn the_content_decides_not_the_name() {
         assert!(m < 2.0, "{name}: mean error {m:.2}");
     }
 }
+
+/// A folder of every format: each file `seed.ext`, distinct pictures.
+fn mixed_folder(dir: &Path) -> Vec<(String, u32)> {
+    let mut files = Vec::new();
+    let mut add = |name: String, bytes: Vec<u8>, seed: u32| {
+        std::fs::write(dir.join(&name), bytes).unwrap();
+        files.push((name, seed));
+    };
+    let pic = |seed| common::picture(seed, 96, 80);
+    let dynamic = |seed| DynamicImage::ImageRgb8(common::picture(seed, 96, 80));
+    for (seed, format) in [
+        (40, image::ImageFormat::Jpeg),
+        (41, image::ImageFormat::Png),
+        (42, image::ImageFormat::WebP),
+        (43, image::ImageFormat::Gif),
+        (44, image::ImageFormat::Bmp),
+        (45, image::ImageFormat::Tiff),
+    ] {
+        let mut out = Vec::new();
+        dynamic(seed)
+            .write_to(&mut std::io::Cursor::new(&mut out), format)
+            .unwrap();
+        add(format!("{seed}.{}", format.extensions_str()[0]), out, seed);
+    }
+    add("46.heic".into(), formats::heic(&dynamic(46)), 46);
+    add("47.avif".into(), formats::avif(&dynamic(47), 10, &[]), 47);
+    add("48.jxl".into(), formats::jxl(&dynamic(48)), 48);
+    add("49.dng".into(), formats::dng(&pic(49), 1), 49);
+    // Named as another format, and without a name that says anything.
+    add("50.jpg".into(), formats::heic(&dynamic(50)), 50);
+    add("51".into(), formats::avif(&dynamic(51), 12, &[]), 51);
+    files
+}
+
+#[test]
+fn a_folder_of_every_format_indexes_without_failure_and_each_finds_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    let photos = cwd.join("photos");
+    std::fs::create_dir_all(&photos).unwrap();
+    let files = mixed_folder(&photos);
+    let data = cwd.join("data");
+    let o = common::index_photos(cwd, &data, &photos, &["--json"]);
+    assert!(o.status.success(), "{}", common::text(&o));
+    let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(s["failed"], 0, "{s}");
+    assert_eq!(s["indexed"], files.len(), "{s}");
+    // The format recorded is the content's.
+    let c = imgsim_pipeline::open(&data.join("default"), &Default::default()).unwrap();
+    let formats_seen: std::collections::BTreeMap<String, String> = c
+        .items()
+        .unwrap()
+        .into_iter()
+        .map(|(_, m)| {
+            let name = Path::new(&m.external_id)
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            (name, m.attrs["format"].as_str().unwrap().to_string())
+        })
+        .collect();
+    for (name, want) in [
+        ("46.heic", "heif"),
+        ("47.avif", "avif"),
+        ("48.jxl", "jxl"),
+        ("49.dng", "dng"),
+        ("50.jpg", "heif"),
+        ("51", "avif"),
+        ("45.tiff", "tiff"),
+    ] {
+        assert_eq!(formats_seen[name], want, "{name}: {formats_seen:?}");
+    }
+    drop(c);
+    for (name, _) in &files {
+        let q = photos.join(name);
+        let o = common::imgsim(
+            &[
+                "--data-dir",
+                data.to_str().unwrap(),
+                "query",
+                q.to_str().unwrap(),
+                "-k",
+                "3",
+                "--exact",
+                "--json",
+            ],
+            cwd,
+        );
+        assert!(o.status.success(), "{name}: {}", common::text(&o));
+        let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let top = r["results"][0]["path"].as_str().unwrap();
+        assert!(top.ends_with(&format!("/{name}")), "{name}: first is {top}");
+    }
+}
+
+#[test]
+fn a_decoder_that_crashes_or_hangs_fails_its_file_and_the_index_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    let photos = cwd.join("photos");
+    std::fs::create_dir_all(&photos).unwrap();
+    let files = mixed_folder(&photos);
+    let errors = cwd.join("errors.json");
+    let data = cwd.join("data");
+    for (fault, file, says) in [
+        ("crash", "46.heic", "killed by signal 11 (SIGSEGV"),
+        ("hang", "48.jxl", "took longer than 2 s"),
+        ("hog", "49.dng", "over its memory bound"),
+    ] {
+        let started = std::time::Instant::now();
+        let o = common::command(
+            &[
+                "--data-dir",
+                data.to_str().unwrap(),
+                "index",
+                photos.to_str().unwrap(),
+                "--backbone",
+                "mobilenetv4-small",
+                "--weights",
+                "synthetic:1",
+                "--json",
+                "--errors",
+                errors.to_str().unwrap(),
+            ],
+            cwd,
+        )
+        .env(imgsim_embed::isolate::FAULT_ENV, format!("{fault}:/{file}"))
+        .env("IMGSIM_LIMITS_MAX_DECODE_SECONDS", "2")
+        // A 384 MiB memory bound for the decoder process.
+        .env("IMGSIM_LIMITS_MAX_DECODED_BYTES", (64u64 << 20).to_string())
+        .output()
+        .unwrap();
+        assert_eq!(o.status.code(), Some(3), "{fault}: {}", common::text(&o));
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "{fault}: {:?}",
+            started.elapsed()
+        );
+        let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(s["failed"], 1, "{fault}: {s}");
+        let failed: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&errors).unwrap()).unwrap();
+        let e = &failed[0];
+        assert!(
+            e["path"].as_str().unwrap().ends_with(&format!("/{file}")),
+            "{e}"
+        );
+        let msg = e["error"].as_str().unwrap();
+        assert!(
+            msg.contains("decoder failed") && msg.contains(says),
+            "{fault}: {msg}"
+        );
+        // Every other file is in the collection.
+        let c = imgsim_pipeline::open(&data.join("default"), &Default::default()).unwrap();
+        assert_eq!(c.items().unwrap().len(), files.len() - 1, "{fault}");
+        drop(c);
+        std::fs::remove_dir_all(&data).unwrap();
+    }
+}

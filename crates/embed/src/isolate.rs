@@ -22,8 +22,15 @@
 //!
 //! For tests of the containment itself, `IMGSIM_DECODE_FAULT=ACTION:SUFFIX`
 //! makes the child misbehave on files whose name ends with `SUFFIX`:
-//! `crash` (SIGSEGV), `hang` (sleeps forever), `hog` (allocates until its
-//! memory bound stops it). It is read by the parent, per decode.
+//! `crash` (SIGSEGV), `hang` (sleeps forever), `hog` (allocates with
+//! `malloc`, as the C decoders do, until its memory bound stops it). It is
+//! read by the parent, per decode.
+//!
+//! The address-space bound stops what maps new memory: the C libraries'
+//! `malloc` (glibc's). The Rust allocator of the process (mimalloc in the
+//! `imgsim` binary) may hand out address space it reserved before the fork,
+//! so jxl-oxide, the one Rust decoder run here, is bounded by its own
+//! allocation tracker instead ([`ImageLimits::max_decoded_bytes`]).
 
 use std::ffi::c_int;
 use std::path::Path;
@@ -294,19 +301,30 @@ unsafe fn child(
         }
     }
     match fault {
-        // SAFETY: raising a signal on ourselves.
+        // SAFETY: raising a signal on ourselves. (Rust's own SIGSEGV
+        // handler, for stack overflows, would let a raised one return; a
+        // real fault in C code ends as the default action does.)
         Some(Fault::Crash) => unsafe {
+            libc::signal(libc::SIGSEGV, libc::SIG_DFL);
             libc::raise(libc::SIGSEGV);
         },
         Some(Fault::Hang) => loop {
             std::thread::sleep(Duration::from_secs(3600));
         },
-        Some(Fault::Hog) => {
-            let mut hoard: Vec<Vec<u8>> = Vec::new();
-            loop {
-                hoard.push(vec![1u8; 64 << 20]);
+        // As a C decoder would: malloc until it fails, then abort (what
+        // libheif's C++ does with an uncaught std::bad_alloc).
+        Some(Fault::Hog) => loop {
+            // SAFETY: a fresh allocation, filled within its size.
+            unsafe {
+                let p = libc::malloc(64 << 20);
+                if p.is_null() {
+                    libc::abort();
+                }
+                libc::memset(p, 1, 64 << 20);
+                // Kept: the compiler may not drop an unused allocation.
+                std::hint::black_box(p);
             }
-        }
+        },
         None => {}
     }
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decode(bytes, limits)))
