@@ -71,7 +71,7 @@ impl Refusal {
         }
     }
 
-    fn into_error(self, path: &Path) -> EmbedError {
+    pub(crate) fn into_error(self, path: &Path) -> EmbedError {
         let path = path.to_path_buf();
         match self {
             Refusal::TooLarge(reason) => EmbedError::TooLarge { path, reason },

@@ -206,15 +206,7 @@ pub fn decode_rgb(bytes: &[u8], name: &Path, limits: &ImageLimits) -> Result<Rgb
             })
         }
     };
-    let decode_apart = match kind {
-        Format::Heif | Format::Avif => Some(crate::heif::decode as Decoder),
-        Format::JpegXl => Some(crate::jxl::decode as Decoder),
-        Format::Dng => Some(crate::raw::decode as Decoder),
-        Format::Jpeg | Format::Png | Format::WebP | Format::Gif | Format::Bmp | Format::Tiff => {
-            None
-        }
-    };
-    if let Some(decoder) = decode_apart {
+    if let Some(decoder) = apart_decoder(kind) {
         return crate::isolate::decode_apart(kind, bytes, name, limits, decoder);
     }
     let Some(format) = kind.image_format() else {
@@ -282,6 +274,33 @@ pub fn decode_rgb(bytes: &[u8], name: &Path, limits: &ImageLimits) -> Result<Rgb
 
 /// A decoder run apart ([`crate::isolate`]).
 type Decoder = fn(&[u8], &ImageLimits) -> std::result::Result<RgbImage, crate::isolate::Refusal>;
+
+/// The decoder run apart for `kind`, if it is one of those formats.
+fn apart_decoder(kind: Format) -> Option<Decoder> {
+    match kind {
+        Format::Heif | Format::Avif => Some(crate::heif::decode),
+        Format::JpegXl => Some(crate::jxl::decode),
+        Format::Dng => Some(crate::raw::decode),
+        Format::Jpeg | Format::Png | Format::WebP | Format::Gif | Format::Bmp | Format::Tiff => {
+            None
+        }
+    }
+}
+
+/// Like [`decode_rgb`], but HEIF, AVIF, JPEG XL and DNG are decoded in this
+/// process, without the child process and its bounds: for the fuzz targets,
+/// where a decoder's crash must reach the fuzzer (and its sanitizer)
+/// rather than be contained. Not for untrusted input otherwise.
+#[doc(hidden)]
+pub fn decode_rgb_in_process(bytes: &[u8], name: &Path, limits: &ImageLimits) -> Result<RgbImage> {
+    match detect(bytes) {
+        Detected::Image(kind) => match apart_decoder(kind) {
+            Some(decoder) => decoder(bytes, limits).map_err(|r| r.into_error(name)),
+            None => decode_rgb(bytes, name, limits),
+        },
+        _ => decode_rgb(bytes, name, limits),
+    }
+}
 
 /// The colour transparent pixels are composited onto before an image
 /// becomes RGB: mid grey. Grey keeps grey+alpha images grey; it is close
