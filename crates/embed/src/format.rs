@@ -193,6 +193,9 @@ fn bmff_format(bytes: &[u8]) -> Option<Detected> {
 /// The TIFF tag every DNG carries in its first IFD.
 const DNG_VERSION_TAG: u16 = 50706;
 
+/// A TIFF IFD entry: tag, type, count, offset of its value field.
+type Entry = (u16, u16, u32, usize);
+
 /// A little reader of TIFF structure, for what must be known before a
 /// decoder runs: reads only what is there.
 struct Tiff<'a> {
@@ -230,7 +233,7 @@ impl<'a> Tiff<'a> {
 
     /// The entries of the IFD at `at`: (tag, type, count, offset of the
     /// value field), and the offset of the next IFD (0 for none).
-    fn ifd(&self, at: usize) -> Option<(Vec<(u16, u16, u32, usize)>, usize)> {
+    fn ifd(&self, at: usize) -> Option<(Vec<Entry>, usize)> {
         let n = usize::from(self.u16_at(at)?);
         let mut entries = Vec::with_capacity(n.min(512));
         for i in 0..n {

@@ -70,7 +70,7 @@ fn declared_size(codestream: &[u8]) -> Option<(u64, u64)> {
         Some(v)
     };
     let small = u(1)? == 1;
-    let mut dim = |u: &mut dyn FnMut(usize) -> Option<u64>| -> Option<u64> {
+    let dim = |u: &mut dyn FnMut(usize) -> Option<u64>| -> Option<u64> {
         if small {
             return Some((u(5)? + 1) * 8);
         }
