@@ -15,8 +15,10 @@ venv=target/bench-venv
 dir=target/format-bench
 rm -rf "$dir"
 "$venv/bin/python" tools/bench/pil_format_throughput.py make "$dir" "$n"
-cargo build --release -q -p imgsim-embed --example format_throughput
+# The dev profile builds every dependency optimised (jxl-oxide, moxcms);
+# libheif and LibRaw are Debian's builds either way.
+cargo build -q -p imgsim-embed --example format_throughput
 echo "== imgsim (libheif, jxl-oxide, LibRaw; one child process per decode)"
-target/release/examples/format_throughput "$dir" "$passes"
+"${CARGO_TARGET_DIR:-target}/debug/examples/format_throughput" "$dir" "$passes"
 echo "== PIL (pillow-heif, pillow-avif-plugin, pillow-jxl-plugin, rawpy)"
 OMP_NUM_THREADS=1 "$venv/bin/python" tools/bench/pil_format_throughput.py bench "$dir" "$passes"

@@ -1,14 +1,16 @@
 //! Images per second decoding the HEIC, AVIF, JPEG XL and DNG files under a
 //! folder to 8-bit sRGB, one thread, through `load_rgb` as the indexer does
-//! (each decode in its own child process, the fork included), beside
-//! `tools/bench/pil_format_throughput.py` on the same files.
+//! (each decode in its own child process, the fork included), and the
+//! same decoders called in this process (what the isolation costs),
+//! beside `tools/bench/pil_format_throughput.py` on the same files.
 //!
-//! `cargo run --release -p imgsim-embed --example format_throughput DIR [PASSES]`
+//! `cargo run -p imgsim-embed --example format_throughput DIR [PASSES]`
 //! (DIR made by `tools/bench/format_throughput.sh`)
 
 use std::path::PathBuf;
 use std::time::Instant;
 
+use imgsim_embed::load::{decode_rgb_in_process, read_limited};
 use imgsim_embed::{load_rgb, ImageLimits};
 
 fn main() {
@@ -49,12 +51,21 @@ fn main() {
             }
         }
         let s = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        for _ in 0..passes {
+            for p in &set {
+                let bytes = read_limited(p, &limits).unwrap();
+                std::hint::black_box(decode_rgb_in_process(&bytes, p, &limits).unwrap());
+            }
+        }
+        let s_in = t.elapsed().as_secs_f64();
         let n = (set.len() * passes) as f64;
         println!(
-            "{ext}: {} files, {:.1} images/s, {:.1} MP/s",
+            "{ext}: {} files, {:.1} images/s, {:.1} MP/s ({:.1} images/s in process)",
             set.len(),
             n / s,
-            (pixels * passes as u64) as f64 / s / 1e6
+            (pixels * passes as u64) as f64 / s / 1e6,
+            n / s_in
         );
     }
 }
