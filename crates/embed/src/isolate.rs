@@ -504,13 +504,12 @@ mod tests {
     }
 
     fn greedy(_: &[u8], limits: &ImageLimits) -> std::result::Result<RgbImage, Refusal> {
-        // Touches twice its budget: the address-space bound must stop it.
-        let want = memory_budget(limits) * 2;
-        let mut v: Vec<u8> = Vec::new();
-        while (v.len() as u64) < want {
-            v.extend(std::iter::repeat_n(7u8, 16 << 20));
+        // Asks for twice its budget: the address-space bound must stop it.
+        let mut hoard: Vec<Vec<u8>> = Vec::new();
+        while (hoard.len() as u64) * (64 << 20) < memory_budget(limits) * 2 {
+            hoard.push(vec![7u8; 64 << 20]);
         }
-        Ok(RgbImage::new(1, v.len() as u32 % 2 + 1))
+        Ok(RgbImage::new(1, std::hint::black_box(hoard).len() as u32))
     }
 
     fn panics(_: &[u8], _: &ImageLimits) -> std::result::Result<RgbImage, Refusal> {
@@ -554,7 +553,12 @@ mod tests {
         let err = decode_apart(Format::Heif, &[1], name, &limits, stuck).unwrap_err();
         assert!(err.to_string().contains("longer than 1 s"), "{err}");
         assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
-        let err = decode_apart(Format::Heif, &[1], name, &limits, greedy).unwrap_err();
+        // A slow machine may take a while to touch the memory.
+        let patient = ImageLimits {
+            max_decode_seconds: 20,
+            ..limits
+        };
+        let err = decode_apart(Format::Heif, &[1], name, &patient, greedy).unwrap_err();
         assert!(matches!(err, EmbedError::DecoderFailed { .. }), "{err}");
         assert!(err.to_string().contains("memory bound"), "{err}");
         // And the process goes on decoding.
