@@ -305,6 +305,26 @@ fn a_folder_of_every_format_indexes_without_failure_and_each_finds_itself() {
     ] {
         assert_eq!(formats_seen[name], want, "{name}: {formats_seen:?}");
     }
+    // Each has its thumbnail (the service's grid and result pages),
+    // decoded by the same path, upright and of the right shape.
+    let thumbs =
+        imgsim_pipeline::thumbnails::Thumbnails::new(&data.join("default"), imgsim_common::local());
+    for (id, m) in c.items().unwrap() {
+        let jpeg = thumbs
+            .get(&c, id, &ImageLimits::default())
+            .unwrap_or_else(|e| panic!("{}: {e}", m.external_id));
+        let t = image::load_from_memory(&jpeg).unwrap();
+        assert_eq!(
+            (t.width(), t.height()),
+            imgsim_pipeline::thumbnails::thumbnail_size(
+                96,
+                80,
+                imgsim_pipeline::thumbnails::THUMB_SIDE
+            ),
+            "{}",
+            m.external_id
+        );
+    }
     drop(c);
     for (name, _) in &files {
         let q = photos.join(name);
