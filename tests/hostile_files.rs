@@ -46,6 +46,29 @@ fn every_hostile_file_decodes_correctly_or_fails_clearly() {
                     assert!(msg.contains(case.name), "{}: unnamed: {msg}", case.name);
                 }
             }
+            Expect::Damaged => {
+                for r in [&exact, &reduced] {
+                    match r {
+                        Ok(img) => assert_eq!(img.dimensions(), (96, 80), "{}", case.name),
+                        Err(e) => {
+                            assert!(
+                                matches!(e, imgsim_embed::EmbedError::Decode { .. }),
+                                "{}: not a clear decode error: {e}",
+                                case.name
+                            );
+                            assert!(e.to_string().contains(case.name), "{}: {e}", case.name);
+                        }
+                    }
+                }
+                eprintln!(
+                    "{}: {}",
+                    case.name,
+                    match &exact {
+                        Ok(_) => "decoded (errors concealed)".to_string(),
+                        Err(e) => e.to_string(),
+                    }
+                );
+            }
             Expect::Indexed => {
                 let img = exact.unwrap_or_else(|e| panic!("{}: {e}", case.name));
                 let img2 = reduced.unwrap_or_else(|e| panic!("{}: {e}", case.name));
@@ -156,6 +179,14 @@ fn indexing_the_hostile_corpus_fails_each_bad_file_alone_in_bounded_memory() {
                 assert_eq!(error_of(case.name), None, "{}", case.name);
                 assert!(indexed.contains(&path), "{} was not indexed", case.name);
             }
+            // Indexed, or reported as undecodable: never both, never lost.
+            Expect::Damaged => match error_of(case.name) {
+                Some(e) => {
+                    assert!(e.contains("cannot decode"), "{}: {e}", case.name);
+                    assert!(!indexed.contains(&path), "{} was indexed", case.name);
+                }
+                None => assert!(indexed.contains(&path), "{} was lost", case.name),
+            },
         }
     }
     // Each indexed file is found by its own vector; the collection is sound.
@@ -165,11 +196,16 @@ fn indexing_the_hostile_corpus_fails_each_bad_file_alone_in_bounded_memory() {
         .iter()
         .filter(|c| matches!(c.expect, Expect::Error(_)))
         .count();
+    let damaged = cases
+        .iter()
+        .filter(|c| matches!(c.expect, Expect::Damaged))
+        .count();
     eprintln!(
-        "hostile corpus: {} files ({} refused with a reason, {} indexed); peak RSS of imgsim index {:.1} MiB",
+        "hostile corpus: {} files ({} refused with a reason, {} damaged, {} indexed); peak RSS of imgsim index {:.1} MiB",
         cases.len(),
         bad,
-        cases.len() - bad,
+        damaged,
+        cases.len() - bad - damaged,
         peak_kib as f64 / 1024.0
     );
     assert!(

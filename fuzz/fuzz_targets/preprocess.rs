@@ -16,6 +16,7 @@ fuzz_target!(|data: &[u8]| {
         max_height: 4096,
         max_decoded_bytes: 64 << 20,
         max_file_bytes: 16 << 20,
+        max_decode_seconds: 10,
     };
     let name = Path::new("fuzz-input");
     let transform = Transform::imagenet(256, 224);

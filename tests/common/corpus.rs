@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use super::formats;
 use super::{picture, png_bytes};
 
 /// What must happen to a corpus file.
@@ -14,6 +15,10 @@ pub enum Expect {
     Indexed,
     /// Refused with an error whose text contains this.
     Error(&'static str),
+    /// Damaged data past an intact header: decoded to some picture of its
+    /// declared size (codecs conceal errors) or refused as undecodable, but
+    /// never a decoder crash, hang or panic.
+    Damaged,
 }
 
 /// One corpus file.
@@ -176,6 +181,128 @@ fn gif_header_bomb() -> Vec<u8> {
     out
 }
 
+fn picture_img(seed: u32) -> image::DynamicImage {
+    image::DynamicImage::ImageRgb8(picture(seed, 96, 80))
+}
+
+/// `b` with a run of bytes in its second half inverted (damaged data past
+/// an intact header).
+fn corrupt(mut b: Vec<u8>) -> Vec<u8> {
+    let n = b.len();
+    for v in &mut b[n / 2..(n / 2 + 64).min(n)] {
+        *v ^= 0xFF;
+    }
+    b
+}
+
+/// `magic` then 4 KiB of pseudo-random bytes.
+fn garbage_after(magic: &[u8]) -> Vec<u8> {
+    let mut out = magic.to_vec();
+    let mut state = 0x9E37_79B9u32;
+    out.extend((0..4096).map(|_| {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        state as u8
+    }));
+    out
+}
+
+/// The corpus' files of the formats decoded apart (HEIC, AVIF, JPEG XL,
+/// DNG): a good file of each, named wrongly too, and truncated, damaged,
+/// header-bomb and allocation-bomb ones.
+fn apart_cases() -> Vec<Case> {
+    use Expect::{Error, Indexed};
+    let case = |name, bytes, expect| Case {
+        name,
+        bytes,
+        expect,
+        source: None,
+    };
+    let ok = |name, bytes, seed| Case {
+        name,
+        bytes,
+        expect: Indexed,
+        source: Some((seed, 96, 80)),
+    };
+    let damaged = |name, bytes| Case {
+        name,
+        bytes,
+        expect: Expect::Damaged,
+        source: None,
+    };
+    let heic = formats::heic(&picture_img(20));
+    let avif = formats::avif(&picture_img(21), 10, &[]);
+    let jxl = formats::jxl(&picture_img(22));
+    let dng = formats::dng(&picture(23, 96, 80), 1);
+    vec![
+        ok("control.heic", heic.clone(), 20),
+        ok("control.avif", avif.clone(), 21),
+        ok("control.jxl", jxl.clone(), 22),
+        ok("control.dng", dng.clone(), 23),
+        ok(
+            "avif-inside.jpg",
+            formats::avif(&picture_img(24), 8, &[]),
+            24,
+        ),
+        ok("heic-inside.png", formats::heic(&picture_img(25)), 25),
+        ok("jxl-inside.webp", formats::jxl(&picture_img(26)), 26),
+        ok("dng-inside.tif", formats::dng(&picture(27, 96, 80), 1), 27),
+        case("truncated.heic", truncate(heic.clone()), Error("")),
+        case("truncated.avif", truncate(avif.clone()), Error("")),
+        case("truncated.jxl", truncate(jxl.clone()), Error("truncated:")),
+        case("truncated.dng", truncate(dng.clone()), Error("truncated:")),
+        damaged("damaged.heic", corrupt(heic.clone())),
+        damaged("damaged.avif", corrupt(avif.clone())),
+        damaged("damaged.jxl", corrupt(jxl.clone())),
+        case(
+            "garbage-after-ftyp.heic",
+            garbage_after(&heic[..heic[3] as usize]),
+            Error(""),
+        ),
+        case(
+            "garbage-after-ftyp.avif",
+            garbage_after(&avif[..avif[3] as usize]),
+            Error(""),
+        ),
+        case(
+            "garbage-after-magic.jxl",
+            garbage_after(&[0xFF, 0x0A]),
+            Error(""),
+        ),
+        case(
+            "bomb-50000x50000.heic",
+            formats::with_ispe(heic, 50_000, 50_000),
+            Error("too large"),
+        ),
+        case(
+            "bomb-60000x60000.avif",
+            formats::with_ispe(avif, 60_000, 60_000),
+            Error("too large"),
+        ),
+        case(
+            "bomb-1000000x1000000.jxl",
+            formats::jxl_declaring(1_000_000, 1_000_000, 256),
+            Error("too large"),
+        ),
+        case(
+            "bomb-8000x8000.jxl",
+            formats::jxl_declaring(8000, 8000, 256),
+            Error("too large"),
+        ),
+        case(
+            "bomb-100000x100000.dng",
+            formats::dng_declaring(&picture(28, 96, 80), 1, 100_000, 100_000),
+            Error("too large"),
+        ),
+        case(
+            "bomb-8000x8000.dng",
+            formats::dng_declaring(&picture(29, 96, 80), 1, 8000, 8000),
+            Error("too large"),
+        ),
+    ]
+}
+
 fn truncate(mut b: Vec<u8>) -> Vec<u8> {
     b.truncate(b.len() / 2);
     b
@@ -260,6 +387,9 @@ pub fn cases() -> Vec<Case> {
         ),
         ok("animated.gif", animated_gif(17), 17, 64, 64),
     ]
+    .into_iter()
+    .chain(apart_cases())
+    .collect()
 }
 
 /// Writes the corpus into `dir`.

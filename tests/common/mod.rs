@@ -4,6 +4,8 @@
 
 #[allow(dead_code)]
 pub mod corpus;
+#[allow(dead_code)]
+pub mod formats;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

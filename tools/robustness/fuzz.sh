@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes imgsim with cargo fuzz (libFuzzer + AddressSanitizer) for a bounded
-# time per target: image preprocessing, the IDX / fvecs / npy readers, and
+# time per target: image preprocessing, the HEIF/AVIF/JPEG XL/DNG decoders
+# (in process, so that ASan sees their crashes), the IDX / fvecs / npy readers, and
 # search request parsing (fuzz/fuzz_targets/). Needs a nightly toolchain
 # (rustup toolchain install nightly) and cargo-fuzz (installed if missing).
 # Crashes land in fuzz/artifacts/<target>/; the corpus grows in
@@ -13,7 +14,7 @@ cd "$(dirname "$0")/../.."
 secs="${1:-120}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(preprocess idx fvecs npy search_request)
+[ ${#targets[@]} -gt 0 ] || targets=(preprocess decoders idx fvecs npy search_request)
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 rustup run nightly rustc --version >/dev/null 2>&1 || {
     echo "cargo fuzz needs a nightly toolchain: rustup toolchain install nightly" >&2; exit 2; }

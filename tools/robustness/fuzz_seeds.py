@@ -39,6 +39,37 @@ try:
 except ImportError:
     print("Pillow missing: no image seeds (pip install pillow)", file=sys.stderr)
 
+# The decoders target: tiny HEIC, AVIF (8/10-bit, alpha, rotated) and JPEG XL
+# files from Debian's encoders (tools/ci/install-deps.sh installs them).
+import shutil, subprocess, tempfile, zlib
+
+
+def png_rgba(w, h):
+    raw = b"".join(b"\0" + bytes(v for x in range(w) for v in (x * 15 % 256, y * 23 % 256, x * y % 256, 128 + x * 7))
+                   for y in range(h))
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 6, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+with tempfile.TemporaryDirectory() as tmp:
+    src = os.path.join(tmp, "in.png")
+    with open(src, "wb") as f:
+        f.write(png_rgba(17, 11))
+    for name, cmd in [("a.heic", ["heif-enc", "-o", "{out}", src]),
+                      ("a.avif", ["avifenc", src, "{out}"]),
+                      ("ten-bit.avif", ["avifenc", "-d", "10", src, "{out}"]),
+                      ("irot.avif", ["avifenc", "--irot", "1", src, "{out}"]),
+                      ("a.jxl", ["cjxl", src, "{out}"])]:
+        if shutil.which(cmd[0]) is None:
+            print(f"{cmd[0]} missing: no {name} seed (tools/ci/install-deps.sh)", file=sys.stderr)
+            continue
+        out = os.path.join(tmp, name)
+        subprocess.run([c.replace("{out}", out) for c in cmd], check=True, capture_output=True)
+        with open(out, "rb") as f:
+            put("decoders", name, f.read())
+
 # IDX: 3 images of 2x2, and 3 labels.
 put("idx", "images", struct.pack(">BBBBIII", 0, 0, 8, 3, 3, 2, 2) + bytes(range(12)))
 put("idx", "labels", struct.pack(">BBBBI", 0, 0, 8, 1, 3) + bytes([1, 2, 3]))

@@ -59,6 +59,18 @@ pub enum EmbedError {
         /// The decoder's message.
         reason: String,
     },
+    /// A decoder run apart in a child process (HEIF, AVIF, JPEG XL, DNG:
+    /// see `imgsim_embed::isolate`) crashed, ran past the time limit or out
+    /// of its memory bound; only this file failed.
+    #[error("{path}: the {format} decoder failed: {reason}")]
+    DecoderFailed {
+        /// The file.
+        path: PathBuf,
+        /// The format being decoded (`AVIF`, `JPEG XL`...).
+        format: &'static str,
+        /// What happened to the decoder process.
+        reason: String,
+    },
     /// A transform parameter is invalid.
     #[error("invalid transform: {0}")]
     InvalidTransform(String),
@@ -149,7 +161,9 @@ impl EmbedError {
             // Unlike reading, a failed write is the machine's (a full disk,
             // a read-only folder, a failing device): the I/O kind as it is.
             EmbedError::Write { source, .. } => ErrorKind::of_io(source),
-            EmbedError::Empty { .. } | EmbedError::Decode { .. } => ErrorKind::Unprocessable,
+            EmbedError::Empty { .. }
+            | EmbedError::Decode { .. }
+            | EmbedError::DecoderFailed { .. } => ErrorKind::Unprocessable,
             EmbedError::Unsupported { .. } => ErrorKind::Unsupported,
             EmbedError::TooLarge { .. } => ErrorKind::TooLarge,
             EmbedError::InvalidTransform(_)

@@ -3,10 +3,13 @@
 //! convolutional autoencoder trained here without labels.
 //!
 //! - [`load`]: decode any supported file (JPEG, PNG, WebP, GIF's first frame,
-//!   BMP, TIFF) chosen by its content, not its name; apply the EXIF
-//!   orientation; convert every colour type to 8-bit RGB, compositing
-//!   transparency onto one fixed grey ([`load::ALPHA_BACKGROUND`]); refuse
-//!   decompression bombs by their declared size before allocating.
+//!   BMP, TIFF, HEIC/HEIF, AVIF, JPEG XL, DNG) chosen by its content, not its
+//!   name ([`format`]); apply the orientation; convert every colour type to
+//!   8-bit sRGB, compositing transparency onto one fixed grey
+//!   ([`load::ALPHA_BACKGROUND`]); refuse decompression bombs by their
+//!   declared size before allocating. The formats decoded by libheif,
+//!   LibRaw and jxl-oxide run in a child process under a time and memory
+//!   bound ([`isolate`]).
 //! - [`transform`]: the torchvision-style transform (resize the shorter side,
 //!   centre crop, scale to `[0, 1]`, normalise by mean and std).
 //! - [`Embedder`]: the one trait; [`PretrainedEmbedder`] runs a
@@ -27,10 +30,16 @@
 pub mod autoencoder;
 pub mod backbones;
 pub(crate) mod blas;
+pub(crate) mod colour;
 pub mod embedder;
 pub mod error;
+pub mod format;
+pub(crate) mod heif;
+pub mod isolate;
+pub(crate) mod jxl;
 pub mod load;
 pub(crate) mod nn;
+pub(crate) mod raw;
 pub mod resample;
 pub mod synthetic;
 pub mod text;
@@ -42,6 +51,7 @@ pub use autoencoder::{Autoencoder, AutoencoderConfig, AutoencoderEmbedder};
 pub use backbones::{Backbone, Network};
 pub use embedder::{Embedder, EmbedderIdentity, Metric, PretrainedEmbedder};
 pub use error::{EmbedError, Result};
+pub use format::Format;
 pub use load::{decode_rgb, decode_rgb_reduced, load_rgb, load_rgb_reduced, ImageLimits};
 pub use text::{ClipTokenizer, TextEncoder};
 pub use transform::{Interpolation, Transform};

@@ -7,6 +7,7 @@ use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, RgbImage};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{EmbedError, Result};
+use crate::format::{detect, Detected, Format};
 
 /// Limits applied before and during decoding; also the configuration
 /// file's `[limits]` section as it is (missing keys take the defaults,
@@ -24,17 +25,23 @@ pub struct ImageLimits {
     pub max_decoded_bytes: u64,
     /// Largest file read, bytes.
     pub max_file_bytes: u64,
+    /// Longest a decoder run apart in a child process (HEIF, AVIF, JPEG XL,
+    /// DNG: see [`crate::isolate`]) may take on one file, seconds; it is
+    /// stopped after that and the file fails.
+    pub max_decode_seconds: u32,
 }
 
 impl Default for ImageLimits {
-    /// 16,384 px a side, 1 GiB of decoded pixels, 256 MiB files: every real
-    /// photo passes (a 100-MP RGB image is 300 MB); a 50,000 × 50,000 bomb does not.
+    /// 16,384 px a side, 1 GiB of decoded pixels, 256 MiB files, 30 s a
+    /// decode: every real photo passes (a 100-MP RGB image is 300 MB, a
+    /// 100-MP raw develops in a few seconds); a 50,000 × 50,000 bomb does not.
     fn default() -> Self {
         ImageLimits {
             max_width: 16_384,
             max_height: 16_384,
             max_decoded_bytes: 1 << 30,
             max_file_bytes: 256 << 20,
+            max_decode_seconds: 30,
         }
     }
 }
@@ -60,19 +67,13 @@ impl ImageLimits {
         at_least("max_width", u64::from(self.max_width), 1)?;
         at_least("max_height", u64::from(self.max_height), 1)?;
         at_least("max_decoded_bytes", self.max_decoded_bytes, 1)?;
+        at_least("max_decode_seconds", u64::from(self.max_decode_seconds), 1)?;
         at_least("max_file_bytes", self.max_file_bytes, MIN_FILE_BYTES)
     }
 }
 
-/// Formats decoded, recognised by content sniffing.
-pub const SUPPORTED_FORMATS: [ImageFormat; 6] = [
-    ImageFormat::Jpeg,
-    ImageFormat::Png,
-    ImageFormat::WebP,
-    ImageFormat::Gif,
-    ImageFormat::Bmp,
-    ImageFormat::Tiff,
-];
+/// Formats decoded, recognised by content sniffing ([`crate::format::detect`]).
+pub const SUPPORTED_FORMATS: [Format; 10] = Format::ALL;
 
 /// Reads and decodes the image file at `path` (see [`decode_rgb`]).
 pub fn load_rgb(path: &Path, limits: &ImageLimits) -> Result<RgbImage> {
@@ -124,7 +125,7 @@ pub fn decode_rgb_reduced(
     limits: &ImageLimits,
     min_shorter: u32,
 ) -> Result<RgbImage> {
-    if image::guess_format(bytes).ok() != Some(ImageFormat::Jpeg) || min_shorter == 0 {
+    if detect(bytes) != Detected::Image(Format::Jpeg) || min_shorter == 0 {
         return decode_rgb(bytes, name, limits);
     }
     if !jpeg_is_complete(bytes) {
@@ -175,25 +176,45 @@ pub fn jpeg_is_complete(bytes: &[u8]) -> bool {
 
 /// Decodes `bytes` (named `name` in errors) into RGB8: the format is sniffed
 /// from the content, the declared dimensions are checked against `limits`
-/// before any pixel is decoded, the EXIF orientation is applied, and every
-/// colour type (grey, alpha, 16-bit, palette, CMYK JPEG) becomes 8-bit RGB,
-/// transparency composited onto [`ALPHA_BACKGROUND`] (see [`flatten_rgb8`]).
-/// Animated GIFs give their first frame.
+/// before any pixel is decoded, the orientation (EXIF, or HEIF's
+/// `irot`/`imir`) is applied, and every colour type (grey, alpha, 16-bit,
+/// 10- and 12-bit, palette, CMYK JPEG) becomes 8-bit RGB, transparency
+/// composited onto [`ALPHA_BACKGROUND`] (see [`flatten_rgb8`]). Animated
+/// GIFs and JPEG XLs give their first frame, HEIF files their primary image.
+///
+/// HEIF, AVIF, JPEG XL and DNG are decoded in a child process under a time
+/// and memory bound ([`crate::isolate`]), their colour profiles converted to
+/// sRGB; a decoder that crashes or hangs fails this file with
+/// [`EmbedError::DecoderFailed`], nothing else.
 pub fn decode_rgb(bytes: &[u8], name: &Path, limits: &ImageLimits) -> Result<RgbImage> {
     let path = name.to_path_buf();
     if bytes.is_empty() {
         return Err(EmbedError::Empty { path });
     }
-    let format = image::guess_format(bytes).map_err(|_| EmbedError::Unsupported {
-        path: path.clone(),
-        reason: "unrecognised content (magic bytes)".into(),
-    })?;
-    if !SUPPORTED_FORMATS.contains(&format) {
+    let kind = match detect(bytes) {
+        Detected::Image(k) => k,
+        Detected::Unsupported(what) => {
+            return Err(EmbedError::Unsupported {
+                path,
+                reason: format!("{what} is not decoded here"),
+            })
+        }
+        Detected::Unknown => {
+            return Err(EmbedError::Unsupported {
+                path,
+                reason: "unrecognised content (magic bytes)".into(),
+            })
+        }
+    };
+    if let Some(decoder) = apart_decoder(kind) {
+        return crate::isolate::decode_apart(kind, bytes, name, limits, decoder);
+    }
+    let Some(format) = kind.image_format() else {
         return Err(EmbedError::Unsupported {
             path,
-            reason: format!("{format:?} is not decoded here"),
+            reason: format!("{kind} has no decoder"),
         });
-    }
+    };
     if format == ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
         return Err(EmbedError::Decode {
             path,
@@ -249,6 +270,36 @@ pub fn decode_rgb(bytes: &[u8], name: &Path, limits: &ImageLimits) -> Result<Rgb
         DynamicImage::from_decoder(decoder).map_err(|e| classify(&path, e, Some((w, h))))?;
     img.apply_orientation(orientation);
     Ok(flatten_rgb8(img))
+}
+
+/// A decoder run apart ([`crate::isolate`]).
+type Decoder = fn(&[u8], &ImageLimits) -> std::result::Result<RgbImage, crate::isolate::Refusal>;
+
+/// The decoder run apart for `kind`, if it is one of those formats.
+fn apart_decoder(kind: Format) -> Option<Decoder> {
+    match kind {
+        Format::Heif | Format::Avif => Some(crate::heif::decode),
+        Format::JpegXl => Some(crate::jxl::decode),
+        Format::Dng => Some(crate::raw::decode),
+        Format::Jpeg | Format::Png | Format::WebP | Format::Gif | Format::Bmp | Format::Tiff => {
+            None
+        }
+    }
+}
+
+/// Like [`decode_rgb`], but HEIF, AVIF, JPEG XL and DNG are decoded in this
+/// process, without the child process and its bounds: for the fuzz targets,
+/// where a decoder's crash must reach the fuzzer (and its sanitizer)
+/// rather than be contained. Not for untrusted input otherwise.
+#[doc(hidden)]
+pub fn decode_rgb_in_process(bytes: &[u8], name: &Path, limits: &ImageLimits) -> Result<RgbImage> {
+    match detect(bytes) {
+        Detected::Image(kind) => match apart_decoder(kind) {
+            Some(decoder) => decoder(bytes, limits).map_err(|r| r.into_error(name)),
+            None => decode_rgb(bytes, name, limits),
+        },
+        _ => decode_rgb(bytes, name, limits),
+    }
 }
 
 /// The colour transparent pixels are composited onto before an image
@@ -374,7 +425,7 @@ mod tests {
             }
         );
         let all: ImageLimits = serde_json::from_str(
-            r#"{"max_width": 1, "max_height": 2, "max_decoded_bytes": 3, "max_file_bytes": 64}"#,
+            r#"{"max_width": 1, "max_height": 2, "max_decoded_bytes": 3, "max_file_bytes": 64, "max_decode_seconds": 5}"#,
         )
         .unwrap();
         assert_eq!(
@@ -382,9 +433,10 @@ mod tests {
                 all.max_width,
                 all.max_height,
                 all.max_decoded_bytes,
-                all.max_file_bytes
+                all.max_file_bytes,
+                all.max_decode_seconds
             ),
-            (1, 2, 3, 64)
+            (1, 2, 3, 64, 5)
         );
         let json = serde_json::to_value(ImageLimits::default()).unwrap();
         let mut keys: Vec<&str> = json
@@ -397,6 +449,7 @@ mod tests {
         assert_eq!(
             keys,
             [
+                "max_decode_seconds",
                 "max_decoded_bytes",
                 "max_file_bytes",
                 "max_height",
@@ -416,6 +469,7 @@ mod tests {
             max_height: 1,
             max_decoded_bytes: 1,
             max_file_bytes: MIN_FILE_BYTES,
+            max_decode_seconds: 1,
         };
         assert!(ok.validate().is_ok());
         let cases = [
@@ -436,6 +490,13 @@ mod tests {
                     ..ok
                 },
                 "limits.max_decoded_bytes must be at least 1, not 0",
+            ),
+            (
+                ImageLimits {
+                    max_decode_seconds: 0,
+                    ..ok
+                },
+                "limits.max_decode_seconds must be at least 1, not 0",
             ),
             (
                 ImageLimits {

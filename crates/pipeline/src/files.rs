@@ -5,15 +5,17 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
-use image::ImageFormat;
+use imgsim_embed::format::{detect, Detected};
+use imgsim_embed::Format;
 use serde::Serialize;
 
 /// Extensions that announce an image: a file with one of these that is not a
 /// readable image is reported as failed; any other non-image is skipped
-/// silently.
-pub const IMAGE_EXTENSIONS: [&str; 16] = [
+/// silently. (Whether a file is an image, and which format, is decided by
+/// its content alone: see [`sniff`].)
+pub const IMAGE_EXTENSIONS: [&str; 17] = [
     "jpg", "jpeg", "jpe", "jfif", "png", "webp", "gif", "bmp", "tif", "tiff", "heic", "heif",
-    "avif", "jxl", "ico", "pnm",
+    "avif", "jxl", "dng", "ico", "pnm",
 ];
 
 /// Formats imgsim decodes.
@@ -40,28 +42,30 @@ pub struct Failure {
 }
 
 /// What the first bytes of a file say it is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Sniffed {
     /// An image format imgsim decodes.
-    Image(ImageFormat),
-    /// A recognised image format imgsim does not decode (AVIF, ICO...).
-    Unsupported(ImageFormat),
+    Image(Format),
+    /// A recognised image format imgsim does not decode (ICO, PNM...), by name.
+    Unsupported(String),
     /// Not an image: no known signature.
     NotImage,
     /// The file is empty.
     Empty,
 }
 
-/// Classifies content by its leading bytes (at least 32 are needed for
-/// every signature; fewer are fine for short files).
+/// Classifies content by its leading bytes
+/// ([`imgsim_embed::format::SNIFF_BYTES`] tell every format apart, except
+/// a DNG, which needs its first IFD and reads as a TIFF from fewer bytes;
+/// fewer are fine for short files).
 pub fn sniff(header: &[u8]) -> Sniffed {
     if header.is_empty() {
         return Sniffed::Empty;
     }
-    match image::guess_format(header) {
-        Ok(f) if SUPPORTED_FORMATS.contains(&f) => Sniffed::Image(f),
-        Ok(f) => Sniffed::Unsupported(f),
-        Err(_) => Sniffed::NotImage,
+    match detect(header) {
+        Detected::Image(f) => Sniffed::Image(f),
+        Detected::Unsupported(f) => Sniffed::Unsupported(f),
+        Detected::Unknown => Sniffed::NotImage,
     }
 }
 
@@ -280,12 +284,30 @@ mod tests {
         assert_eq!(sniff(b"hello world"), Sniffed::NotImage);
         assert_eq!(
             sniff(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"),
-            Sniffed::Image(ImageFormat::Png)
+            Sniffed::Image(Format::Png)
         );
         assert_eq!(
             sniff(&[0xFF, 0xD8, 0xFF, 0xE0, 0, 0x10]),
-            Sniffed::Image(ImageFormat::Jpeg)
+            Sniffed::Image(Format::Jpeg)
         );
+        assert_eq!(
+            sniff(b"\0\0\0\x1cftypheic\0\0\0\0mif1heicmiaf"),
+            Sniffed::Image(Format::Heif)
+        );
+        assert_eq!(
+            sniff(b"\0\0\0\x1cftypavif\0\0\0\0avifmif1miaf"),
+            Sniffed::Image(Format::Avif)
+        );
+        assert_eq!(
+            sniff(&[0xFF, 0x0A, 0xFA, 0x7F]),
+            Sniffed::Image(Format::JpegXl)
+        );
+        assert_eq!(
+            sniff(&[0, 0, 1, 0, 1, 0, 16, 16]),
+            Sniffed::Unsupported("Ico".into())
+        );
+        assert!(has_image_extension(Path::new("IMG_0001.HEIC")));
+        assert!(has_image_extension(Path::new("raw/r.dng")));
         assert!(has_image_extension(Path::new("a/B.JPG")));
         assert!(!has_image_extension(Path::new("a/b.txt")));
         assert!(!has_image_extension(Path::new("a/jpg")));

@@ -275,7 +275,7 @@ fn prepare(
         return out;
     }
     match sniff(&bytes) {
-        Sniffed::Image(fmt) => out.format = format!("{fmt:?}").to_ascii_lowercase(),
+        Sniffed::Image(fmt) => out.format = fmt.name().to_string(),
         Sniffed::Empty if named_image => {
             out.prepared = Prepared::Failed("empty file (0 bytes)".into());
             return out;
@@ -288,7 +288,8 @@ fn prepare(
         }
         Sniffed::Unsupported(fmt) => {
             out.prepared = Prepared::Failed(format!(
-                "{fmt:?} images are not supported (JPEG, PNG, WebP, GIF, BMP and TIFF are)"
+                "{fmt} images are not supported ({} are)",
+                supported_list()
             ));
             return out;
         }
@@ -308,6 +309,11 @@ fn prepare(
         return out;
     }
     out.size = bytes.len() as u64;
+    // The whole file tells a DNG from a TIFF (its first IFD may lie past
+    // the header read above).
+    if let Sniffed::Image(fmt) = sniff(&bytes) {
+        out.format = fmt.name().to_string();
+    }
     out.hash = blake3::hash(&bytes).to_hex().to_string();
     if out.work.old.as_ref().is_some_and(|o| o.hash == out.hash) {
         out.prepared = Prepared::SameContent;
@@ -329,6 +335,18 @@ fn prepare(
         Err(e) => Prepared::Failed(reason_without_path(&e, &path)),
     };
     out
+}
+
+/// "JPEG, PNG, ... and DNG": the formats decoded, for messages.
+fn supported_list() -> String {
+    let names: Vec<&str> = imgsim_embed::Format::ALL
+        .iter()
+        .map(|f| f.label())
+        .collect();
+    match names.split_last() {
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+        None => String::new(),
+    }
 }
 
 fn item_meta(o: &Outcome, duplicate_of: Option<&str>) -> ItemMeta {

@@ -280,10 +280,10 @@ impl Uploads {
     /// Stores `bytes` as `uploads/<hash>.<ext>` (durably: temporary file,
     /// fsync, rename, folder fsync); bytes already there are kept.
     fn store(&self, bytes: &[u8], hash: &str) -> Result<PathBuf> {
-        let ext = image::guess_format(bytes)
-            .ok()
-            .and_then(|f| f.extensions_str().first().copied())
-            .unwrap_or("img");
+        let ext = match imgsim_embed::format::detect(bytes) {
+            imgsim_embed::format::Detected::Image(f) => f.extension(),
+            _ => "img",
+        };
         let name = format!("{hash}.{ext}");
         let rel = Path::new(UPLOADS_DIR).join(&name);
         let err = |e: io::Error| PipelineError::Io {
