@@ -71,7 +71,6 @@ impl TextTower {
     /// [`CONTEXT`] long. Each sequence is read at its first end-of-text
     /// token (the highest id, as CLIP's `argmax` pooling finds it).
     pub(crate) fn forward(&self, sequences: &[Vec<u32>]) -> Result<Tensor> {
-        let d = TEXT_DIM;
         let b = sequences.len();
         if b == 0 {
             return Ok(Tensor::zeros(
