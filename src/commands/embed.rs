@@ -150,8 +150,13 @@ pub fn run(args: &EmbedArgs, settings: &Settings) -> Result<()> {
         }
     }
     if failed > 0 {
+        let what = match (args.images.is_empty(), args.text.is_empty()) {
+            (false, true) => "images",
+            (true, false) => "texts",
+            _ => "inputs",
+        };
         bail!(
-            "{failed} of {} inputs failed",
+            "{failed} of {} {what} failed",
             args.images.len() + args.text.len()
         );
     }
