@@ -77,6 +77,22 @@ fn serve(data: &Path, cwd: &Path) -> (Server, String) {
     (server, bind)
 }
 
+/// Runs a Playwright script with `args`; it must succeed and print `OK:`.
+fn drive(root: &Path, script: &Path, args: &[&str]) {
+    let o = std::process::Command::new("node")
+        .arg(script)
+        .args(args)
+        .current_dir(root.join("tests/browser"))
+        .output()
+        .expect("node runs");
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("OK:"),
+        "{}",
+        text(&o)
+    );
+}
+
 #[test]
 fn search_page_uploads_an_image_and_clicks_a_result() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -95,19 +111,15 @@ fn search_page_uploads_an_image_and_clicks_a_result() {
 
     let (_server, bind) = serve(&data, cwd);
 
-    let o = std::process::Command::new("node")
-        .arg(&script)
-        .arg(format!("http://{bind}/"))
-        .arg(photos.join("img3.png"))
-        .arg("img3.png")
-        .current_dir(root.join("tests/browser"))
-        .output()
-        .expect("node runs");
-    assert!(o.status.success(), "{}", text(&o));
-    assert!(
-        String::from_utf8_lossy(&o.stdout).contains("OK:"),
-        "{}",
-        text(&o)
+    let image = photos.join("img3.png");
+    drive(
+        root,
+        &script,
+        &[
+            &format!("http://{bind}/"),
+            image.to_str().unwrap(),
+            "img3.png",
+        ],
     );
 }
 
@@ -159,18 +171,9 @@ fn search_page_searches_by_words_and_filters_by_label() {
         assert!(o.status.success(), "{}", text(&o));
     }
     let (_server, bind) = serve(&data, cwd);
-    let o = std::process::Command::new("node")
-        .arg(root.join("tests/browser/text_search.mjs"))
-        .arg(format!("http://{bind}/"))
-        .arg("clip")
-        .arg("default")
-        .current_dir(root.join("tests/browser"))
-        .output()
-        .expect("node runs");
-    assert!(o.status.success(), "{}", text(&o));
-    assert!(
-        String::from_utf8_lossy(&o.stdout).contains("OK:"),
-        "{}",
-        text(&o)
+    drive(
+        root,
+        &root.join("tests/browser/text_search.mjs"),
+        &[&format!("http://{bind}/"), "clip", "default"],
     );
 }

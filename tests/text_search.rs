@@ -49,6 +49,16 @@ fn clip_collection(cwd: &Path, n: u32) -> String {
     d
 }
 
+/// The data folder's `default` collection, opened in this process.
+fn open_default(data: &str) -> Collection {
+    Collection::open(
+        &Path::new(data).join("default"),
+        OpenOptions::default(),
+        &|_, _, _| {},
+    )
+    .unwrap()
+}
+
 #[test]
 fn text_queries_are_exact_search_for_the_printed_text_vector_and_labels_filter() {
     let dir = tempfile::tempdir().unwrap();
@@ -97,12 +107,7 @@ fn text_queries_are_exact_search_for_the_printed_text_vector_and_labels_filter()
 
     // Exact search over the stored vectors for the printed vector.
     {
-        let c = Collection::open(
-            &Path::new(&d).join("default"),
-            OpenOptions::default(),
-            &|_, _, _| {},
-        )
-        .unwrap();
+        let c = open_default(&d);
         assert!(
             c.stats().segments >= 2,
             "graphs were sealed: {:?}",
@@ -189,12 +194,7 @@ fn text_queries_are_exact_search_for_the_printed_text_vector_and_labels_filter()
         .cloned()
         .unwrap_or_else(|| panic!("no label with 10..120 images: {per_label:?}"));
     let labelled: std::collections::HashSet<u64> = {
-        let c = Collection::open(
-            &Path::new(&d).join("default"),
-            OpenOptions::default(),
-            &|_, _, _| {},
-        )
-        .unwrap();
+        let c = open_default(&d);
         let set = c.ids_with_label(&label).unwrap();
         assert_eq!(set.len() as u64, count);
         for (id, meta) in c.items().unwrap() {

@@ -1,7 +1,7 @@
 //! `imgsim bench`: recall versus queries per second (ann-benchmarks'
 //! method) with the peers side by side, and each backbone's throughput.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -284,12 +284,7 @@ fn embed(args: &BenchEmbedArgs) -> Result<()> {
     }
     if let Some(p) = &args.json {
         let doc = serde_json::json!({ "threads": threads, "weights": source.describe(), "results": rows });
-        imgsim_common::Storage::write(
-            &imgsim_common::LocalFs,
-            p,
-            serde_json::to_string_pretty(&doc)?.as_bytes(),
-        )
-        .with_context(|| format!("writing {}", p.display()))?;
+        write_json(p, &doc)?;
     }
     Ok(())
 }
@@ -425,12 +420,17 @@ fn text(args: &BenchTextArgs) -> Result<()> {
     }
     if let Some(p) = &args.json {
         let doc = serde_json::json!({ "threads": threads, "weights": source.describe(), "results": rows });
-        imgsim_common::Storage::write(
-            &imgsim_common::LocalFs,
-            p,
-            serde_json::to_string_pretty(&doc)?.as_bytes(),
-        )
-        .with_context(|| format!("writing {}", p.display()))?;
+        write_json(p, &doc)?;
     }
     Ok(())
+}
+
+/// Writes a benchmark's JSON report (whole or not at all).
+fn write_json(p: &Path, doc: &serde_json::Value) -> Result<()> {
+    imgsim_common::Storage::write(
+        &imgsim_common::LocalFs,
+        p,
+        serde_json::to_string_pretty(doc)?.as_bytes(),
+    )
+    .with_context(|| format!("writing {}", p.display()))
 }

@@ -104,43 +104,37 @@ pub async fn embed(
         .clone()
         .unwrap_or_else(|| state.default_collection.clone());
     let served = state.get(&name)?;
-    if is_json(&req) {
-        let limit = imgsim_embed::text::MAX_TEXT_BYTES + 1024;
-        let body = read_body(&state, read_json::<TextInput>(payload, limit)).await?;
-        let st = state.clone();
-        let out = offload(&state, move || {
-            let t = Instant::now();
-            let (vector, identity) = served.with_embedder(&st.options.limits, |e| {
-                imgsim_pipeline::search::embed_text(e, &body.text).map(|v| {
-                    (
-                        v,
-                        serde_json::to_value(e.embedder.identity()).unwrap_or_default(),
-                    )
-                })
-            })??;
-            Ok(Embedding {
-                dim: vector.len(),
-                embedding: vector,
-                embedder: identity,
-                took_ms: t.elapsed().as_secs_f64() * 1e3,
-            })
-        })
-        .await?;
-        return Ok(HttpResponse::Ok().json(out));
+    /// What to embed.
+    enum Input {
+        Text(String),
+        Image(Vec<u8>, String),
     }
-    let (bytes, name) = read_image(&state, &req, payload).await?;
+    let input = if is_json(&req) {
+        let limit = imgsim_embed::text::MAX_TEXT_BYTES + 1024;
+        Input::Text(
+            read_body(&state, read_json::<TextInput>(payload, limit))
+                .await?
+                .text,
+        )
+    } else {
+        let (bytes, name) = read_image(&state, &req, payload).await?;
+        Input::Image(bytes, name)
+    };
     let st = state.clone();
     let out = offload(&state, move || {
         let t = Instant::now();
         let (vector, identity) = served.with_embedder(&st.options.limits, |e| {
-            imgsim_pipeline::search::embed_bytes(
-                e.embedder,
-                e.record,
-                &bytes,
-                std::path::Path::new(&name),
-                e.limits,
-            )
-            .map(|v| {
+            let v = match &input {
+                Input::Text(text) => imgsim_pipeline::search::embed_text(e, text),
+                Input::Image(bytes, name) => imgsim_pipeline::search::embed_bytes(
+                    e.embedder,
+                    e.record,
+                    bytes,
+                    std::path::Path::new(name),
+                    e.limits,
+                ),
+            };
+            v.map(|v| {
                 (
                     v,
                     serde_json::to_value(e.embedder.identity()).unwrap_or_default(),
