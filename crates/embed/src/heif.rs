@@ -192,11 +192,12 @@ pub(crate) fn decode(bytes: &[u8], limits: &ImageLimits) -> Result<RgbImage, Ref
             (true, true) => CHROMA_RRGGBBAA_LE,
         };
         let mut im = std::ptr::null_mut();
-        check(
-            heif_decode_image(handle.0, &mut im, COLORSPACE_RGB, chroma, std::ptr::null()),
-            "decoding",
-        )?;
-        let img = Img(im);
+        let decoded =
+            heif_decode_image(handle.0, &mut im, COLORSPACE_RGB, chroma, std::ptr::null());
+        // Owned even when decoding failed part-way, so that it is released.
+        let img = (!im.is_null()).then_some(Img(im));
+        check(decoded, "decoding")?;
+        let img = img.ok_or_else(|| Refusal::Decode("libheif: decoding gave no image".into()))?;
         let iw = heif_image_get_width(img.0, CHANNEL_INTERLEAVED);
         let ih = heif_image_get_height(img.0, CHANNEL_INTERLEAVED);
         let range = heif_image_get_bits_per_pixel_range(img.0, CHANNEL_INTERLEAVED);
