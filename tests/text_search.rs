@@ -257,6 +257,23 @@ fn text_queries_are_exact_search_for_the_printed_text_vector_and_labels_filter()
         cwd,
     ));
     assert!(ids(&a["results"]).iter().all(|id| labelled.contains(id)));
+    // `info` says the collection takes words and lists its labels.
+    let info = json(&imgsim(&["--data-dir", &d, "info", "--json"], cwd));
+    assert_eq!(info["text_search"], true, "{info}");
+    let listed: u64 = info["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[1].as_u64().unwrap())
+        .sum();
+    assert_eq!(listed, 240, "{info}");
+    let o = imgsim(&["--data-dir", &d, "info"], cwd);
+    assert!(text(&o).contains("searchable by text"), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!("{label} ({count})")),
+        "{}",
+        text(&o)
+    );
     // An unknown label: nothing, said so.
     let o = imgsim(
         &[

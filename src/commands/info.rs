@@ -24,6 +24,8 @@ pub fn run(args: &InfoArgs, settings: &Settings) -> Result<()> {
     let stats = collection.stats();
     let record = EmbedderRecord::read(&collection)?;
     let manifest = collection.manifest();
+    let text = record.as_ref().is_some_and(|r| r.has_text());
+    let labels = collection.label_counts()?;
     if args.json {
         let v = serde_json::json!({
             "name": args.collection.name(settings),
@@ -41,6 +43,8 @@ pub fn run(args: &InfoArgs, settings: &Settings) -> Result<()> {
             "memory_bytes": stats.memory_bytes,
             "format_version": stats.format_version,
             "created_unix_ms": manifest.created_unix_ms,
+            "text_search": text,
+            "labels": labels,
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
@@ -71,6 +75,28 @@ pub fn run(args: &InfoArgs, settings: &Settings) -> Result<()> {
             );
         }
         None => println!("embedder    none recorded (not an image collection)"),
+    }
+    if record.is_some() {
+        println!(
+            "words       {}",
+            if text {
+                "searchable by text (query --text; CLIP's text tower)"
+            } else {
+                "not searchable by text (the embedder has no text tower; clip-b32 has one)"
+            }
+        );
+    }
+    if !labels.is_empty() {
+        let shown: Vec<String> = labels
+            .iter()
+            .take(8)
+            .map(|(l, n)| format!("{l} ({n})"))
+            .collect();
+        println!(
+            "labels      {}{} (imgsim tag; query --label)",
+            shown.join(", "),
+            if labels.len() > 8 { ", ..." } else { "" }
+        );
     }
     println!(
         "index       HNSW m={} ef_construction={} ef_search={}; {} graph segments ({} vectors), {} recent vectors searched exactly",
