@@ -6,7 +6,7 @@
 //! into its metadata, where searches filter by them (see
 //! `imgsim_index::Label`).
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::time::Instant;
 
 use imgsim_embed::Embedder;
@@ -167,7 +167,7 @@ pub fn tag(
     }
     let items = collection.items()?;
     let total = items.len();
-    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut counts: HashMap<String, usize> = HashMap::new();
     let mut done = 0;
     progress(0, total);
     for chunk in items.chunks(CHUNK) {
@@ -185,15 +185,7 @@ pub fn tag(
                 .collect();
             let chosen = choose(&options.labels, &cosines, options.top, options.min_score);
             for l in &chosen {
-                *counts
-                    .entry(
-                        options
-                            .labels
-                            .iter()
-                            .find(|x| **x == l.label)
-                            .expect("a given label"),
-                    )
-                    .or_default() += 1;
+                *counts.entry(l.label.clone()).or_default() += 1;
             }
             let mut meta = meta.clone();
             meta.set_labels(&chosen);

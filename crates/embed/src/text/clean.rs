@@ -142,62 +142,19 @@ fn fix_segment(segment: &str, unescape: bool) -> String {
     text
 }
 
-/// ftfy's `unescape_html`: `&#?[0-9A-Za-z]{1,24};` matches; known entities
-/// (ending in `;`, plus upper-cased variants) are decoded, numeric ones as
-/// `html.unescape` does them when it consumes the `;`.
-fn ftfy_unescape_html(text: &str) -> String {
+/// Replaces the references in `text`: at each `&`, `matcher` gets the text
+/// after it and gives the bytes it consumed there and their replacement, or
+/// None to keep the `&` as it is.
+fn replace_refs(text: &str, matcher: impl Fn(&str) -> Option<(usize, String)>) -> String {
     if !text.contains('&') {
         return text.to_string();
     }
-    let t = tables();
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find('&') {
-        out.push_str(&rest[..i]);
-        let tail = &rest[i..];
-        let body = tail[1..].strip_prefix('#').unwrap_or(&tail[1..]);
-        let hash = body.len() < tail.len() - 1;
-        let n = body
-            .bytes()
-            .take(24)
-            .take_while(|b| b.is_ascii_alphanumeric())
-            .count();
-        if n >= 1 && body.as_bytes().get(n) == Some(&b';') {
-            let m = &tail[..1 + usize::from(hash) + n + 1];
-            let replaced = if let Some(v) = t.ftfy_entities.get(m) {
-                Some(v.clone())
-            } else if hash {
-                let u = html_unescape(m);
-                (!u.contains(';')).then_some(u)
-            } else {
-                None
-            };
-            match replaced {
-                Some(v) => out.push_str(&v),
-                None => out.push_str(m),
-            }
-            rest = &tail[m.len()..];
-        } else {
-            out.push('&');
-            rest = &tail[1..];
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
-/// Python's `html.unescape`.
-pub(crate) fn html_unescape(text: &str) -> String {
-    if !text.contains('&') {
-        return text.to_string();
-    }
-    let t = tables();
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(i) = rest.find('&') {
         out.push_str(&rest[..i]);
         let tail = &rest[i + 1..];
-        match charref(tail, t) {
+        match matcher(tail) {
             Some((consumed, replacement)) => {
                 out.push_str(&replacement);
                 rest = &tail[consumed..];
@@ -210,6 +167,46 @@ pub(crate) fn html_unescape(text: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// ftfy's `unescape_html`: `&#?[0-9A-Za-z]{1,24};` matches; known entities
+/// (ending in `;`, plus upper-cased variants) are decoded, numeric ones as
+/// `html.unescape` does them when it consumes the `;`; other matches stay.
+fn ftfy_unescape_html(text: &str) -> String {
+    let t = tables();
+    replace_refs(text, |after| {
+        let body = after.strip_prefix('#').unwrap_or(after);
+        let hash = body.len() < after.len();
+        let n = body
+            .bytes()
+            .take(24)
+            .take_while(|b| b.is_ascii_alphanumeric())
+            .count();
+        if n == 0 || body.as_bytes().get(n) != Some(&b';') {
+            return None;
+        }
+        let len = usize::from(hash) + n + 1;
+        let m = format!("&{}", &after[..len]);
+        let replaced = if let Some(v) = t.ftfy_entities.get(m.as_str()) {
+            v.clone()
+        } else if hash {
+            let u = html_unescape(&m);
+            if u.contains(';') {
+                m
+            } else {
+                u
+            }
+        } else {
+            m
+        };
+        Some((len, replaced))
+    })
+}
+
+/// Python's `html.unescape`.
+pub(crate) fn html_unescape(text: &str) -> String {
+    let t = tables();
+    replace_refs(text, |after| charref(after, t))
 }
 
 /// One reference after `&` (CPython's `_charref` pattern and

@@ -1,7 +1,8 @@
 //! Labels on items (zero-shot tags, or a caller's own): kept in each item's
 //! metadata under [`LABELS_ATTR`], and found through an in-memory index of
 //! label → ids, built by one scan on first use and dropped by every write
-//! that may change metadata. Searches filter by label inside the graph walk
+//! that may change metadata (once the write has landed; a scan that raced
+//! a write is not kept, see [`LabelCache`]). Searches filter by label inside the graph walk
 //! (an [`IdFilter`](crate::IdFilter)), not by trimming k results.
 
 use std::collections::{HashMap, HashSet};
@@ -52,16 +53,27 @@ impl ItemMeta {
 /// Live ids by label.
 pub(crate) type LabelIndex = HashMap<String, Arc<HashSet<u64>>>;
 
+/// The cached index and the number of metadata writes so far: a scan keeps
+/// its result only if no write landed while it ran.
+#[derive(Default)]
+pub(crate) struct LabelCache {
+    writes: u64,
+    index: Option<Arc<LabelIndex>>,
+}
+
 impl Collection {
+    fn label_cache(&self) -> std::sync::MutexGuard<'_, LabelCache> {
+        self.labels.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn label_index(&self) -> Result<Arc<LabelIndex>> {
-        if let Some(ix) = self
-            .labels
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-        {
-            return Ok(ix.clone());
-        }
+        let writes = {
+            let cache = self.label_cache();
+            if let Some(ix) = &cache.index {
+                return Ok(ix.clone());
+            }
+            cache.writes
+        };
         let mut by_label: HashMap<String, HashSet<u64>> = HashMap::new();
         for (id, meta) in self.items()? {
             for l in meta.labels() {
@@ -74,7 +86,10 @@ impl Collection {
                 .map(|(k, v)| (k, Arc::new(v)))
                 .collect(),
         );
-        *self.labels.lock().unwrap_or_else(|p| p.into_inner()) = Some(ix.clone());
+        let mut cache = self.label_cache();
+        if cache.writes == writes {
+            cache.index = Some(ix.clone());
+        }
         Ok(ix)
     }
 
@@ -88,23 +103,24 @@ impl Collection {
     /// frequent first.
     pub fn label_counts(&self) -> Result<Vec<(String, usize)>> {
         let ix = self.label_index()?;
+        // One read of the state for every id, not a lock per id.
+        let st = self.read_state();
+        let live = |id: &u64| st.locations.contains_key(id) && !st.tombstones.contains(id);
         let mut v: Vec<(String, usize)> = ix
             .iter()
-            .map(|(k, ids)| {
-                (
-                    k.clone(),
-                    ids.iter().filter(|&&id| self.contains(id)).count(),
-                )
-            })
+            .map(|(k, ids)| (k.clone(), ids.iter().filter(|id| live(id)).count()))
             .filter(|(_, n)| *n > 0)
             .collect();
         v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         Ok(v)
     }
 
-    /// Forgets the label index (after a write that may change metadata).
+    /// Forgets the label index; called once a write that may change
+    /// metadata has landed.
     pub(crate) fn forget_labels(&self) {
-        *self.labels.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        let mut cache = self.label_cache();
+        cache.writes += 1;
+        cache.index = None;
     }
 }
 

@@ -146,7 +146,7 @@ pub struct Collection {
     /// Set when a commit was applied but its flush failed.
     poisoned: AtomicBool,
     /// Ids by label, built on first use (see `labels`).
-    labels: Mutex<Option<Arc<labels::LabelIndex>>>,
+    labels: Mutex<labels::LabelCache>,
 }
 
 impl std::fmt::Debug for Collection {

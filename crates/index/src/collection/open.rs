@@ -127,7 +127,7 @@ impl Collection {
             }),
             writer: Mutex::new(()),
             poisoned: AtomicBool::new(false),
-            labels: Mutex::new(None),
+            labels: Mutex::default(),
         })
     }
 
@@ -217,7 +217,7 @@ impl Collection {
             }),
             writer: Mutex::new(()),
             poisoned: AtomicBool::new(false),
-            labels: Mutex::new(None),
+            labels: Mutex::default(),
         })
     }
 

@@ -82,7 +82,6 @@ impl Collection {
             return Ok(Vec::new());
         }
         // Step 1: metadata under uncommitted ids.
-        self.forget_labels();
         let t0 = std::time::Instant::now();
         let mut batch = sled::Batch::default();
         for i in 0..rows {
@@ -101,7 +100,10 @@ impl Collection {
         })?;
         let t2 = std::time::Instant::now();
         manifest.next_id += rows as u64;
-        self.commit_segment(idx, manifest, false, &[])?;
+        let committed = self.commit_segment(idx, manifest, false, &[]);
+        // The new items' metadata is visible from here.
+        self.forget_labels();
+        committed?;
         tracing::info!(
             rows,
             metadata_s = (t1 - t0).as_secs_f64(),
@@ -399,8 +401,10 @@ impl Collection {
 
     /// Applies a small commit (step 2 alone) and makes it durable.
     fn commit_batch(&self, batch: sled::Batch) -> Result<()> {
+        let applied = self.db.apply_batch(batch);
+        // After the write, applied or not: a scan that raced it is dropped.
         self.forget_labels();
-        self.db.apply_batch(batch)?;
+        applied?;
         self.flush_or_poison()
     }
 
