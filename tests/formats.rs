@@ -363,21 +363,11 @@ fn a_decoder_that_crashes_or_hangs_fails_its_file_and_the_index_goes_on() {
         ("hog", "49.dng", "over its memory bound"),
     ] {
         let started = std::time::Instant::now();
-        let o = common::command(
-            &[
-                "--data-dir",
-                data.to_str().unwrap(),
-                "index",
-                photos.to_str().unwrap(),
-                "--backbone",
-                "mobilenetv4-small",
-                "--weights",
-                "synthetic:1",
-                "--json",
-                "--errors",
-                errors.to_str().unwrap(),
-            ],
+        let o = common::index_command(
             cwd,
+            &data,
+            &photos,
+            &["--json", "--errors", errors.to_str().unwrap()],
         )
         .env(imgsim_embed::isolate::FAULT_ENV, format!("{fault}:/{file}"))
         .env("IMGSIM_LIMITS_MAX_DECODE_SECONDS", "2")

@@ -303,6 +303,13 @@ impl Rng {
 /// weights (a collection that records an image embedder, made in seconds),
 /// with `extra` arguments.
 pub fn index_photos(cwd: &Path, data: &Path, photos: &Path, extra: &[&str]) -> Output {
+    index_command(cwd, data, photos, extra)
+        .output()
+        .expect("imgsim runs")
+}
+
+/// The command [`index_photos`] runs, to add environment first.
+pub fn index_command(cwd: &Path, data: &Path, photos: &Path, extra: &[&str]) -> Command {
     let mut args = vec![
         "--data-dir",
         data.to_str().unwrap(),
@@ -314,7 +321,7 @@ pub fn index_photos(cwd: &Path, data: &Path, photos: &Path, extra: &[&str]) -> O
         "synthetic:1",
     ];
     args.extend_from_slice(extra);
-    imgsim(&args, cwd)
+    command(&args, cwd)
 }
 
 /// Indexes 4 pictures (seeds `seed..seed + 4`, 64 × 64, written under
