@@ -60,6 +60,10 @@ pub struct Served {
     /// bytes are already stored answers with the existing id) and
     /// thumbnails.
     pub uploads: Uploads,
+    /// Held by whoever indexes files into this collection (an `index`
+    /// request, the folder watcher): runs are serialised so that two never
+    /// plan against the same catalog and add one file twice.
+    pub indexing: Mutex<()>,
 }
 
 impl Served {
@@ -79,7 +83,34 @@ impl Served {
             ef: AtomicUsize::new(ef),
             searches: AtomicU64::new(0),
             uploads,
+            indexing: Mutex::new(()),
         })
+    }
+
+    /// Indexes `walk`'s files into this collection with its embedder, as
+    /// `imgsim index` does offline (incremental; `roots` are the folders
+    /// walked, for pruning). Runs one at a time per collection (see
+    /// [`Served::indexing`]); blocks: call it from a background thread or
+    /// the worker pool, never the async executor.
+    pub fn index_files(
+        &self,
+        walk: imgsim_pipeline::Walk,
+        roots: &[PathBuf],
+        options: &imgsim_pipeline::IndexOptions,
+        cancel: &std::sync::atomic::AtomicBool,
+        progress: &(dyn Fn(&imgsim_pipeline::IndexProgress) + Sync),
+    ) -> Result<imgsim_pipeline::Summary, ApiError> {
+        let (embedder, _) = self.embedder()?;
+        let _one_at_a_time = self.indexing.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(imgsim_pipeline::index_files(
+            &self.collection,
+            embedder.as_ref(),
+            walk,
+            roots,
+            options,
+            cancel,
+            progress,
+        )?)
     }
 
     /// The embedder, loaded on first use (and verified against the record).
