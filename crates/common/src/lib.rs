@@ -10,10 +10,13 @@
 //!   [`FaultyFs`] fails a chosen operation, so that commit protocols and
 //!   their recovery paths are tested without root, full disks or kills.
 //!
+//! - [`priority`]: background threads and pools at a lower CPU priority.
+//!
 //! This crate depends on nothing of imgsim's and on no ML, async or web crate.
 #![deny(missing_docs)]
 
 pub mod kind;
+pub mod priority;
 pub mod storage;
 
 pub use kind::ErrorKind;

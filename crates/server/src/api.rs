@@ -377,6 +377,11 @@ pub struct Stats {
     pub tombstones: usize,
     /// Bytes on disk.
     pub disk_bytes: u64,
+    /// Vectors not yet in a graph (searched exactly until the next seal).
+    pub appendable: usize,
+    /// The background maintenance (seals and compactions).
+    #[schema(value_type = Object)]
+    pub maintenance: imgsim_index::MaintenanceReport,
 }
 
 /// Which collection's embedder `/embed` uses.

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use imgsim_embed::{Embedder, ImageLimits};
-use imgsim_index::{recall_at_k_by_distance, Collection, Neighbor, OpenOptions};
+use imgsim_index::{recall_at_k_by_distance, Collection, Maintainer, Neighbor, OpenOptions};
 use imgsim_pipeline::search::{Answer, QueryEmbedder, SearchOptions, RECALL_EPSILON};
 use imgsim_pipeline::uploads::Uploads;
 use imgsim_pipeline::EmbedderRecord;
@@ -45,8 +45,11 @@ pub struct Served {
     pub name: String,
     /// Its folder.
     pub dir: PathBuf,
-    /// The collection.
-    pub collection: Collection,
+    /// The collection, opened with deferred maintenance: its seals and
+    /// compactions run on `maintainer`'s thread, off the write path.
+    pub collection: Arc<Collection>,
+    /// The collection's maintenance thread.
+    pub maintainer: Maintainer,
     /// Its embedder record, when it holds images.
     pub record: Option<EmbedderRecord>,
     embedder: OnceLock<Result<Arc<dyn Embedder>, String>>,
@@ -69,7 +72,16 @@ pub struct Served {
 impl Served {
     /// Opens collection folder `dir` as `name`.
     pub fn open(name: &str, dir: &Path, storage: &OpenOptions) -> Result<Served, ApiError> {
-        let collection = imgsim_pipeline::open(dir, storage)?;
+        let options = OpenOptions {
+            deferred_maintenance: true,
+            ..storage.clone()
+        };
+        let collection = Arc::new(imgsim_pipeline::open(dir, &options)?);
+        let maintainer = Maintainer::start(collection.clone(), 0).map_err(|e| {
+            ApiError::internal(format!(
+                "cannot start the maintenance thread of `{name}`: {e}"
+            ))
+        })?;
         let record = EmbedderRecord::read(&collection)?;
         let ef = collection.spec().params.ef_search;
         let uploads = Uploads::open(&collection, imgsim_common::local())?;
@@ -77,6 +89,7 @@ impl Served {
             name: name.to_string(),
             dir: dir.to_path_buf(),
             collection,
+            maintainer,
             record,
             embedder: OnceLock::new(),
             recall: Mutex::new(RecallWindow::default()),
@@ -101,16 +114,22 @@ impl Served {
         progress: &(dyn Fn(&imgsim_pipeline::IndexProgress) + Sync),
     ) -> Result<imgsim_pipeline::Summary, ApiError> {
         let (embedder, _) = self.embedder()?;
+        // Taken here, outside the pool: a pool thread waiting inside the
+        // model may run another queued run, which must never wait for a
+        // lock the frame beneath it holds.
         let _one_at_a_time = self.indexing.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(imgsim_pipeline::index_files(
-            &self.collection,
-            embedder.as_ref(),
-            walk,
-            roots,
-            options,
-            cancel,
-            progress,
-        )?)
+        let pool = indexing_pool()?;
+        Ok(pool.install(|| {
+            imgsim_pipeline::index_files(
+                &self.collection,
+                embedder.as_ref(),
+                walk,
+                roots,
+                options,
+                cancel,
+                progress,
+            )
+        })?)
     }
 
     /// The embedder, loaded on first use (and verified against the record).
@@ -156,6 +175,20 @@ impl Served {
         let w = self.recall.lock().unwrap_or_else(|p| p.into_inner());
         (w.mean(), w.total)
     }
+}
+
+/// The threads that index files inside the server (requests to index a
+/// folder, the watcher), at a lower CPU priority than the request workers
+/// so that searches preempt them: the model's parallel parts run here, and
+/// the decoding and writing threads an indexing run starts inherit the
+/// priority.
+fn indexing_pool() -> Result<&'static rayon::ThreadPool, ApiError> {
+    static POOL: OnceLock<Result<rayon::ThreadPool, String>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        imgsim_common::priority::background_pool("imgsim-index", 0).map_err(|e| e.to_string())
+    })
+    .as_ref()
+    .map_err(|e| ApiError::internal(format!("cannot start the indexing threads: {e}")))
 }
 
 /// A sampled query, to be re-run exactly in the background.

@@ -72,12 +72,14 @@
 //! | `types.rs`  | the public types: spec, options, manifest, stats...     |
 //! | `keys.rs`   | sled key encoding                                       |
 //! | `open.rs`   | create, open, and recovery from an interrupted write    |
-//! | `write.rs`  | insert, delete, seal, compact, merge; the commit steps  |
+//! | `write.rs`  | insert, delete, metadata updates; the commit steps      |
+//! | `maintain.rs` | seal, compact, merge, built off the write path        |
 //! | `search.rs` | approximate and exact search, live filters              |
 //! | `verify.rs` | the consistency check                                   |
 
 mod keys;
 mod labels;
+mod maintain;
 mod open;
 mod search;
 mod types;
@@ -87,7 +89,8 @@ mod write;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard};
+use std::time::Duration;
 
 use imgsim_common::Storage;
 
@@ -147,6 +150,11 @@ pub struct Collection {
     poisoned: AtomicBool,
     /// Ids by label, built on first use (see `labels`).
     labels: Mutex<labels::LabelCache>,
+    /// Held by the one maintenance (seal, compaction) or bulk insert that
+    /// may run at a time; taken before `writer` (see `maintain`).
+    maintenance: Mutex<()>,
+    /// Set when a write made maintenance due, for a waiting maintainer.
+    maintenance_wanted: (Mutex<bool>, Condvar),
 }
 
 impl std::fmt::Debug for Collection {
@@ -309,6 +317,29 @@ impl Collection {
                 + st.fresh.heap_bytes(),
             format_version: st.manifest.format_version,
         }
+    }
+
+    /// Wakes a thread waiting in [`Collection::wait_for_maintenance`].
+    pub fn wake_maintainer(&self) {
+        let (flag, cv) = &self.maintenance_wanted;
+        *flag.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        cv.notify_all();
+    }
+
+    /// Waits until a write makes maintenance due, [`wake_maintainer`] is
+    /// called, or `timeout` passes; returns whether maintenance is due
+    /// (what a maintainer thread loops on, see [`crate::Maintainer`]).
+    ///
+    /// [`wake_maintainer`]: Collection::wake_maintainer
+    pub fn wait_for_maintenance(&self, timeout: Duration) -> bool {
+        let (flag, cv) = &self.maintenance_wanted;
+        let guard = flag.lock().unwrap_or_else(|p| p.into_inner());
+        let (mut guard, _) = cv
+            .wait_timeout_while(guard, timeout, |woken| !*woken)
+            .unwrap_or_else(|p| p.into_inner());
+        *guard = false;
+        drop(guard);
+        self.maintenance_due()
     }
 
     /// Flushes sled's buffers (every acknowledged write is already durable;

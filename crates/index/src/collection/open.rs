@@ -128,6 +128,8 @@ impl Collection {
             writer: Mutex::new(()),
             poisoned: AtomicBool::new(false),
             labels: Mutex::default(),
+            maintenance: Mutex::new(()),
+            maintenance_wanted: Default::default(),
         })
     }
 
@@ -218,6 +220,8 @@ impl Collection {
             writer: Mutex::new(()),
             poisoned: AtomicBool::new(false),
             labels: Mutex::default(),
+            maintenance: Mutex::new(()),
+            maintenance_wanted: Default::default(),
         })
     }
 

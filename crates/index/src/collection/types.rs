@@ -42,6 +42,12 @@ pub struct OpenOptions {
     /// More sealed segments than this triggers a merge into one. At least 1;
     /// default 8.
     pub max_segments: usize,
+    /// Leave sealing and compaction to a [`Maintainer`](crate::Maintainer)
+    /// thread instead of running them in the writing call once due (what a
+    /// long-lived owner such as the server wants: a write returns as soon
+    /// as it is durable). Set by the program, not by configuration.
+    #[serde(skip)]
+    pub deferred_maintenance: bool,
 }
 
 impl Default for OpenOptions {
@@ -51,6 +57,7 @@ impl Default for OpenOptions {
             seal_threshold: 4096,
             compact_tombstone_share: 0.2,
             max_segments: 8,
+            deferred_maintenance: false,
         }
     }
 }
@@ -299,6 +306,7 @@ mod tests {
                 cache_bytes: 1,
                 seal_threshold: 1,
                 max_segments: 1,
+                deferred_maintenance: false,
             };
             o.validate().unwrap();
         }

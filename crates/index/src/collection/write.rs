@@ -2,7 +2,6 @@
 //! merges, and the commit steps they share (see the commit protocol in the
 //! module docs).
 
-use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 
 use crate::distance::Metric;
@@ -20,6 +19,12 @@ impl Collection {
     /// Adds items; returns their new ids. All-or-nothing: a bad vector
     /// anywhere refuses the whole call and writes nothing. Durable on return.
     pub fn insert(&self, items: Vec<NewItem>) -> Result<Vec<u64>> {
+        let ids = self.insert_locked(items)?;
+        self.after_write();
+        Ok(ids)
+    }
+
+    fn insert_locked(&self, items: Vec<NewItem>) -> Result<Vec<u64>> {
         let _w = self.lock_writer();
         self.check_writable()?;
         let spec = self.spec();
@@ -53,11 +58,7 @@ impl Collection {
                 st.locations.insert(id, Loc::Fresh { row });
             }
         }
-        let ids: Vec<u64> = (first..first + vectors.len() as u64).collect();
-        if self.read_state().fresh.len() >= self.options.seal_threshold {
-            self.maintain_after_commit(self.seal_locked(&|_, _, _| {}));
-        }
-        Ok(ids)
+        Ok((first..first + vectors.len() as u64).collect())
     }
 
     /// Adds many vectors at once (row-major `data`), building their graph
@@ -70,6 +71,19 @@ impl Collection {
         meta: &(dyn Fn(usize) -> ItemMeta + Sync),
         progress: Progress,
     ) -> Result<Vec<u64>> {
+        let ids = self.bulk_insert_locked(data, meta, progress)?;
+        self.after_write();
+        Ok(ids)
+    }
+
+    fn bulk_insert_locked(
+        &self,
+        data: Vec<f32>,
+        meta: &(dyn Fn(usize) -> ItemMeta + Sync),
+        progress: Progress,
+    ) -> Result<Vec<u64>> {
+        // Segment numbers are taken under the maintenance lock.
+        let _m = self.lock_maintenance();
         let _w = self.lock_writer();
         self.check_writable()?;
         let spec = self.spec();
@@ -100,7 +114,7 @@ impl Collection {
         })?;
         let t2 = std::time::Instant::now();
         manifest.next_id += rows as u64;
-        let committed = self.commit_segment(idx, manifest, false, &[]);
+        let committed = self.commit_segment(idx, manifest);
         // The new items' metadata is visible from here.
         self.forget_labels();
         committed?;
@@ -111,66 +125,21 @@ impl Collection {
             segment_and_commit_s = t2.elapsed().as_secs_f64(),
             "bulk insert committed"
         );
-        self.maintain_after_commit(self.maintain_locked(progress));
         Ok(ids)
-    }
-
-    /// Builds a graph over the appendable vectors and turns them into a
-    /// sealed segment. A no-op when there are none.
-    pub fn seal(&self, progress: Progress) -> Result<()> {
-        let _w = self.lock_writer();
-        self.check_writable()?;
-        self.seal_locked(progress)
-    }
-
-    fn seal_locked(&self, progress: Progress) -> Result<()> {
-        let (spec, fresh, manifest) = {
-            let st = self.read_state();
-            (
-                st.manifest.spec.clone(),
-                st.fresh.clone(),
-                st.manifest.clone(),
-            )
-        };
-        if fresh.is_empty() {
-            return Ok(());
-        }
-        let rows = fresh.len();
-        let idx = AnnIndex::build(spec.metric, spec.params, fresh, &|d| {
-            progress(Phase::Building, d, rows)
-        })?;
-        let moved: Vec<[u8; 10]> = idx
-            .vectors()
-            .ids()
-            .iter()
-            .map(|&id| key(VECTOR, id))
-            .collect();
-        self.commit_segment(idx, manifest, false, &moved)?;
-        // The seal is committed: a failed merge after it must not turn it
-        // into an error (as after any committed write).
-        self.maintain_after_commit(self.maintain_locked(progress));
-        Ok(())
-    }
-
-    /// Compacts when tombstones or segments pile up past the configured limits.
-    fn maintain_locked(&self, progress: Progress) -> Result<()> {
-        let (share, segs) = {
-            let st = self.read_state();
-            let total = st.locations.len().max(1);
-            (st.tombstones.len() as f64 / total as f64, st.segments.len())
-        };
-        if (share > self.options.compact_tombstone_share && share > 0.0)
-            || segs > self.options.max_segments
-        {
-            self.compact_locked(progress)?;
-        }
-        Ok(())
     }
 
     /// Deletes items by id; returns how many existed. Deleted items disappear
     /// from searches at once (tombstones) and from the graph at the next
     /// compaction. Durable on return.
     pub fn delete(&self, ids: &[u64]) -> Result<usize> {
+        let n = self.delete_locked(ids)?;
+        if n > 0 {
+            self.after_write();
+        }
+        Ok(n)
+    }
+
+    fn delete_locked(&self, ids: &[u64]) -> Result<usize> {
         let _w = self.lock_writer();
         self.check_writable()?;
         let mut batch = sled::Batch::default();
@@ -216,50 +185,7 @@ impl Collection {
                 }
             }
         }
-        self.maintain_after_commit(self.maintain_locked(&|_, _, _| {}));
         Ok(sealed.len() + fresh.len())
-    }
-
-    /// Rebuilds everything live into one sealed segment, dropping deleted
-    /// items from the graph and merging segments.
-    pub fn compact(&self, progress: Progress) -> Result<()> {
-        let _w = self.lock_writer();
-        self.check_writable()?;
-        self.compact_locked(progress)
-    }
-
-    fn compact_locked(&self, progress: Progress) -> Result<()> {
-        let (spec, set, manifest, removals) = {
-            let st = self.read_state();
-            let mut set = VectorSet::with_capacity(st.manifest.spec.dim, st.live());
-            for seg in &st.segments {
-                let v = seg.vectors();
-                for r in 0..v.len() {
-                    if !st.tombstones.contains(&v.id(r)) {
-                        set.push_prepared(v.id(r), v.row(r));
-                    }
-                }
-            }
-            for r in 0..st.fresh.len() {
-                set.push_prepared(st.fresh.id(r), st.fresh.row(r));
-            }
-            let removals: Vec<[u8; 10]> = st
-                .fresh
-                .ids()
-                .iter()
-                .map(|&id| key(VECTOR, id))
-                .chain(st.tombstones.iter().map(|&id| key(TOMBSTONE, id)))
-                .collect();
-            (st.manifest.spec.clone(), set, st.manifest.clone(), removals)
-        };
-        let rows = set.len();
-        let idx = AnnIndex::build(spec.metric, spec.params, set, &|d| {
-            progress(Phase::Building, d, rows)
-        })?;
-        let replaced = self.commit_segment(idx, manifest, true, &removals)?;
-        // Step 3: garbage; open() repeats this if we crash here.
-        self.remove_segment_files(&replaced);
-        Ok(())
     }
 
     /// Sets an application property in the manifest (durable on return).
@@ -329,42 +255,20 @@ impl Collection {
         Ok(())
     }
 
-    /// Commit protocol steps 1 and 2 for a new sealed segment: writes `idx`'s
-    /// file, then switches to `manifest` plus the segment (replacing every
-    /// listed segment when `replace_all`), applying `removals` in the same
-    /// atomic batch. Updates the in-memory state to match and returns the
-    /// numbers of the segments that were replaced (for step 3).
-    fn commit_segment(
-        &self,
-        idx: AnnIndex,
-        mut manifest: Manifest,
-        replace_all: bool,
-        removals: &[[u8; 10]],
-    ) -> Result<Vec<u64>> {
+    /// Commit protocol steps 1 and 2 for a bulk insert's new sealed
+    /// segment: writes `idx`'s file, then switches to `manifest` plus the
+    /// segment. Updates the in-memory state to match.
+    fn commit_segment(&self, idx: AnnIndex, mut manifest: Manifest) -> Result<()> {
         let seg_id = manifest.next_segment;
         let written = segfile::write(&*self.storage, &self.seg_dir, seg_id, &idx)?;
-        let seg = SegmentRef {
+        manifest.next_segment += 1;
+        manifest.segments.push(SegmentRef {
             id: seg_id,
             rows: idx.len(),
             bytes: written.bytes,
             crc32: written.crc32,
-        };
-        manifest.next_segment += 1;
-        let replaced = if replace_all {
-            std::mem::take(&mut manifest.segments)
-                .into_iter()
-                .map(|s| s.id)
-                .collect()
-        } else {
-            Vec::new()
-        };
-        manifest.segments.push(seg);
-        let mut batch = sled::Batch::default();
-        for k in removals {
-            batch.remove(k);
-        }
-        batch.insert(MANIFEST_KEY, manifest_bytes(&manifest));
-        if let Err(e) = self.db.apply_batch(batch) {
+        });
+        if let Err(e) = self.db.insert(MANIFEST_KEY, manifest_bytes(&manifest)) {
             // Not applied: the file is garbage (open() would remove it too).
             let _ = self
                 .storage
@@ -375,11 +279,6 @@ impl Collection {
         // flushes on its own), so the file must stay.
         self.flush_or_poison()?;
         let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
-        if replace_all {
-            st.segments.clear();
-            st.locations.clear();
-            st.tombstones.clear();
-        }
         let si = st.segments.len();
         for (row, &id) in idx.vectors().ids().iter().enumerate() {
             st.locations.insert(
@@ -390,13 +289,9 @@ impl Collection {
                 },
             );
         }
-        let sealed: HashSet<u64> = idx.vectors().ids().iter().copied().collect();
-        if st.fresh.ids().iter().any(|id| sealed.contains(id)) {
-            st.fresh = VectorSet::new(manifest.spec.dim);
-        }
         st.segments.push(idx);
         st.manifest = manifest;
-        Ok(replaced)
+        Ok(())
     }
 
     /// Applies a small commit (step 2 alone) and makes it durable.
@@ -411,15 +306,20 @@ impl Collection {
     /// Makes an applied batch durable. If that fails, what reached the disk
     /// is unknown: the handle refuses further writes (reads go on) until the
     /// collection is reopened, which settles the state from what is on disk.
-    fn flush_or_poison(&self) -> Result<()> {
+    pub(super) fn flush_or_poison(&self) -> Result<()> {
         flush_through(&*self.storage, &self.db).map_err(|e| {
             self.poisoned.store(true, Ordering::SeqCst);
             IndexError::NeedsReopen(format!("flushing a commit failed ({e})"))
         })
     }
 
+    /// True once a commit's outcome is unknown (see [`IndexError::NeedsReopen`]).
+    pub(super) fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::SeqCst)
+    }
+
     /// Refuses writes on a handle whose last commit has an unknown outcome.
-    fn check_writable(&self) -> Result<()> {
+    pub(super) fn check_writable(&self) -> Result<()> {
         if self.poisoned.load(Ordering::SeqCst) {
             return Err(IndexError::NeedsReopen(
                 "an earlier commit could not be confirmed on disk".into(),
@@ -428,16 +328,8 @@ impl Collection {
         Ok(())
     }
 
-    /// Maintenance after a committed write (sealing, compaction) must not
-    /// turn that write into an error: it is retried at the next write.
-    fn maintain_after_commit(&self, result: Result<()>) {
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "maintenance after a committed write failed; will retry on the next write");
-        }
-    }
-
     /// Commit protocol step 3: deletes the files of replaced segments.
-    fn remove_segment_files(&self, ids: &[u64]) {
+    pub(super) fn remove_segment_files(&self, ids: &[u64]) {
         for id in ids {
             let f = self.seg_dir.join(segfile::file_name(*id));
             if let Err(e) = self.storage.remove_file(&f) {

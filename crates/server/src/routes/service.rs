@@ -77,6 +77,8 @@ pub async fn stats(
             segments: figures.segments,
             tombstones: figures.tombstones,
             disk_bytes: figures.disk_bytes,
+            appendable: figures.appendable_rows,
+            maintenance: served.maintainer.status(),
         })
     })
     .await?;
@@ -252,6 +254,16 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         out.push_str(&format!(
             "imgsim_collection_items{{collection=\"{name}\"}} {}\n",
             state.collections[*name].collection.len()
+        ));
+    }
+    out.push_str("# HELP imgsim_maintenance_runs_total Seals and compactions committed in the background.\n# TYPE imgsim_maintenance_runs_total counter\n");
+    for name in &names {
+        let m = state.collections[*name].maintainer.status();
+        out.push_str(&format!(
+            "imgsim_maintenance_runs_total{{collection=\"{name}\"}} {}\nimgsim_maintenance_failures_total{{collection=\"{name}\"}} {}\nimgsim_maintenance_running{{collection=\"{name}\"}} {}\n",
+            m.runs,
+            m.failures,
+            u8::from(m.running)
         ));
     }
     HttpResponse::Ok()
