@@ -9,7 +9,7 @@
 #                                 # pristine one ($PRISTINE), built once
 #   query_image                   # prints the smallest JPEG of the photos
 #   free_port                     # prints a free loopback port
-#   start_server "$work" PORT KEY # sets SERVER_PID; waits for /readyz
+#   start_server "$work" PORT KEY [ARGS]  # sets SERVER_PID; waits for /readyz
 #   stop_server                   # SIGINT, wait (30 s), then SIGKILL; sets SERVER_RC
 
 PHOTOS_DIR="${PHOTOS_DIR:-/usr/share/backgrounds}"
@@ -70,13 +70,15 @@ free_port() {
 SERVER_PID=""
 SERVER_RC=""
 
-start_server() { # WORK PORT KEY
+start_server() { # WORK PORT KEY [MORE SERVE ARGS...]
     local work=$1 port=$2 key=$3
-    IMGSIM_SERVER_API_KEY="$key" "$IMGSIM" --data-dir "$work/data" serve --bind "127.0.0.1:$port" \
+    shift 3
+    IMGSIM_SERVER_API_KEY="$key" "$IMGSIM" --data-dir "$work/data" serve --bind "127.0.0.1:$port" "$@" \
         >"$work/serve.log" 2>&1 &
     SERVER_PID=$!
     local i
-    for i in $(seq 300); do
+    # Up to 5 minutes: with --watch, the folders are indexed before it listens.
+    for i in $(seq 1500); do
         if ! kill -0 "$SERVER_PID" 2>/dev/null; then
             cat "$work/serve.log" >&2
             echo "imgsim serve exited before it was ready" >&2
@@ -89,7 +91,7 @@ start_server() { # WORK PORT KEY
         fi
         sleep 0.2
     done
-    echo "imgsim serve not ready after 60 s" >&2
+    echo "imgsim serve not ready after 5 minutes" >&2
     return 1
 }
 

@@ -31,7 +31,10 @@ After the load: every id added and not deleted answers 200 on GET
 /collections/{c}/images/{id} (with the uploaded size), every deleted id
 404, search by id for up to 200 surviving added ids answers 200, and the
 count in /stats equals the count before + added - deleted (this script must
-be the only writer). Outcomes left unknown by a 503 or a connection error on
+be the only writer, unless --expect-file-items N: then other writers, such as
+`imgsim index` through the server and a watched folder, add file items, and
+the script first waits, up to --file-items-timeout, until N new file items
+are listed, then counts them in). Outcomes left unknown by a 503 or a connection error on
 an add or delete are resolved through the API first (an add that went
 through after all shows up as an unexpected upload of the same size).
 
@@ -58,6 +61,7 @@ import zlib
 from array import array
 
 KINDS = ("vector", "id", "image", "add", "delete")
+SEARCH_KINDS = ("vector", "id", "image")
 DEFAULT_WEIGHTS = "vector=55,id=20,image=5,add=12,delete=8"
 MAX_ERROR_SAMPLES = 50
 
@@ -605,6 +609,20 @@ class Soak:
 
     # -- consistency --
 
+    def new_file_items(self, cl):
+        """Items made from files (by other writers) that were not there before."""
+        out = []
+        offset = 0
+        while True:
+            st, body, _ = cl.request_retry("GET", f"/collections/{self.c}/images?offset={offset}&limit=500")
+            if st != 200:
+                raise OSError(f"GET images?offset={offset}: {st} {body[:200]!r}")
+            page = json.loads(body)["images"]
+            if not page:
+                return out
+            offset += len(page)
+            out.extend(im for im in page if im.get("source") == "file" and im["id"] not in self.known_before)
+
     def verify(self):
         a = self.a
         fails = []
@@ -633,6 +651,20 @@ class Soak:
                 resolved_alive += 1
             else:
                 fail(f"GET image {i} (delete outcome unknown): {st} {body[:200]!r}")
+        # File items added by other writers: wait until all are listed.
+        file_items = None
+        if a.expect_file_items >= 0:
+            deadline = time.monotonic() + a.file_items_timeout
+            while True:
+                file_items = self.new_file_items(cl)
+                if len(file_items) >= a.expect_file_items or time.monotonic() > deadline:
+                    break
+                time.sleep(2)
+            if len(file_items) != a.expect_file_items:
+                fail(f"{len(file_items)} new file items listed, expected {a.expect_file_items} from the other writers")
+            paths = [im.get("path") for im in file_items]
+            if len(set(paths)) != len(paths):
+                fail(f"{len(paths) - len(set(paths))} file paths stored twice")
         # Adds whose outcome is unknown: uploads that this script does not
         # know of, of the same size, are those adds that went through.
         found_uncertain = 0
@@ -650,7 +682,7 @@ class Soak:
                 offset += len(page)
                 for im in page:
                     i = im["id"]
-                    if i not in self.known_before and i not in self.added:
+                    if i not in self.known_before and i not in self.added and im.get("source") != "file":
                         unknown_items.append(im)
             sizes = {}
             for u in self.uncertain_adds:
@@ -697,7 +729,7 @@ class Soak:
                 fail(f"search by added id {i}: results include deleted ids or itself: {bad}")
         st, body, _ = cl.request_retry("GET", f"/collections/{self.c}/stats")
         count_after = None
-        expected = self.count_before + len(self.added) - len(self.deleted)
+        expected = self.count_before + len(self.added) - len(self.deleted) + len(file_items or [])
         if st != 200:
             fail(f"GET stats: {st} {body[:200]!r}")
         else:
@@ -705,7 +737,7 @@ class Soak:
             if count_after != expected:
                 fail(
                     f"stats count {count_after}, expected {expected} = {self.count_before} before + "
-                    f"{len(self.added)} added - {len(self.deleted)} deleted"
+                    f"{len(self.added)} added - {len(self.deleted)} deleted + {len(file_items or [])} file items"
                 )
         st, body, _ = cl.request_retry("GET", f"/collections/{self.c}/images?limit=1")
         list_total = json.loads(body)["total"] if st == 200 else None
@@ -720,6 +752,7 @@ class Soak:
             "count_before": self.count_before,
             "count_after": count_after,
             "count_expected": expected,
+            "file_items_added": None if file_items is None else len(file_items),
             "listing_total": list_total,
             "added": len(self.added),
             "deleted": len(self.deleted),
@@ -758,6 +791,9 @@ class Soak:
                     d.update(qps=len(b.lat[k]) / secs, status=b.status[k], errors=b.errors[k], busy_503=b.busy[k])
                     kinds[k] = d
             o = summarise(all_lat)
+            search_lat = array("d")
+            for k in SEARCH_KINDS:
+                search_lat.extend(b.lat[k])
             rss_m = [v for t, v in self.rss if m * 60 <= t <= (m + 1) * 60 + 1]
             minutes.append(
                 {
@@ -766,6 +802,7 @@ class Soak:
                     "requests": len(all_lat),
                     "qps": len(all_lat) / secs,
                     "overall": o,
+                    "search": summarise(search_lat),
                     "errors": sum(b.errors.values()),
                     "connection_errors": sum(b.conn_errors.values()),
                     "busy_503": sum(b.busy.values()),
@@ -783,6 +820,10 @@ class Soak:
                 d.update(qps=len(tot_lat[k]) / elapsed, status=tot_status[k], errors=tot_err[k], busy_503=tot_busy[k], connection_errors=tot_conn[k])
                 totals_kinds[k] = d
         overall = summarise(all_lat)
+        search_all = array("d")
+        for k in SEARCH_KINDS:
+            search_all.extend(tot_lat[k])
+        search = summarise(search_all)
         errors = sum(tot_err.values())
         busy = sum(tot_busy.values())
         # RSS: the warm-up sample is the first at or after --rss-warmup-s
@@ -815,6 +856,12 @@ class Soak:
             failures.append(f"the server process {a.server_pid} exited during the soak")
         if a.server_pid and not self.rss:
             failures.append(f"no RSS sample of pid {a.server_pid} ({self.rss_error or 'no such process'})")
+        if a.max_search_p99_ms > 0:
+            over = [m["minute"] for m in minutes if m["search"]["p99_ms"] is not None and m["search"]["p99_ms"] > a.max_search_p99_ms]
+            if over:
+                failures.append(f"search p99 over {a.max_search_p99_ms} ms in minute(s) {over}")
+        if a.max_search_ms > 0 and search["max_ms"] is not None and search["max_ms"] > a.max_search_ms:
+            failures.append(f"worst search latency {search['max_ms']:.1f} ms (limit {a.max_search_ms} ms)")
         if growth is not None and growth > a.max_rss_growth_mib:
             failures.append(f"RSS grew {growth:.1f} MiB after {warm:.0f} s (limit {a.max_rss_growth_mib} MiB)")
         return {
@@ -828,6 +875,7 @@ class Soak:
                 "requests": len(all_lat),
                 "qps": len(all_lat) / elapsed,
                 "overall": overall,
+                "search": search,
                 "errors": errors,
                 "connection_errors": sum(tot_conn.values()),
                 "busy_503": busy,
@@ -864,13 +912,20 @@ def markdown(rep):
         f"| **all** | {o['count']:,} | {t['qps']:.1f} | {fmt_ms(o['p50_ms'])} | {fmt_ms(o['p99_ms'])} | "
         f"{fmt_ms(o['max_ms'])} | {t['errors']} | {t['busy_503']} |"
     )
-    out.append("\n| minute | req/s | p50 ms | p99 ms | max ms | errors | 503s | RSS MiB |")
-    out.append("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    so = t["search"]
+    out.append(
+        f"| **searches** | {so['count']:,} | {so['count'] / rep['elapsed_s']:.1f} | {fmt_ms(so['p50_ms'])} | {fmt_ms(so['p99_ms'])} | "
+        f"{fmt_ms(so['max_ms'])} | | |"
+    )
+    out.append("\n| minute | req/s | p50 ms | p99 ms | max ms | search p99 ms | search max ms | errors | 503s | RSS MiB |")
+    out.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for m in rep["minutes"]:
         o = m["overall"]
+        sm = m["search"]
         r = m["rss_mib_last"]
         out.append(
             f"| {m['minute']} | {m['qps']:.0f} | {fmt_ms(o['p50_ms'])} | {fmt_ms(o['p99_ms'])} | {fmt_ms(o['max_ms'])} | "
+            f"{fmt_ms(sm['p99_ms'])} | {fmt_ms(sm['max_ms'])} | "
             f"{m['errors']} | {m['busy_503']} | {'-' if r is None else f'{r:.0f}'} |"
         )
     r = rep["rss"]
@@ -886,7 +941,9 @@ def markdown(rep):
     c = rep["consistency"]
     out.append(
         f"Adds {c['added']:,} (201: {t['adds']['201']:,}, 200: {t['adds']['200']:,}), deletes {c['deleted']:,}; "
-        f"count {c['count_before']:,} -> {c['count_after']} (expected {c['count_expected']:,}); "
+        f"count {c['count_before']:,} -> {c['count_after']} (expected {c['count_expected']:,}"
+        + (f", of which {c['file_items_added']:,} file items from other writers" if c.get("file_items_added") is not None else "")
+        + "); "
         f"checked {c['survivors_checked']:,} survivors, {c['deleted_checked']:,} deleted, {c['searches_checked']} searches by id: "
         + ("consistent" if c["ok"] else f"{c['failures']} FAILURES")
     )
@@ -920,6 +977,10 @@ def main():
     p.add_argument("--rate", type=float, default=0.0, help="total requests/s to aim at (0: as fast as the threads go)")
     p.add_argument("--timeout", type=float, default=60.0, help="per-request socket timeout, seconds")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--max-search-p99-ms", type=float, default=0.0, help="fail when a minute's search p99 exceeds this (0: no limit)")
+    p.add_argument("--max-search-ms", type=float, default=0.0, help="fail when any search takes longer (0: no limit)")
+    p.add_argument("--expect-file-items", type=int, default=-1, help="other writers add this many file items (-1: none)")
+    p.add_argument("--file-items-timeout", type=float, default=600.0, help="seconds to wait for them after the load")
     a = p.parse_args()
     if a.threads < 1 or a.minutes <= 0:
         p.error("--threads must be >= 1 and --minutes > 0")
