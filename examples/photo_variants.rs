@@ -21,11 +21,9 @@ fn sources(dirs: &[PathBuf]) -> Vec<PathBuf> {
             let p = e.path();
             if p.is_dir() {
                 walk(&p, out);
-            } else if p
-                .extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| ["jpg", "jpeg", "png", "webp"].contains(&e.to_ascii_lowercase().as_str()))
-            {
+            } else if p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+                ["jpg", "jpeg", "png", "webp"].contains(&e.to_ascii_lowercase().as_str())
+            }) {
                 out.push(p);
             }
         }

@@ -266,21 +266,27 @@ fn indexing_survives_sigkill_at_random_moments() {
 }
 
 fn serve(cwd: &Path, data: &Path, addr: &str) -> Child {
-    small_segments(command(
-        &[
-            "--data-dir",
-            data.to_str().unwrap(),
-            "serve",
-            "--bind",
-            addr,
-        ],
-        cwd,
-    ))
-    .env("IMGSIM_SERVER_API_KEY", API_KEY)
-    .stdout(Stdio::null())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap()
+    serve_watching(cwd, data, addr, &[])
+}
+
+/// [`serve`], also following folder `watch` (`serve --watch`).
+fn serve_watching(cwd: &Path, data: &Path, addr: &str, watch: &[&Path]) -> Child {
+    let mut args = vec![
+        "--data-dir",
+        data.to_str().unwrap(),
+        "serve",
+        "--bind",
+        addr,
+    ];
+    for w in watch {
+        args.extend(["--watch", w.to_str().unwrap()]);
+    }
+    small_segments(command(&args, cwd))
+        .env("IMGSIM_SERVER_API_KEY", API_KEY)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
 }
 
 fn add(addr: &str, bytes: &[u8]) -> std::io::Result<common::Answer> {
@@ -318,9 +324,96 @@ fn embedding(dir: &Path, bytes: &[u8]) -> Vec<f32> {
     v
 }
 
+fn delete(addr: &str, id: u64) -> std::io::Result<common::Answer> {
+    http(
+        addr,
+        &format!("DELETE /collections/default/images/{id} HTTP/1.1\napi-key: {API_KEY}"),
+        b"",
+    )
+}
+
 /// Uploads waiting to be sent: (seed, PNG bytes).
 type Queue = VecDeque<(u32, Vec<u8>)>;
 
+/// What the clients and the folder feeder did, across all rounds.
+#[derive(Default)]
+struct Ledger {
+    /// Deletes the service acknowledged (200).
+    deleted: std::collections::BTreeSet<u64>,
+    /// Deletes whose answer was lost to a kill: either outcome is fine.
+    maybe_deleted: std::collections::BTreeSet<u64>,
+    /// Files now in the watched folder, by path, with their blake3.
+    watched: BTreeMap<String, String>,
+    /// Files removed from the watched folder.
+    unwatched: std::collections::BTreeSet<String>,
+}
+
+/// Writes a new picture into `folder` every 40 ms and removes one of the
+/// older ones every fifth time, until `stop`.
+fn feed_folder(
+    folder: &Path,
+    ledger: &Mutex<Ledger>,
+    next: &Mutex<u32>,
+    stop: &std::sync::atomic::AtomicBool,
+) {
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        let n = {
+            let mut n = next.lock().unwrap();
+            *n += 1;
+            *n
+        };
+        let bytes = png_bytes(n, 40, 40);
+        let path = folder.join(format!("w{n}.png"));
+        std::fs::write(&path, &bytes).unwrap();
+        let mut l = ledger.lock().unwrap();
+        l.watched
+            .insert(path.to_str().unwrap().to_string(), blake3_hex(&bytes));
+        if n % 5 == 0 {
+            let victim = l
+                .watched
+                .keys()
+                .nth((n as usize / 5) % l.watched.len())
+                .cloned();
+            if let Some(v) = victim {
+                std::fs::remove_file(&v).unwrap();
+                l.watched.remove(&v);
+                l.unwatched.insert(v);
+            }
+        }
+        drop(l);
+        std::thread::sleep(Duration::from_millis(40));
+    }
+}
+
+/// Paths of the file items the service lists under `folder`.
+fn listed_under(addr: &str, folder: &Path) -> std::io::Result<std::collections::BTreeSet<String>> {
+    let mut out = std::collections::BTreeSet::new();
+    let mut offset = 0;
+    loop {
+        let a = http(
+            addr,
+            &format!("GET /collections/default/images?offset={offset}&limit=500 HTTP/1.1"),
+            b"",
+        )?;
+        let page = a.json()["images"].as_array().cloned().unwrap_or_default();
+        if page.is_empty() {
+            return Ok(out);
+        }
+        offset += page.len();
+        for im in page {
+            let path = im["path"].as_str().unwrap_or_default();
+            if im["source"] == "file" && Path::new(path).starts_with(folder) {
+                out.insert(path.to_string());
+            }
+        }
+    }
+}
+
+/// The service killed 20 times while a watched folder receives and loses
+/// files and two clients upload (one also deletes what it uploaded):
+/// after every kill nothing acknowledged is lost, no acknowledged delete
+/// comes back, nothing is stored twice; in the end the watched folder and
+/// the collection agree, file for file and byte for byte.
 #[test]
 fn uploads_survive_sigkill_of_the_service_at_random_moments() {
     let dir = tempfile::tempdir().unwrap();
@@ -328,6 +421,10 @@ fn uploads_survive_sigkill_of_the_service_at_random_moments() {
     let data = cwd.join("data");
     common::indexed_collection(cwd, &data, 50);
     let coll = data.join("default");
+    let watched = cwd.join("watched");
+    std::fs::create_dir_all(&watched).unwrap();
+    let ledger: Arc<Mutex<Ledger>> = Arc::default();
+    let next_file = Arc::new(Mutex::new(90_000u32));
     let mut rng = Rng(seed() ^ 0xa5a5);
     // Images waiting to be uploaded (seed, bytes); unanswered ones go back.
     let pending: Arc<Mutex<Queue>> = Arc::default();
@@ -341,23 +438,51 @@ fn uploads_survive_sigkill_of_the_service_at_random_moments() {
         rounds += 1;
         assert!(rounds < 100, "could not land {KILLS} kills in 100 rounds");
         let addr = format!("127.0.0.1:{}", common::free_port());
-        let mut server = serve(cwd, &data, &addr);
+        let stop_feed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let feeder = {
+            let (watched, ledger, next_file, stop) = (
+                watched.clone(),
+                ledger.clone(),
+                next_file.clone(),
+                stop_feed.clone(),
+            );
+            std::thread::spawn(move || feed_folder(&watched, &ledger, &next_file, &stop))
+        };
+        let mut server = serve_watching(cwd, &data, &addr, &[&watched]);
         assert!(
-            wait_ready(&addr, &mut server, 60),
+            wait_ready(&addr, &mut server, 120),
             "the service did not start"
         );
         let clients: Vec<_> = (0..2)
-            .map(|_| {
-                let (pending, next_seed, acked, bytes_of, addr) = (
+            .map(|client| {
+                let (pending, next_seed, acked, bytes_of, addr, ledger) = (
                     pending.clone(),
                     next_seed.clone(),
                     acked.clone(),
                     bytes_of.clone(),
                     addr.clone(),
+                    ledger.clone(),
                 );
                 std::thread::spawn(move || {
                     let mut existing = 0u64;
+                    let mut mine: Vec<u64> = Vec::new();
                     loop {
+                        // Client 1 deletes one of its uploads every third time.
+                        if client == 1 && mine.len() >= 3 && mine.len() % 3 == 0 {
+                            let id = mine.remove(0);
+                            match delete(&addr, id) {
+                                Ok(a) if a.status == 200 => {
+                                    ledger.lock().unwrap().deleted.insert(id);
+                                }
+                                Ok(a) => {
+                                    panic!("delete of {id} answered {}: {}", a.status, a.text())
+                                }
+                                Err(_) => {
+                                    ledger.lock().unwrap().maybe_deleted.insert(id);
+                                    return existing;
+                                }
+                            }
+                        }
                         let job = pending.lock().unwrap().pop_front();
                         let (s, bytes) = job.unwrap_or_else(|| {
                             let mut n = next_seed.lock().unwrap();
@@ -369,6 +494,9 @@ fn uploads_survive_sigkill_of_the_service_at_random_moments() {
                             Ok(a) if a.status == 201 || a.status == 200 => {
                                 let id = a.json()["id"].as_u64().unwrap();
                                 existing += u64::from(a.status == 200);
+                                if a.status == 201 {
+                                    mine.push(id);
+                                }
                                 if let Some(old) = acked.lock().unwrap().insert(s, id) {
                                     assert_eq!(old, id, "an upload changed id on retry");
                                 }
@@ -391,9 +519,21 @@ fn uploads_survive_sigkill_of_the_service_at_random_moments() {
         for c in clients {
             retried_existing += c.join().unwrap();
         }
+        stop_feed.store(true, std::sync::atomic::Ordering::SeqCst);
+        feeder.join().unwrap();
         let snap = reopen_and_check(&coll);
         let acked = acked.lock().unwrap();
-        for (s, id) in acked.iter() {
+        let l = ledger.lock().unwrap();
+        for id in &l.deleted {
+            assert!(
+                !snap.by_id.contains_key(id),
+                "acknowledged delete of {id} undone after kill {kills}"
+            );
+        }
+        for (s, id) in acked
+            .iter()
+            .filter(|(_, id)| !l.deleted.contains(id) && !l.maybe_deleted.contains(id))
+        {
             let h = blake3_hex(&bytes_of.lock().unwrap()[s]);
             assert_eq!(
                 snap.blake3.get(id),
@@ -403,6 +543,12 @@ fn uploads_survive_sigkill_of_the_service_at_random_moments() {
         }
         if let Some(prev) = &previous {
             for (id, (name, v)) in &prev.by_id {
+                if l.deleted.contains(id)
+                    || l.maybe_deleted.contains(id)
+                    || l.unwatched.contains(name)
+                {
+                    continue;
+                }
                 let now = snap.by_id.get(id);
                 assert!(
                     now.is_some_and(|(n, v2)| n == name && v2 == v),
@@ -410,14 +556,49 @@ fn uploads_survive_sigkill_of_the_service_at_random_moments() {
                 );
             }
         }
+        drop(l);
         previous = Some(snap);
+    }
+    // One more start: the watcher catches up with the folder as it is.
+    let addr = format!("127.0.0.1:{}", common::free_port());
+    let mut server = serve_watching(cwd, &data, &addr, &[&watched]);
+    assert!(
+        wait_ready(&addr, &mut server, 120),
+        "the service did not start"
+    );
+    let want: std::collections::BTreeSet<String> =
+        ledger.lock().unwrap().watched.keys().cloned().collect();
+    let until = Instant::now() + Duration::from_secs(120);
+    let mut listed = listed_under(&addr, &watched).unwrap();
+    while listed != want && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(200));
+        listed = listed_under(&addr, &watched).unwrap();
+    }
+    kill9(&mut server);
+    assert_eq!(
+        listed.difference(&want).collect::<Vec<_>>(),
+        Vec::<&String>::new(),
+        "items of files removed from the watched folder"
+    );
+    assert_eq!(
+        want.difference(&listed).collect::<Vec<_>>(),
+        Vec::<&String>::new(),
+        "files of the watched folder never indexed"
+    );
+    let snap = reopen_and_check(&coll);
+    let l = ledger.lock().unwrap();
+    for (path, hash) in &l.watched {
+        let (id, _) = &snap.items[path];
+        assert_eq!(snap.blake3.get(id), Some(hash), "{path} holds other bytes");
     }
     // Every acknowledged upload holds the vector of its own bytes.
     let acked = acked.lock().unwrap().clone();
     let bytes_of = bytes_of.lock().unwrap();
-    let snap = previous.unwrap();
     let by_id: HashMap<u64, &Vec<f32>> = snap.by_id.iter().map(|(i, (_, v))| (*i, v)).collect();
-    for (s, id) in &acked {
+    for (s, id) in acked
+        .iter()
+        .filter(|(_, id)| !l.deleted.contains(id) && !l.maybe_deleted.contains(id))
+    {
         let want = embedding(&coll, &bytes_of[s]);
         assert!(
             close_to(by_id[id], &want),
@@ -431,8 +612,14 @@ fn uploads_survive_sigkill_of_the_service_at_random_moments() {
     assert!(o.status.success(), "imgsim check: {}", text(&o));
     eprintln!(
         "service: {kills} SIGKILLs landed in {rounds} rounds, {} uploads acknowledged, \
-         {retried_existing} retries answered with the existing id, every reopen consistent",
-        acked.len()
+         {} deletes acknowledged ({} unanswered), {retried_existing} retries answered with the \
+         existing id, {} files in the watched folder ({} removed) all indexed once, every reopen \
+         consistent",
+        acked.len(),
+        l.deleted.len(),
+        l.maybe_deleted.len(),
+        l.watched.len(),
+        l.unwatched.len()
     );
 }
 
