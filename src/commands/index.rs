@@ -145,7 +145,9 @@ fn run_remote(args: &IndexArgs, settings: &Settings, quiet: bool, r: &Remote) ->
     ];
     if let Some((flag, _)) = offline_only.iter().find(|(_, given)| *given) {
         return Err(exit::usage(format!(
-            "{flag} chooses or changes the collection's embedder, which is done only without a              server: stop imgsim serve at {} and run this again (the server indexes with the              embedder the collection has)",
+            "{flag} chooses or changes the collection's embedder, which is done only without a \
+             server: stop imgsim serve at {} and run this again (the server indexes with the \
+             embedder the collection has)",
             r.url
         )));
     }

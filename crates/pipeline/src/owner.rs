@@ -121,7 +121,8 @@ pub fn write_token(data_dir: &Path, token: &str, storage: &dyn Storage) -> Resul
     storage
         .write_private(&path, token.as_bytes())
         .map_err(io(&path))?;
-    Ok(path)
+    // Absolute: clients read it from their own working folders.
+    Ok(std::path::absolute(&path).unwrap_or(path))
 }
 
 /// The exclusive lock a server holds on its data directory for as long as

@@ -417,6 +417,12 @@ pub async fn index(
     let mut paths = Vec::new();
     for p in &body.paths {
         let p = PathBuf::from(p);
+        if !p.is_absolute() {
+            return Err(ApiError::invalid(format!(
+                "{}: give absolute paths (the server's working folder is not yours)",
+                p.display()
+            )));
+        }
         if !p.exists() {
             return Err(ApiError::not_found(format!(
                 "{}: no such file or folder on the server's machine",
