@@ -65,7 +65,6 @@ fn on(data: &Path, args: &[&str], cwd: &Path) -> Output {
     let mut all = vec!["--data-dir", data.to_str().unwrap()];
     all.extend_from_slice(args);
     command(&all, cwd)
-        .env_remove("IMGSIM_SERVER")
         .env_remove("IMGSIM_SERVER_API_KEY")
         .output()
         .unwrap()

@@ -436,13 +436,13 @@ pub async fn index(
         hidden: body.hidden,
         exclude: body.exclude,
     };
-    let (embedder_ok, exact_decode) = match &s.record {
-        Some(r) => (true, r.exact_decode),
-        None => (false, false),
+    let Some(record) = &s.record else {
+        return Err(ApiError::invalid(format!(
+            "collection `{}` records no image embedder: images cannot be indexed into it",
+            s.name
+        )));
     };
-    if !embedder_ok {
-        s.embedder()?; // the clear error
-    }
+    let exact_decode = record.exact_decode;
     let options = IndexOptions {
         batch_size: body.batch_size.unwrap_or(16).max(1),
         decode_threads: body.decode_threads.unwrap_or(0),
