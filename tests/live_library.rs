@@ -122,13 +122,15 @@ fn the_cli_works_through_a_running_server_as_it_does_offline() {
     let twin = cwd.join("twin");
     indexed_collection(cwd, &data, 100);
     copy_dir(&data, &twin);
-    // The folder to index: three new pictures, one damaged PNG (exit 3),
-    // one text file (not an image).
+    // The folder to index: three new pictures and an exact copy of one (a
+    // duplicate group), one damaged PNG (exit 3), one text file (not an
+    // image).
     let library = cwd.join("library");
     let new = library.join("new");
     for i in 0..3 {
         save(&picture(200 + i, 64, 64), &new.join(format!("{i}.png")));
     }
+    std::fs::copy(new.join("2.png"), new.join("copy.png")).unwrap();
     std::fs::write(new.join("broken.png"), b"\x89PNG\r\n\x1a\nnot really").unwrap();
     std::fs::write(new.join("notes.txt"), b"not an image").unwrap();
     let outside = cwd.join("outside");
@@ -174,12 +176,16 @@ fn the_cli_works_through_a_running_server_as_it_does_offline() {
         "{}",
         text(&remote)
     );
-    assert!(stdout(&remote).starts_with("indexed 3 (0 replaced)"));
+    assert!(
+        stdout(&remote).contains("1 duplicates, 1 failed, 1 not images"),
+        "{}",
+        text(&remote)
+    );
     let remote = on(&data, &["index", new_s, "--json"], cwd);
     let offline = on(&twin, &["index", new_s, "--json"], cwd);
     assert_eq!(remote.status.code(), Some(3), "{}", text(&remote));
     assert_eq!(steady(json(&remote)), steady(json(&offline)));
-    assert_eq!(json(&remote)["unchanged"], 3);
+    assert_eq!(json(&remote)["unchanged"], 4);
 
     // query, info, dups, check: the same answers.
     let q = new.join("0.png");
@@ -207,10 +213,26 @@ fn the_cli_works_through_a_running_server_as_it_does_offline() {
     }
     let remote = on(&data, &["info"], cwd);
     assert!(
-        stdout(&remote).contains("images      7"),
+        stdout(&remote).contains("images      8"),
         "{}",
         text(&remote)
     );
+    // dups: the same groups and the same plan (a dry run).
+    let plan = ["dups", "--move-to", "library/dupes"];
+    let remote = on(&data, &plan, cwd);
+    let offline = on(&twin, &plan, cwd);
+    assert!(remote.status.success(), "{}", text(&remote));
+    assert_eq!(stdout(&remote), stdout(&offline));
+    assert!(stdout(&remote).contains("would move"), "{}", text(&remote));
+    // ... but the server moves files only inside library_roots.
+    let o = on(
+        &data,
+        &["dups", "--move-to", "outside/dupes", "--apply"],
+        cwd,
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("403"), "{}", text(&o));
+    assert!(new.join("copy.png").exists() && new.join("2.png").exists());
 
     // remove (a path relative to the client's folder), compact.
     let rel = Path::new("library/new/1.png");
@@ -218,7 +240,7 @@ fn the_cli_works_through_a_running_server_as_it_does_offline() {
     let offline = on(&twin, &["remove", rel.to_str().unwrap()], cwd);
     assert!(remote.status.success(), "{}", text(&remote));
     assert_eq!(stdout(&remote), stdout(&offline));
-    assert!(stdout(&remote).starts_with("removed 1; 6 images left"));
+    assert!(stdout(&remote).starts_with("removed 1; 7 images left"));
     let remote = on(&data, &["compact"], cwd);
     let offline = on(&twin, &["compact"], cwd);
     assert!(remote.status.success(), "{}", text(&remote));
@@ -314,7 +336,7 @@ fn the_cli_works_through_a_running_server_as_it_does_offline() {
     .unwrap();
     let o = on(&data, &["info", "--json"], cwd);
     assert!(o.status.success(), "{}", text(&o));
-    assert_eq!(json(&o)["count"], 6);
+    assert_eq!(json(&o)["count"], 7);
     let addr = format!("127.0.0.1:{}", free_port());
     let server = serve(cwd, &data, &config, &addr);
     let record: serde_json::Value =
