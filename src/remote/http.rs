@@ -195,3 +195,26 @@ impl Remote {
         req
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exit;
+
+    #[test]
+    fn answers_give_the_exit_codes_of_the_same_failures_offline() {
+        let code = |status| {
+            let e = anyhow::Error::new(RemoteError::answered("http://x", status, "m"));
+            exit::code(exit::kind_of(&e))
+        };
+        for s in [400, 404, 409, 415, 422] {
+            assert_eq!(code(s), exit::USAGE, "{s}");
+        }
+        for s in [401, 403, 500, 503, 507] {
+            assert_eq!(code(s), exit::FAILURE, "{s}");
+        }
+        let e = RemoteError::answered("http://127.0.0.1:9", 401, "no key");
+        assert!(e.message.contains("token file"), "{}", e.message);
+        assert!(e.message.contains("http://127.0.0.1:9"), "{}", e.message);
+    }
+}

@@ -238,6 +238,9 @@ pub async fn dups(
 ) -> Result<HttpResponse, ApiError> {
     let s = served(&state, &path)?;
     let body: DupsRequest = read_json(payload, MAX_BODY).await?;
+    if body.apply && (body.move_to.is_some() || body.delete) {
+        check_key(&state, &req)?;
+    }
     let action = match (&body.move_to, body.delete) {
         (Some(_), true) => {
             return Err(ApiError::invalid(
@@ -252,9 +255,6 @@ pub async fn dups(
         (None, true) => Some(DupAction::Delete),
         (None, false) => None,
     };
-    if body.apply && action.is_some() {
-        check_key(&state, &req)?;
-    }
     let keep = match body.keep.as_deref().unwrap_or("largest") {
         "largest" => Keep::Largest,
         "oldest" => Keep::Oldest,
