@@ -167,6 +167,15 @@ fn run_remote(args: &IndexArgs, settings: &Settings, quiet: bool, r: &Remote) ->
         batch_size: args.batch_size.unwrap_or(settings.embed.batch_size),
         decode_threads: settings.embed.decode_threads,
     };
+    // Ctrl-C ends the client; its hanging up stops the server's run after
+    // the batch in flight.
+    let url = r.url.clone();
+    let _ = ctrlc::set_handler(move || {
+        eprintln!(
+            "\ninterrupted: imgsim serve at {url} stops after the batch in flight (committed batches stay); run the same command again to resume"
+        );
+        std::process::exit(exit::INTERRUPTED as i32);
+    });
     let pbar = bar(
         show,
         0,
