@@ -33,6 +33,11 @@ pub struct Cli {
     /// Less output (no progress bars).
     #[arg(long, short, global = true)]
     pub quiet: bool,
+    /// Work through this running `imgsim serve` (http://HOST:PORT) instead
+    /// of opening the collection; by default the collection commands do so
+    /// whenever a live server owns the data directory.
+    #[arg(long, global = true, env = "IMGSIM_SERVER", value_name = "URL")]
+    pub server: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,

@@ -43,6 +43,16 @@ impl CollectionArg {
             Err(PipelineError::Index(imgsim_index::IndexError::NoCollection { .. })) => {
                 Err(crate::exit::Missing(missing(self.name(settings), &settings.data_dir())).into())
             }
+            Err(e) if e.kind() == imgsim_common::ErrorKind::Locked => {
+                match crate::remote::holder(settings) {
+                    Some(who) => Err(anyhow::Error::new(e).context(format!(
+                        "collection `{}` ({}) is locked: {who}",
+                        self.name(settings),
+                        dir.display()
+                    ))),
+                    None => Err(e.into()),
+                }
+            }
             Err(e) => Err(e.into()),
         }
     }

@@ -43,6 +43,9 @@ pub fn kind_of(e: &anyhow::Error) -> ErrorKind {
         if cause.downcast_ref::<Missing>().is_some() {
             return ErrorKind::NotFound;
         }
+        if let Some(x) = cause.downcast_ref::<crate::remote::RemoteError>() {
+            return x.kind;
+        }
         if let Some(x) = cause.downcast_ref::<imgsim_index::IndexError>() {
             return x.kind();
         }

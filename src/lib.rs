@@ -7,6 +7,7 @@
 //! - [`config`]: settings (defaults < file < environment < flags);
 //! - [`collections`]: which collection a command works on;
 //! - [`output`]: progress bars, rates and tables;
+//! - [`remote`]: the collection commands through a running server;
 //! - [`exit`]: exit codes, derived from the error's kind in one place.
 #![deny(missing_docs)]
 
@@ -16,5 +17,6 @@ pub mod commands;
 pub mod config;
 pub mod exit;
 pub mod output;
+pub mod remote;
 
 pub use commands::run;

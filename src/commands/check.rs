@@ -1,14 +1,14 @@
 //! `imgsim check`: is a collection consistent (graphs and sled agree,
 //! nothing stored twice, every image found by its own vector)?
 
-use std::time::Instant;
-
 use anyhow::Result;
 use clap::Args;
 
 use crate::collections::CollectionArg;
 use crate::config::Settings;
 use crate::exit;
+use crate::remote::Remote;
+use imgsim_pipeline::report::CheckOutcome;
 
 /// Arguments of `imgsim check`.
 #[derive(Debug, Args)]
@@ -29,52 +29,43 @@ pub struct CheckArgs {
 /// interrupted write left behind (see the index crate's commit protocol);
 /// this then checks that graphs and sled agree, that no file or upload is
 /// stored twice, and optionally that every image is found by its own vector.
-pub fn run(args: &CheckArgs, settings: &Settings) -> Result<u8> {
-    let (collection, dir) = args.collection.open(settings)?;
-    let started = Instant::now();
-    let report = collection.verify(args.self_search)?;
-    // The same file path, or the same upload, under two ids.
-    let mut seen = std::collections::HashMap::new();
-    let mut duplicated = Vec::new();
-    for (id, meta) in collection.items()? {
-        let key = if meta.source == imgsim_pipeline::indexer::SOURCE_UPLOAD {
-            meta.attrs
-                .get(imgsim_pipeline::indexer::ATTR_HASH)
-                .and_then(|h| h.as_str())
-                .map(|h| format!("upload:{h}"))
-        } else {
-            Some(meta.external_id.clone())
-        };
-        if let Some(key) = key {
-            if let Some(first) = seen.insert(key.clone(), id) {
-                duplicated.push((key, first, id));
-            }
+pub fn run(args: &CheckArgs, settings: &Settings, remote: Option<&Remote>) -> Result<u8> {
+    let outcome: CheckOutcome = match remote {
+        Some(r) => {
+            args.collection.dir(settings)?;
+            let name = args.collection.name(settings);
+            r.get(
+                &format!("/collections/{name}/check"),
+                &[("self_search", args.self_search.to_string())],
+            )?
         }
-    }
-    let ok = report.is_consistent() && duplicated.is_empty();
+        None => {
+            let (collection, dir) = args.collection.open(settings)?;
+            imgsim_pipeline::report::check(
+                &collection,
+                args.collection.name(settings),
+                &dir,
+                args.self_search,
+            )?
+        }
+    };
+    let ok = outcome.consistent;
+    let report = &outcome.report;
+    let duplicated: Vec<(String, u64, u64)> = outcome
+        .duplicated
+        .iter()
+        .map(|d| (d.key.clone(), d.ids[0], d.ids[1]))
+        .collect();
     if args.json {
-        let v = serde_json::json!({
-            "name": args.collection.name(settings),
-            "path": dir,
-            "consistent": ok,
-            "report": report,
-            "duplicated": duplicated
-                .iter()
-                .map(|(k, a, b)| serde_json::json!({"key": k, "ids": [a, b]}))
-                .collect::<Vec<_>>(),
-            "seconds": started.elapsed().as_secs_f64(),
-        });
+        // Through a Value: keys sorted, as this command always printed them.
+        let v = serde_json::to_value(&outcome)?;
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         let list = |v: &[u64]| {
             let shown: Vec<String> = v.iter().take(20).map(u64::to_string).collect();
             format!("{} [{}]", v.len(), shown.join(", "))
         };
-        println!(
-            "collection  {} ({})",
-            args.collection.name(settings),
-            dir.display()
-        );
+        println!("collection  {} ({})", outcome.name, outcome.path.display());
         println!(
             "images      {} live in {} graph segments + the appendable segment; {} item records",
             report.live, report.segments, report.item_records
@@ -99,7 +90,7 @@ pub fn run(args: &CheckArgs, settings: &Settings) -> Result<u8> {
         println!(
             "{} ({:.2} s)",
             if ok { "consistent" } else { "INCONSISTENT" },
-            started.elapsed().as_secs_f64()
+            outcome.seconds
         );
     }
     Ok(if ok { exit::OK } else { exit::INCONSISTENT })

@@ -6,6 +6,8 @@ use clap::Args;
 use crate::collections::CollectionArg;
 use crate::config::Settings;
 use crate::output::bar;
+use crate::remote::Remote;
+use imgsim_pipeline::report::Compacted;
 
 /// Arguments of `imgsim compact`.
 #[derive(Debug, Args)]
@@ -15,21 +17,38 @@ pub struct CompactArgs {
     pub collection: CollectionArg,
 }
 
-/// `imgsim compact`.
-pub fn run(args: &CompactArgs, settings: &Settings, quiet: bool) -> Result<()> {
-    let (collection, _) = args.collection.open(settings)?;
-    let before = collection.stats();
-    let b = bar(
-        !quiet,
-        before.count as u64,
-        "compacting [{bar:30}] {pos}/{len}",
-    );
-    collection.compact(&|_, done, total| {
-        b.set_length(total as u64);
-        b.set_position(done as u64);
-    })?;
-    b.finish_and_clear();
-    let after = collection.stats();
+/// `imgsim compact` (through `remote` when a server owns the collection).
+pub fn run(
+    args: &CompactArgs,
+    settings: &Settings,
+    quiet: bool,
+    remote: Option<&Remote>,
+) -> Result<()> {
+    let done: Compacted = match remote {
+        Some(r) => {
+            args.collection.dir(settings)?;
+            let name = args.collection.name(settings);
+            r.post(
+                &format!("/collections/{name}/compact"),
+                &serde_json::json!({}),
+            )?
+        }
+        None => {
+            let (collection, _) = args.collection.open(settings)?;
+            let b = bar(
+                !quiet,
+                collection.len() as u64,
+                "compacting [{bar:30}] {pos}/{len}",
+            );
+            let done = imgsim_pipeline::report::compact(&collection, &|done, total| {
+                b.set_length(total as u64);
+                b.set_position(done as u64);
+            })?;
+            b.finish_and_clear();
+            done
+        }
+    };
+    let (before, after) = (done.before, done.after);
     println!(
         "compacted: {} images, tombstones {} -> {}, segments {} -> {}, disk {:.1} -> {:.1} MiB",
         after.count,

@@ -3,13 +3,13 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
-use imgsim_pipeline::dups::{apply, plan, DupAction, Keep};
-use imgsim_pipeline::search::{default_dup_threshold, duplicate_groups};
+use imgsim_pipeline::dups::{find_and_act, DupAction, DupsReport, DupsRequest, Keep};
 
 use crate::collections::CollectionArg;
 use crate::config::Settings;
+use crate::remote::Remote;
 
 /// Which copy of a group is the original.
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -51,14 +51,9 @@ pub struct DupsArgs {
     pub json: bool,
 }
 
-/// `imgsim dups`.
-pub fn run(args: &DupsArgs, settings: &Settings) -> Result<()> {
-    let (collection, _) = args.collection.open(settings)?;
-    let threshold = match args.threshold {
-        Some(t) => t,
-        None => default_dup_threshold(&collection, None)?,
-    };
-    let groups = duplicate_groups(&collection, threshold, args.neighbours.max(1), None)?;
+/// `imgsim dups` (through `remote` when a server owns the collection: the
+/// server moves or deletes the files).
+pub fn run(args: &DupsArgs, settings: &Settings, remote: Option<&Remote>) -> Result<()> {
     let action = match (&args.move_to, args.delete) {
         (Some(dir), _) => Some(DupAction::MoveTo(dir.clone())),
         (None, true) => Some(DupAction::Delete),
@@ -68,20 +63,59 @@ pub fn run(args: &DupsArgs, settings: &Settings) -> Result<()> {
         KeepArg::Largest => Keep::Largest,
         KeepArg::Oldest => Keep::Oldest,
     };
-    let plans = match &action {
-        Some(_) => plan(&collection, &groups, keep)?,
-        None => Vec::new(),
+    let report: DupsReport = match remote {
+        Some(r) => {
+            args.collection.dir(settings)?;
+            let name = args.collection.name(settings);
+            let move_to = match &args.move_to {
+                Some(d) => {
+                    Some(std::path::absolute(d).with_context(|| format!("{}", d.display()))?)
+                }
+                None => None,
+            };
+            r.post(
+                &format!("/collections/{name}/dups"),
+                &serde_json::json!({
+                    "threshold": args.threshold,
+                    "neighbours": args.neighbours,
+                    "move_to": move_to,
+                    "delete": args.delete,
+                    "keep": match args.keep {
+                        KeepArg::Largest => "largest",
+                        KeepArg::Oldest => "oldest",
+                    },
+                    "apply": args.apply,
+                }),
+            )?
+        }
+        None => {
+            let (collection, _) = args.collection.open(settings)?;
+            let request = DupsRequest {
+                threshold: args.threshold,
+                neighbours: args.neighbours,
+                action: action.clone(),
+                keep,
+                apply: args.apply,
+            };
+            find_and_act(&collection, &request, &imgsim_common::LocalFs)?
+        }
     };
-    let done = match &action {
-        Some(a) if args.apply => apply(&collection, &plans, a, &imgsim_common::LocalFs)?,
-        _ => Vec::new(),
-    };
+    let DupsReport {
+        threshold,
+        metric,
+        groups,
+        plan: plans,
+        done,
+        images,
+        ..
+    } = &report;
+    let threshold = *threshold;
     if args.json {
         println!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "threshold": threshold,
-                "metric": collection.spec().metric,
+                "metric": metric,
                 "groups": groups,
                 "plan": plans,
                 "applied": args.apply,
@@ -90,14 +124,14 @@ pub fn run(args: &DupsArgs, settings: &Settings) -> Result<()> {
         );
         return Ok(());
     }
-    let what = match collection.spec().metric {
+    let what = match metric {
         imgsim_index::Metric::Cosine => format!("similarity >= {threshold}"),
         imgsim_index::Metric::L2 => format!("distance <= {threshold}"),
     };
     println!(
         "{} groups of near-duplicates ({what}) among {} images",
         groups.len(),
-        collection.len()
+        images
     );
     for (i, g) in groups.iter().enumerate() {
         println!("group {} ({} images):", i + 1, g.items.len());
@@ -115,7 +149,7 @@ pub fn run(args: &DupsArgs, settings: &Settings) -> Result<()> {
         (DupAction::Delete, false) => "would delete",
     };
     let mut n = 0;
-    for p in &plans {
+    for p in plans.iter() {
         println!("keep {}", p.keep.1);
         for (_, path) in &p.extras {
             n += 1;

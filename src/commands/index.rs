@@ -15,12 +15,15 @@ use imgsim_pipeline::indexer::IndexOptions;
 use imgsim_pipeline::model::EmbedderChoice;
 use imgsim_pipeline::store::{CreateSettings, ReadyEvent};
 use imgsim_pipeline::train::{AutoTrainOptions, TrainEvent};
-use imgsim_pipeline::IndexProgress;
+use imgsim_pipeline::{IndexProgress, Summary};
+use indicatif::ProgressBar;
 
 use crate::collections::CollectionArg;
 use crate::config::{EmbedModel, Settings};
 use crate::exit;
 use crate::output::{bar, rate, show_training, LogLines};
+use crate::remote::index as remote_index;
+use crate::remote::Remote;
 
 /// Arguments of `imgsim index`.
 #[derive(Debug, Args)]
@@ -112,9 +115,135 @@ fn interrupt_flag() -> Arc<AtomicBool> {
     flag
 }
 
-/// `imgsim index`. Returns the exit code: 0, [`exit::SOME_FAILED`] or
-/// [`exit::INTERRUPTED`].
-pub fn run(args: &IndexArgs, settings: &Settings, quiet: bool) -> Result<u8> {
+/// `imgsim index` (through `remote` when a server owns the collection).
+/// Returns the exit code: 0, [`exit::SOME_FAILED`] or [`exit::INTERRUPTED`].
+pub fn run(
+    args: &IndexArgs,
+    settings: &Settings,
+    quiet: bool,
+    remote: Option<&Remote>,
+) -> Result<u8> {
+    match remote {
+        Some(r) => run_remote(args, settings, quiet, r),
+        None => run_here(args, settings, quiet),
+    }
+}
+
+/// Indexes through the server that owns the collection: it walks and reads
+/// the folders itself; the progress and the summary come back as NDJSON
+/// and are shown as offline.
+fn run_remote(args: &IndexArgs, settings: &Settings, quiet: bool, r: &Remote) -> Result<u8> {
+    let dir = args.collection.dir(settings)?;
+    let name = args.collection.name(settings).to_string();
+    let offline_only = [
+        ("--backbone", args.backbone.is_some()),
+        ("--weights", args.weights.is_some()),
+        ("--autoencoder", args.autoencoder.is_some()),
+        ("--train-autoencoder", args.train_autoencoder),
+        ("--reindex", args.reindex),
+        ("--exact-decode", args.exact_decode),
+    ];
+    if let Some((flag, _)) = offline_only.iter().find(|(_, given)| *given) {
+        return Err(exit::usage(format!(
+            "{flag} chooses or changes the collection's embedder, which is done only without a \
+             server: stop imgsim serve at {} and run this again (the server indexes with the \
+             embedder the collection has)",
+            r.url
+        )));
+    }
+    let show = !quiet && !args.json;
+    let mut paths = Vec::new();
+    for p in &args.paths {
+        paths.push(std::path::absolute(p).with_context(|| format!("{}", p.display()))?);
+    }
+    if show {
+        eprintln!("looking for images in {} path(s)…", args.paths.len());
+    }
+    let request = remote_index::IndexRequest {
+        paths,
+        exclude: args.exclude.clone(),
+        hidden: args.hidden,
+        prune: args.prune,
+        batch_size: args.batch_size.unwrap_or(settings.embed.batch_size),
+        decode_threads: settings.embed.decode_threads,
+    };
+    // Ctrl-C ends the client; its hanging up stops the server's run after
+    // the batch in flight.
+    let url = r.url.clone();
+    let _ = ctrlc::set_handler(move || {
+        eprintln!(
+            "\ninterrupted: imgsim serve at {url} stops after the batch in flight (committed batches stay); run the same command again to resume"
+        );
+        std::process::exit(exit::INTERRUPTED as i32);
+    });
+    let pbar = bar(
+        show,
+        0,
+        "indexing [{bar:30}] {pos}/{len} files, {rate}, ETA {eta} {msg}",
+    );
+    let started = Instant::now();
+    let lines = LogLines::new(show, Duration::from_secs(10));
+    let mut on = |e: remote_index::Event<'_>| match e {
+        remote_index::Event::Walked(w) => {
+            if show {
+                eprintln!(
+                    "{} files found in {:.1} s{}",
+                    w.files,
+                    w.seconds,
+                    if w.failures == 0 {
+                        String::new()
+                    } else {
+                        format!(", {} unreadable entries", w.failures)
+                    }
+                );
+            }
+        }
+        remote_index::Event::Ready(ready) => {
+            if show {
+                eprintln!(
+                    "collection `{}` ({}): {} images, embedder {}",
+                    ready.name,
+                    ready.path.display(),
+                    ready.count,
+                    ready.embedder.as_deref().unwrap_or("none recorded")
+                );
+            }
+        }
+        remote_index::Event::Progress(p) => show_progress(&pbar, &lines, started, p),
+    };
+    let result = remote_index::run(r, &name, &request, &mut on);
+    pbar.finish_and_clear();
+    let summary = result.with_context(|| {
+        format!(
+            "indexing into collection `{name}` through imgsim serve at {} stopped",
+            r.url
+        )
+    })?;
+    let total = summary.total;
+    report(args, &name, &dir, total, &summary)
+}
+
+/// Updates the progress bar (or prints a progress line) for `p`.
+fn show_progress(pbar: &ProgressBar, lines: &LogLines, started: Instant, p: &IndexProgress) {
+    pbar.set_length(p.total as u64);
+    pbar.set_position(p.done as u64);
+    if p.failed > 0 {
+        pbar.set_message(format!("({} failed)", p.failed));
+    }
+    lines.maybe(p.done == p.total, || {
+        format!(
+            "indexing: {}/{} files, {} embedded, {} failed, {} images/s",
+            p.done,
+            p.total,
+            p.indexed,
+            p.failed,
+            rate(p.indexed as f64 / started.elapsed().as_secs_f64().max(1e-9))
+        )
+    });
+}
+
+/// Indexes here, opening the collection.
+fn run_here(args: &IndexArgs, settings: &Settings, quiet: bool) -> Result<u8> {
     let dir = args.collection.dir(settings)?;
     let name = args.collection.name(settings).to_string();
     let show = !quiet && !args.json;
@@ -217,23 +346,7 @@ pub fn run(args: &IndexArgs, settings: &Settings, quiet: bool) -> Result<u8> {
     );
     let started = Instant::now();
     let lines = LogLines::new(show, Duration::from_secs(10));
-    let progress = |p: &IndexProgress| {
-        pbar.set_length(p.total as u64);
-        pbar.set_position(p.done as u64);
-        if p.failed > 0 {
-            pbar.set_message(format!("({} failed)", p.failed));
-        }
-        lines.maybe(p.done == p.total, || {
-            format!(
-                "indexing: {}/{} files, {} embedded, {} failed, {} images/s",
-                p.done,
-                p.total,
-                p.indexed,
-                p.failed,
-                rate(p.indexed as f64 / started.elapsed().as_secs_f64().max(1e-9))
-            )
-        });
-    };
+    let progress = |p: &IndexProgress| show_progress(&pbar, &lines, started, p);
     let result = imgsim_pipeline::index_files(
         &ready.collection,
         ready.embedder.as_ref(),
@@ -261,6 +374,12 @@ pub fn run(args: &IndexArgs, settings: &Settings, quiet: bool) -> Result<u8> {
             imgsim_pipeline::store::finish_reindex(&dir, new_dir)?;
         }
     }
+    report(args, &name, &dir, total, &summary)
+}
+
+/// Writes `--errors`, prints the summary (text or JSON) and returns the
+/// exit code: the same offline and through a server.
+fn report(args: &IndexArgs, name: &str, dir: &Path, total: usize, summary: &Summary) -> Result<u8> {
     if let Some(path) = &args.errors {
         let mut all = summary.errors.clone();
         all.extend(summary.not_images.iter().map(|p| Failure {
@@ -270,7 +389,7 @@ pub fn run(args: &IndexArgs, settings: &Settings, quiet: bool) -> Result<u8> {
         write_errors(path, &all)?;
     }
     if args.json {
-        let mut v = serde_json::to_value(&summary)?;
+        let mut v = serde_json::to_value(summary)?;
         v["collection"] = serde_json::json!(name);
         v["path"] = serde_json::json!(dir);
         println!("{}", serde_json::to_string_pretty(&v)?);

@@ -2,10 +2,11 @@
 
 use anyhow::Result;
 use clap::Args;
-use imgsim_pipeline::EmbedderRecord;
+use imgsim_pipeline::report::CollectionInfo;
 
 use crate::collections::CollectionArg;
 use crate::config::Settings;
+use crate::remote::Remote;
 
 /// Arguments of `imgsim info`.
 #[derive(Debug, Args)]
@@ -18,45 +19,32 @@ pub struct InfoArgs {
     pub json: bool,
 }
 
-/// `imgsim info`.
-pub fn run(args: &InfoArgs, settings: &Settings) -> Result<()> {
-    let (collection, dir) = args.collection.open(settings)?;
-    let stats = collection.stats();
-    let record = EmbedderRecord::read(&collection)?;
-    let manifest = collection.manifest();
-    let text = record.as_ref().is_some_and(|r| r.has_text());
-    let labels = collection.label_counts()?;
+/// `imgsim info` (through `remote` when a server owns the collection).
+pub fn run(args: &InfoArgs, settings: &Settings, remote: Option<&Remote>) -> Result<()> {
+    let name = args.collection.name(settings);
+    let info: CollectionInfo = match remote {
+        Some(r) => {
+            args.collection.dir(settings)?;
+            r.get(&format!("/collections/{name}/info"), &[])?
+        }
+        None => {
+            let (collection, dir) = args.collection.open(settings)?;
+            CollectionInfo::gather(&collection, name, &dir)?
+        }
+    };
     if args.json {
-        let v = serde_json::json!({
-            "name": args.collection.name(settings),
-            "path": dir,
-            "count": stats.count,
-            "dim": stats.dim,
-            "metric": stats.metric,
-            "embedder": record,
-            "index": stats.params,
-            "segments": stats.segments,
-            "sealed_rows": stats.sealed_rows,
-            "appendable_rows": stats.appendable_rows,
-            "tombstones": stats.tombstones,
-            "disk_bytes": stats.disk_bytes,
-            "memory_bytes": stats.memory_bytes,
-            "format_version": stats.format_version,
-            "created_unix_ms": manifest.created_unix_ms,
-            "text_search": text,
-            "labels": labels,
-        });
+        // Through a Value: keys sorted, as this command always printed them.
+        let v = serde_json::to_value(&info)?;
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    println!(
-        "collection  {} ({})",
-        args.collection.name(settings),
-        dir.display()
-    );
-    println!("images      {}", stats.count);
-    println!("vectors     {}-d, {}", stats.dim, stats.metric);
-    match &record {
+    let record = &info.embedder;
+    let text = info.text_search;
+    let labels = &info.labels;
+    println!("collection  {} ({})", info.name, info.path.display());
+    println!("images      {}", info.count);
+    println!("vectors     {}-d, {}", info.dim, info.metric);
+    match record {
         Some(r) => {
             println!("embedder    {}", r.describe());
             println!("            loaded from {}", r.spec.describe());
@@ -100,23 +88,23 @@ pub fn run(args: &InfoArgs, settings: &Settings) -> Result<()> {
     }
     println!(
         "index       HNSW m={} ef_construction={} ef_search={}; {} graph segments ({} vectors), {} recent vectors searched exactly",
-        stats.params.m,
-        stats.params.ef_construction,
-        stats.params.ef_search,
-        stats.segments,
-        stats.sealed_rows,
-        stats.appendable_rows
+        info.index.m,
+        info.index.ef_construction,
+        info.index.ef_search,
+        info.segments,
+        info.sealed_rows,
+        info.appendable_rows
     );
     println!(
         "tombstones  {} ({:.1}% of stored vectors; compaction above {:.0}%)",
-        stats.tombstones,
-        100.0 * stats.tombstones as f64 / (stats.sealed_rows + stats.appendable_rows).max(1) as f64,
+        info.tombstones,
+        100.0 * info.tombstones as f64 / (info.sealed_rows + info.appendable_rows).max(1) as f64,
         100.0 * settings.storage.compact_tombstone_share
     );
     println!(
         "disk        {:.1} MiB; memory {:.1} MiB",
-        stats.disk_bytes as f64 / (1 << 20) as f64,
-        stats.memory_bytes as f64 / (1 << 20) as f64
+        info.disk_bytes as f64 / (1 << 20) as f64,
+        info.memory_bytes as f64 / (1 << 20) as f64
     );
     Ok(())
 }

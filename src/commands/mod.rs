@@ -83,16 +83,35 @@ fn execute(cli: Cli) -> Result<u8> {
     }
     let settings = settings_for(&cli)?;
     let ok = |r: Result<()>| r.map(|()| exit::OK);
+    // The collection commands go through a server that owns the data
+    // directory (or the one --server names); the others never do.
+    let opens_collection = matches!(
+        cli.command,
+        Command::Index(_)
+            | Command::Query(_)
+            | Command::Dups(_)
+            | Command::Tag(_)
+            | Command::Info(_)
+            | Command::Check(_)
+            | Command::Remove(_)
+            | Command::Compact(_)
+    );
+    let remote = if opens_collection {
+        crate::remote::connect(cli.server.as_deref(), &settings)?
+    } else {
+        None
+    };
+    let remote = remote.as_ref();
     match cli.command {
-        Command::Index(args) => index::run(&args, &settings, quiet),
-        Command::Query(args) => ok(query::run(&args, &settings)),
+        Command::Index(args) => index::run(&args, &settings, quiet, remote),
+        Command::Query(args) => ok(query::run(&args, &settings, remote)),
         Command::Serve(args) => ok(serve::run(&args, &settings)),
-        Command::Dups(args) => ok(dups::run(&args, &settings)),
-        Command::Tag(args) => ok(tag::run(&args, &settings, quiet)),
-        Command::Info(args) => ok(info::run(&args, &settings)),
-        Command::Check(args) => check::run(&args, &settings),
-        Command::Remove(args) => ok(remove::run(&args, &settings)),
-        Command::Compact(args) => ok(compact::run(&args, &settings, quiet)),
+        Command::Dups(args) => ok(dups::run(&args, &settings, remote)),
+        Command::Tag(args) => ok(tag::run(&args, &settings, quiet, remote)),
+        Command::Info(args) => ok(info::run(&args, &settings, remote)),
+        Command::Check(args) => check::run(&args, &settings, remote),
+        Command::Remove(args) => ok(remove::run(&args, &settings, remote)),
+        Command::Compact(args) => ok(compact::run(&args, &settings, quiet, remote)),
         Command::Embed(args) => ok(embed::run(&args, &settings)),
         Command::Models => {
             models::run();

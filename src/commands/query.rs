@@ -13,6 +13,7 @@ use crate::collections::CollectionArg;
 use crate::config::Settings;
 use crate::exit::usage;
 use crate::output::Table;
+use crate::remote::Remote;
 
 /// Arguments of `imgsim query`.
 #[derive(Debug, Args)]
@@ -53,8 +54,106 @@ pub struct QueryArgs {
     pub json: bool,
 }
 
-/// `imgsim query`.
-pub fn run(args: &QueryArgs, settings: &Settings) -> Result<()> {
+/// What the text output needs of the collection besides the answer.
+struct Searched {
+    /// Live images.
+    images: usize,
+    /// Its metric.
+    metric: imgsim_index::Metric,
+}
+
+/// A collection as `GET /collections` lists it (the fields used here).
+#[derive(serde::Deserialize)]
+struct Listed {
+    name: String,
+    count: usize,
+    metric: imgsim_index::Metric,
+}
+
+/// The query through a server: an image's bytes with the parameters in
+/// the query string, or JSON for an id or words; the answer read into the
+/// pipeline's [`search::Answer`].
+fn remote_query(r: &Remote, args: &QueryArgs, name: &str) -> Result<(search::Answer, Searched)> {
+    let path = format!("/collections/{name}/search");
+    let answer: search::Answer = match (&args.image, args.id) {
+        (Some(image), None) => {
+            let bytes = std::fs::read(image).map_err(|e| imgsim_pipeline::PipelineError::Io {
+                path: image.clone(),
+                source: e,
+            })?;
+            let mut q = vec![("k", args.k.to_string())];
+            if let Some(ef) = args.ef {
+                q.push(("ef", ef.to_string()));
+            }
+            if args.exact {
+                q.push(("with_recall", "true".into()));
+            }
+            if let Some(l) = &args.label {
+                q.push(("label", l.clone()));
+            }
+            if let Some(t) = &args.text {
+                q.push(("text", t.clone()));
+                q.push(("text_weight", args.text_weight.to_string()));
+            }
+            r.post_bytes(&path, &q, &bytes)?
+        }
+        _ => {
+            let mut body = serde_json::json!({"k": args.k, "with_recall": args.exact});
+            if let Some(id) = args.id {
+                body["id"] = id.into();
+            }
+            if let Some(t) = &args.text {
+                body["text"] = t.clone().into();
+                if args.id.is_some() {
+                    body["text_weight"] = args.text_weight.into();
+                }
+            }
+            if let Some(ef) = args.ef {
+                body["ef"] = ef.into();
+            }
+            if let Some(l) = &args.label {
+                body["label"] = l.clone().into();
+            }
+            r.post(&path, &body)?
+        }
+    };
+    #[derive(serde::Deserialize)]
+    struct List {
+        collections: Vec<Listed>,
+    }
+    let list: List = r.get("/collections", &[])?;
+    let c = list
+        .collections
+        .into_iter()
+        .find(|c| c.name == name)
+        .ok_or_else(|| imgsim_pipeline::PipelineError::NotFound(format!("collection `{name}`")))?;
+    Ok((
+        answer,
+        Searched {
+            images: c.count,
+            metric: c.metric,
+        },
+    ))
+}
+
+/// `imgsim query` (through `remote` when a server owns the collection).
+pub fn run(args: &QueryArgs, settings: &Settings, remote: Option<&Remote>) -> Result<()> {
+    let k = args.k as usize;
+    if args.image.is_none() && args.id.is_none() && args.text.is_none() {
+        return Err(usage("give an image, --id N, or --text WORDS"));
+    }
+    let (answer, searched) = match remote {
+        Some(r) => {
+            args.collection.dir(settings)?;
+            remote_query(r, args, args.collection.name(settings))?
+        }
+        None => local_query(args, settings)?,
+    };
+    print(args, k, &answer, &searched)
+}
+
+/// The query on the collection opened here.
+fn local_query(args: &QueryArgs, settings: &Settings) -> Result<(search::Answer, Searched)> {
     let k = args.k as usize;
     let (collection, dir) = args.collection.open(settings)?;
     let options = SearchOptions {
@@ -92,11 +191,20 @@ pub fn run(args: &QueryArgs, settings: &Settings) -> Result<()> {
     } else {
         search::run(&collection, None, query, &options)?
     };
+    let searched = Searched {
+        images: collection.len(),
+        metric: collection.spec().metric,
+    };
+    Ok((answer, searched))
+}
+
+/// Prints the answer: a table, or JSON.
+fn print(args: &QueryArgs, k: usize, answer: &search::Answer, searched: &Searched) -> Result<()> {
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&answer)?);
+        println!("{}", serde_json::to_string_pretty(answer)?);
         return Ok(());
     }
-    let metric = collection.spec().metric;
+    let metric = searched.metric;
     let label = match metric {
         imgsim_index::Metric::Cosine => "similarity",
         imgsim_index::Metric::L2 => "distance",
@@ -124,7 +232,7 @@ pub fn run(args: &QueryArgs, settings: &Settings) -> Result<()> {
         "{} results in {:.1} ms ({} images, {}, {} is closer, ef {})",
         answer.results.len(),
         answer.took_ms,
-        collection.len(),
+        searched.images,
         metric,
         match metric {
             imgsim_index::Metric::Cosine => "higher",

@@ -1,13 +1,12 @@
 //! `imgsim remove`: remove images from a collection, by id or path.
 
-use std::path::PathBuf;
-
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
-use imgsim_pipeline::{Catalog, PipelineError};
+use imgsim_pipeline::report::Removed;
 
 use crate::collections::CollectionArg;
 use crate::config::Settings;
+use crate::remote::Remote;
 
 /// Arguments of `imgsim remove`.
 #[derive(Debug, Args)]
@@ -20,36 +19,26 @@ pub struct RemoveArgs {
     pub collection: CollectionArg,
 }
 
-/// `imgsim remove`.
-pub fn run(args: &RemoveArgs, settings: &Settings) -> Result<()> {
-    let (collection, _) = args.collection.open(settings)?;
-    let catalog = Catalog::load(&collection)?;
-    let mut ids = Vec::new();
-    for item in &args.items {
-        let by_id = item
-            .parse::<u64>()
-            .ok()
-            .filter(|id| collection.contains(*id));
-        let id = match by_id {
-            Some(id) => id,
-            None => {
-                let abs = std::path::absolute(item).unwrap_or_else(|_| PathBuf::from(item));
-                let found = abs
-                    .to_str()
-                    .and_then(|p| catalog.id_of_path(p))
-                    .or_else(|| catalog.id_of_path(item));
-                found.ok_or_else(|| {
-                    PipelineError::NotFound(format!("`{item}` (neither an id nor an indexed path)"))
-                })?
-            }
-        };
-        ids.push(id);
-    }
-    let n = collection.delete(&ids)?;
-    let stats = collection.stats();
+/// `imgsim remove` (through `remote` when a server owns the collection).
+pub fn run(args: &RemoveArgs, settings: &Settings, remote: Option<&Remote>) -> Result<()> {
+    let cwd = std::env::current_dir().context("finding the current folder")?;
+    let removed: Removed = match remote {
+        Some(r) => {
+            args.collection.dir(settings)?;
+            let name = args.collection.name(settings);
+            r.post(
+                &format!("/collections/{name}/remove"),
+                &serde_json::json!({"items": args.items, "cwd": cwd}),
+            )?
+        }
+        None => {
+            let (collection, _) = args.collection.open(settings)?;
+            imgsim_pipeline::report::remove_items(&collection, &args.items, &cwd)?
+        }
+    };
     println!(
-        "removed {n}; {} images left, {} tombstones",
-        stats.count, stats.tombstones
+        "removed {}; {} images left, {} tombstones",
+        removed.removed, removed.count, removed.tombstones
     );
     Ok(())
 }

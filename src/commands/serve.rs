@@ -51,7 +51,8 @@ pub fn run(args: &ServeArgs, settings: &Settings) -> Result<()> {
     let options = settings.server_options();
     if options.api_key.is_none() {
         eprintln!(
-            "no server.api_key (IMGSIM_SERVER_API_KEY): adding and deleting images is disabled"
+            "no server.api_key (IMGSIM_SERVER_API_KEY): only imgsim commands of this user \
+             (signing with the token file in the data directory) may add, delete or index images"
         );
     }
     imgsim_server::serve(bind, &data_dir, &settings.collection, options)

@@ -2,12 +2,13 @@
 
 use anyhow::Result;
 use clap::Args;
-use imgsim_pipeline::tag::{self, TagOptions};
+use imgsim_pipeline::tag::{self, TagOptions, TagReport};
 use imgsim_pipeline::{EmbedderRecord, PipelineError};
 
 use crate::collections::CollectionArg;
 use crate::config::Settings;
 use crate::output::{bar, Table};
+use crate::remote::Remote;
 
 /// Arguments of `imgsim tag`.
 #[derive(Debug, Args)]
@@ -32,8 +33,13 @@ pub struct TagArgs {
     pub json: bool,
 }
 
-/// `imgsim tag`.
-pub fn run(args: &TagArgs, settings: &Settings, quiet: bool) -> Result<()> {
+/// `imgsim tag` (through `remote` when a server owns the collection).
+pub fn run(
+    args: &TagArgs,
+    settings: &Settings,
+    quiet: bool,
+    remote: Option<&Remote>,
+) -> Result<()> {
     let options = TagOptions {
         labels: args.labels.iter().map(|l| l.trim().to_string()).collect(),
         template: args.template.clone(),
@@ -41,6 +47,24 @@ pub fn run(args: &TagArgs, settings: &Settings, quiet: bool) -> Result<()> {
         min_score: args.min_score,
     };
     options.validate()?;
+    let report: TagReport = match remote {
+        Some(r) => {
+            args.collection.dir(settings)?;
+            let name = args.collection.name(settings);
+            r.post(&format!("/collections/{name}/tag"), &options)?
+        }
+        None => tag_here(args, settings, quiet, &options)?,
+    };
+    print(args, &options, &report)
+}
+
+/// Tags the collection opened here.
+fn tag_here(
+    args: &TagArgs,
+    settings: &Settings,
+    quiet: bool,
+    options: &TagOptions,
+) -> Result<TagReport> {
     let (collection, dir) = args.collection.open(settings)?;
     let record =
         EmbedderRecord::read(&collection)?.ok_or_else(|| PipelineError::NoEmbedder(dir.clone()))?;
@@ -50,13 +74,18 @@ pub fn run(args: &TagArgs, settings: &Settings, quiet: bool) -> Result<()> {
         collection.len() as u64,
         "tagging [{bar:30}] {pos}/{len} images",
     );
-    let report = tag::tag(&collection, embedder.as_ref(), &options, &|done, total| {
+    let report = tag::tag(&collection, embedder.as_ref(), options, &|done, total| {
         b.set_length(total as u64);
         b.set_position(done as u64);
     })?;
     b.finish_and_clear();
+    Ok(report)
+}
+
+/// Prints the report: a table, or JSON.
+fn print(args: &TagArgs, options: &TagOptions, report: &TagReport) -> Result<()> {
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        println!("{}", serde_json::to_string_pretty(report)?);
         return Ok(());
     }
     let mut t = Table::new(&["label", "images"], &[false, true]);

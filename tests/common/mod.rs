@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::process::{Command, Output};
 
-/// Runs `imgsim ARGS` in `cwd`, with the collection and config environment
-/// cleared and the Hugging Face Hub offline (cache under `cwd`).
+/// Runs `imgsim ARGS` in `cwd`, with the collection, config and server
+/// environment cleared and the Hugging Face Hub offline (cache under `cwd`).
 #[allow(dead_code)] // not every test binary uses it
 pub fn imgsim(args: &[&str], cwd: &Path) -> Output {
     command(args, cwd).output().expect("imgsim runs")
@@ -28,6 +28,7 @@ pub fn command(args: &[&str], cwd: &Path) -> Command {
         .env_remove("IMGSIM_CONFIG")
         .env_remove("IMGSIM_COLLECTION")
         .env_remove("IMGSIM_LOG")
+        .env_remove("IMGSIM_SERVER")
         .env("HF_HUB_OFFLINE", "1")
         .env("HF_HOME", cwd.join("hf-home"));
     c

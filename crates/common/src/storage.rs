@@ -65,6 +65,11 @@ pub trait Storage: Send + Sync + Debug {
     /// sled's `flush`. The real storage just runs it; a double may fail it.
     fn barrier(&self, what: &str, f: &mut dyn FnMut() -> io::Result<()>) -> io::Result<()>;
 
+    /// Writes `bytes` to `path` durably like [`Storage::write`], the file
+    /// readable and writable by its owner only (mode 0600 on Unix) from the
+    /// moment its temporary file is created: for secrets such as tokens.
+    fn write_private(&self, path: &Path, bytes: &[u8]) -> io::Result<()>;
+
     /// Writes `bytes` to `path` durably (see [`Storage::write_with`]).
     fn write(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
         self.write_with(path, &mut |w| w.write_all(bytes))
@@ -155,10 +160,30 @@ fn durable_write(
     step: &dyn Fn(Op, &Path) -> io::Result<()>,
     torn: bool,
 ) -> io::Result<()> {
+    durable_write_mode(path, fill, step, torn, false)
+}
+
+/// [`durable_write`], the temporary file created with mode 0600 (Unix)
+/// when `private`.
+fn durable_write_mode(
+    path: &Path,
+    fill: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
+    step: &dyn Fn(Op, &Path) -> io::Result<()>,
+    torn: bool,
+    private: bool,
+) -> io::Result<()> {
     let dir = parent_of(path);
     let tmp = temp_path(path);
     let written = step(Op::Write, path).and_then(|()| {
-        let file = File::create(&tmp)?;
+        let mut open = std::fs::OpenOptions::new();
+        open.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        if private {
+            std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+        }
+        #[cfg(not(unix))]
+        let _ = private;
+        let file = open.open(&tmp)?;
         let mut w = BufWriter::with_capacity(1 << 20, file);
         fill(&mut w)?;
         let file = w.into_inner().map_err(|e| e.into_error())?;
@@ -211,6 +236,16 @@ impl Storage for LocalFs {
         fill: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
     ) -> io::Result<()> {
         durable_write(path, fill, &|_, _| Ok(()), false)
+    }
+
+    fn write_private(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        durable_write_mode(
+            path,
+            &mut |w| w.write_all(bytes),
+            &|_, _| Ok(()),
+            false,
+            true,
+        )
     }
 
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
@@ -354,6 +389,16 @@ impl Storage for FaultyFs {
         durable_write(path, fill, &|op, p| self.step(op, p), true)
     }
 
+    fn write_private(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        durable_write_mode(
+            path,
+            &mut |w| w.write_all(bytes),
+            &|op, p| self.step(op, p),
+            true,
+            true,
+        )
+    }
+
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
         create_dirs(dir, &|op, p| self.step(op, p))
     }
@@ -404,6 +449,18 @@ mod tests {
         assert_eq!(std::fs::read(&f).unwrap(), b"second");
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
         assert_eq!(names.len(), 1, "only the file itself");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_private_write_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("token");
+        LocalFs.write_private(&f, b"secret").unwrap();
+        assert_eq!(std::fs::read(&f).unwrap(), b"secret");
+        let mode = std::fs::metadata(&f).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
     }
 
     #[test]

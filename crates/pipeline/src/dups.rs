@@ -6,14 +6,15 @@ use std::path::{Path, PathBuf};
 
 use imgsim_common::Storage;
 use imgsim_index::Collection;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{io, PipelineError, Result};
 use crate::indexer::SOURCE_FILE;
-use crate::search::DupGroup;
+use crate::search::{default_dup_threshold, duplicate_groups, DupGroup};
 
 /// Which member of a group is the original to keep.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Keep {
     /// The largest file (bytes); ties: the lowest id.
     Largest,
@@ -22,7 +23,8 @@ pub enum Keep {
 }
 
 /// What to do with the copies that are not kept.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum DupAction {
     /// Move them into this folder (names made unique there).
     MoveTo(PathBuf),
@@ -31,7 +33,7 @@ pub enum DupAction {
 }
 
 /// The decision for one group.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GroupPlan {
     /// The member kept: (id, path).
     pub keep: (u64, String),
@@ -43,7 +45,7 @@ pub struct GroupPlan {
 }
 
 /// One file moved or deleted.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Done {
     /// The item (removed from the collection).
     pub id: u64,
@@ -252,4 +254,72 @@ mod tests {
         assert!(paths[0].exists() && !paths[1].exists() && !paths[2].exists());
         assert_eq!(c.len(), 2);
     }
+}
+
+/// What `dups` is asked: find groups, and optionally act on them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DupsRequest {
+    /// Cosine: least similarity; L2: largest distance (None: the default
+    /// for the metric, see [`default_dup_threshold`]).
+    pub threshold: Option<f32>,
+    /// Neighbours examined per image.
+    pub neighbours: usize,
+    /// What to do with the copies that are not kept (None: only find).
+    pub action: Option<DupAction>,
+    /// Which copy is the original.
+    pub keep: Keep,
+    /// Really act (false: a plan only).
+    pub apply: bool,
+}
+
+/// What `dups` found and did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DupsReport {
+    /// The threshold used.
+    pub threshold: f32,
+    /// The collection's metric.
+    pub metric: imgsim_index::Metric,
+    /// The groups.
+    pub groups: Vec<DupGroup>,
+    /// The decisions, when an action was asked for.
+    pub plan: Vec<GroupPlan>,
+    /// Whether the action was applied.
+    pub applied: bool,
+    /// Files moved or deleted.
+    pub done: Vec<Done>,
+    /// Live images in the collection when the groups were found.
+    pub images: usize,
+}
+
+/// Finds the groups of near-duplicates of `collection` and, as `request`
+/// asks, plans and applies an action on them (writing through `storage`).
+pub fn find_and_act(
+    collection: &Collection,
+    request: &DupsRequest,
+    storage: &dyn Storage,
+) -> Result<DupsReport> {
+    let threshold = match request.threshold {
+        Some(t) => t,
+        None => default_dup_threshold(collection, None)?,
+    };
+    let images = collection.len();
+    let groups = duplicate_groups(collection, threshold, request.neighbours.max(1), None)?;
+    let plans = match &request.action {
+        Some(_) => plan(collection, &groups, request.keep)?,
+        None => Vec::new(),
+    };
+    let done = match &request.action {
+        Some(a) if request.apply => apply(collection, &plans, a, storage)?,
+        _ => Vec::new(),
+    };
+    Ok(DupsReport {
+        threshold,
+        metric: collection.spec().metric,
+        groups,
+        plan: plans,
+        applied: request.apply,
+        done,
+        images,
+    })
 }

@@ -62,6 +62,24 @@ pub enum PipelineError {
     /// Arguments that do not make sense together.
     #[error("{0}")]
     Invalid(String),
+    /// The data directory is owned by a running `imgsim serve`.
+    #[error("{data_dir} is served by imgsim serve (pid {pid}, {url}); stop it first, or work through it (--server {url})")]
+    Served {
+        /// The data directory.
+        data_dir: PathBuf,
+        /// The server's process id.
+        pid: u32,
+        /// Where it answers.
+        url: String,
+    },
+    /// A path outside the folders a server may read (`[server] library_roots`).
+    #[error("{path} is outside the folders this server may read ([server] library_roots: {roots}); add its folder to library_roots in the server's config, or index it with no server running")]
+    OutsideRoots {
+        /// The path, as given.
+        path: PathBuf,
+        /// The roots, listed.
+        roots: String,
+    },
 }
 
 impl PipelineError {
@@ -84,6 +102,8 @@ impl PipelineError {
             PipelineError::BadRoot { .. } => ErrorKind::Invalid,
             PipelineError::NotFound(_) => ErrorKind::NotFound,
             PipelineError::Invalid(_) => ErrorKind::Invalid,
+            PipelineError::Served { .. } => ErrorKind::Locked,
+            PipelineError::OutsideRoots { .. } => ErrorKind::PermissionDenied,
         }
     }
 }

@@ -7,7 +7,7 @@ use std::time::UNIX_EPOCH;
 
 use imgsim_embed::format::{detect, Detected};
 use imgsim_embed::Format;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Extensions that announce an image: a file with one of these that is not a
 /// readable image is reported as failed; any other non-image is skipped
@@ -33,7 +33,7 @@ pub struct FoundFile {
 }
 
 /// A file or folder the walk could not use, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Failure {
     /// The file or folder.
     pub path: PathBuf,

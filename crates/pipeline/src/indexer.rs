@@ -17,7 +17,7 @@ use std::time::Instant;
 use imgsim_embed::{decode_rgb, decode_rgb_reduced, Embedder, ImageLimits, Transform};
 use imgsim_index::{Collection, ItemMeta, NewItem};
 use rayon::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{PipelineError, Result};
 use crate::files::{has_image_extension, size_and_mtime, sniff, Failure, FoundFile, Sniffed, Walk};
@@ -65,7 +65,7 @@ impl Default for IndexOptions {
 }
 
 /// What an indexing run did.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Summary {
     /// Images embedded and added (new files and changed ones).
     pub indexed: usize,
@@ -106,7 +106,7 @@ pub struct Summary {
 }
 
 /// Progress reported after each committed batch.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct IndexProgress {
     /// Files examined so far (of those that needed work).
     pub done: usize,

@@ -9,7 +9,7 @@ use std::time::Instant;
 use imgsim_embed::{decode_rgb, decode_rgb_reduced, Embedder, ImageLimits};
 use imgsim_index::{recall_at_k_by_distance, Collection, Metric, Neighbor};
 use rayon::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{PipelineError, Result};
 use crate::model::EmbedderRecord;
@@ -19,7 +19,7 @@ use crate::model::EmbedderRecord;
 pub const RECALL_EPSILON: f32 = 1e-5;
 
 /// One result.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Hit {
     /// 1 for the nearest.
     pub rank: usize,
@@ -229,7 +229,7 @@ impl std::fmt::Debug for QueryEmbedder<'_> {
 }
 
 /// Where a search's time went, milliseconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Timings {
     /// Reading, decoding and preprocessing a query image (0 otherwise).
     pub decode_ms: f64,
@@ -243,7 +243,7 @@ pub struct Timings {
 
 /// The answer to a query: results, the exact answer and recall when asked
 /// for, timings, and what was searched.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Answer {
     /// Results, nearest first.
     pub results: Vec<Hit>,
@@ -470,14 +470,14 @@ fn query_embedder<'a, 'b>(
 }
 
 /// A group of near-duplicate images.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DupGroup {
     /// Members, by ascending id.
     pub items: Vec<DupMember>,
 }
 
 /// One member of a group.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DupMember {
     /// Item id.
     pub id: u64,

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use imgsim_embed::Embedder;
 use imgsim_index::{check_label, Collection, Label};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{PipelineError, Result};
 
@@ -26,7 +26,7 @@ pub const TAGS_PROPERTY: &str = "imgsim.tags";
 const CHUNK: usize = 1024;
 
 /// How to tag.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TagOptions {
     /// The labels to choose from (at least two, distinct).
     pub labels: Vec<String>,
@@ -93,7 +93,7 @@ impl TagOptions {
 }
 
 /// What a tagging did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TagReport {
     /// Images tagged.
     pub images: usize,

@@ -24,6 +24,10 @@ pub enum ApiError {
     /// Missing or wrong API key (401).
     #[error("a valid api-key header is required for this operation")]
     Unauthorized,
+    /// A path the service may not read for a client (403): outside
+    /// `[server] library_roots`.
+    #[error("{0}")]
+    Forbidden(String),
     /// The path exists, the method does not (405; the value lists the allowed ones).
     #[error("method not allowed here; allowed: {0}")]
     MethodNotAllowed(&'static str),
@@ -106,6 +110,7 @@ impl ApiError {
         match self {
             ApiError::Failed { kind, .. } => status_of(*kind),
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -150,6 +155,7 @@ impl ResponseError for ApiError {
                 r.insert_header(("WWW-Authenticate", "api-key"));
             }
             ApiError::Failed { .. }
+            | ApiError::Forbidden(_)
             | ApiError::BodyTimeout(_)
             | ApiError::TooLarge(_)
             | ApiError::GatewayTimeout(_) => {}
@@ -177,6 +183,9 @@ impl From<imgsim_index::IndexError> for ApiError {
 
 impl From<imgsim_pipeline::PipelineError> for ApiError {
     fn from(e: imgsim_pipeline::PipelineError) -> Self {
+        if let imgsim_pipeline::PipelineError::OutsideRoots { .. } = e {
+            return ApiError::Forbidden(e.to_string());
+        }
         ApiError::failed(e.kind(), e.to_string())
     }
 }

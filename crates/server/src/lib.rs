@@ -59,7 +59,7 @@ fn asset(body: &'static str, ctype: &'static str) -> HttpResponse {
 }
 
 /// A resource whose other methods are answered 405 with `Allow: {allow}`.
-fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
+pub(crate) fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
     web::resource(path).default_service(web::to(move || async move {
         Err::<HttpResponse, ApiError>(ApiError::MethodNotAllowed(allow))
     }))
@@ -118,6 +118,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         resource("/collections/{collection}/images/{id}/thumbnail", "GET")
             .route(web::get().to(routes::images::thumbnail)),
     )
+    .configure(routes::library::configure)
     .default_service(web::to(|| async {
         Err::<HttpResponse, ApiError>(ApiError::not_found("no such endpoint (see /docs)"))
     }));
@@ -148,13 +149,21 @@ pub fn cors(origins: &[String]) -> actix_web::middleware::Condition<actix_cors::
     actix_web::middleware::Condition::new(!origins.is_empty(), c)
 }
 
-/// Serves `data_dir`'s collections on `bind` until stopped (Ctrl-C).
+/// Serves `data_dir`'s collections on `bind` until stopped (Ctrl-C,
+/// SIGTERM). It owns the data directory meanwhile: it holds its lock (a
+/// second server on it fails, naming this one's address), and writes the
+/// owner record and a fresh local token for the command line's clients
+/// (see [`imgsim_pipeline::owner`]), removed again on a clean stop.
 pub fn serve(
     bind: SocketAddr,
     data_dir: &Path,
     default_collection: &str,
-    options: ServerOptions,
+    mut options: ServerOptions,
 ) -> std::io::Result<()> {
+    let io_err = |e: imgsim_pipeline::PipelineError| std::io::Error::other(e.to_string());
+    let _lock = imgsim_pipeline::owner::ServerLock::acquire(data_dir).map_err(io_err)?;
+    let token = imgsim_pipeline::owner::new_token().map_err(io_err)?;
+    options.local_token = Some(token.clone());
     let state = AppState::open(data_dir, default_collection, options)
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     let timeout = std::time::Duration::from_secs(state.options.request_timeout_s.max(1));
@@ -170,8 +179,9 @@ pub fn serve(
         names.len(),
         names.join(", ")
     );
+    let data_dir = data_dir.to_path_buf();
     actix_web::rt::System::new().block_on(async move {
-        HttpServer::new(move || {
+        let server = HttpServer::new(move || {
             let st = state.clone();
             App::new()
                 .app_data(state.clone())
@@ -194,8 +204,38 @@ pub fn serve(
         })
         .client_request_timeout(timeout)
         .client_disconnect_timeout(std::time::Duration::from_secs(5))
-        .bind(bind)?
-        .run()
-        .await
+        .bind(bind)?;
+        let bound = server.addrs().first().copied().unwrap_or(bind);
+        let record = write_owner_record(&data_dir, bound, &token).map_err(io_err)?;
+        let ran = server.run().await;
+        let fs = imgsim_common::LocalFs;
+        if let Err(e) =
+            imgsim_pipeline::owner::OwnerRecord::remove_if_owned_by(&data_dir, record.pid, &fs)
+        {
+            tracing::warn!(error = %e, "could not remove the owner record");
+        }
+        ran
     })
+}
+
+/// Writes the token file (mode 0600) and the owner record of `data_dir`
+/// for a server answering on `bound`.
+fn write_owner_record(
+    data_dir: &Path,
+    bound: SocketAddr,
+    token: &str,
+) -> Result<imgsim_pipeline::owner::OwnerRecord, imgsim_pipeline::PipelineError> {
+    use imgsim_pipeline::owner;
+    let fs = imgsim_common::LocalFs;
+    let token_file = owner::write_token(data_dir, token, &fs)?;
+    let record = owner::OwnerRecord {
+        pid: std::process::id(),
+        url: owner::url_for(bound),
+        started_unix_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+        token_file,
+    };
+    record.write(data_dir, &fs)?;
+    Ok(record)
 }

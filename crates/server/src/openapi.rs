@@ -5,7 +5,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::api;
-use crate::routes::{images, search, service};
+use crate::routes::{images, library, search, service};
 
 struct ApiKeyScheme;
 
@@ -27,13 +27,16 @@ impl Modify for ApiKeyScheme {
     paths(
         search::search, images::add_image, images::delete_image, images::get_image,
         images::list_images, images::thumbnail, service::collections, service::stats, service::labels,
-        service::embed, service::healthz, service::readyz, service::metrics, service::benchmark
+        service::embed, service::healthz, service::readyz, service::metrics, service::benchmark,
+        library::info, library::check, library::remove, library::compact, library::dups,
+        library::tag, library::index
     ),
     components(schemas(
         api::SearchRequest, api::ImageUpload, api::SearchForm, api::TextInput, api::LabelList, api::LabelCount, api::ImageBytes, api::SearchResponse, api::ResultItem, api::Timings,
         api::Added, api::ImageInfo, api::ImagePage, api::CollectionList,
         api::Stats, api::RecallEstimate, api::Embedding,
-        api::CollectionSummary, crate::error::ErrorResponse, crate::error::ErrorDetail
+        api::CollectionSummary, crate::error::ErrorResponse, crate::error::ErrorDetail,
+        library::RemoveRequest, library::DupsRequest, library::TagRequest, library::IndexRequest
     )),
     modifiers(&ApiKeyScheme)
 )]

@@ -40,6 +40,14 @@ pub struct ServerOptions {
     pub target_recall: Option<f64>,
     /// Origins allowed to call the API from a browser (CORS); empty: none.
     pub cors_origins: Vec<String>,
+    /// Folders the service may read on a client's behalf (`imgsim index`
+    /// through the server); empty: the home directory of the user running
+    /// it (see [`ServerOptions::library_roots`]).
+    pub library_roots: Vec<PathBuf>,
+    /// The local token (`.imgsim-server.token`), accepted in the `api-key`
+    /// header like the api key; made at each start, never configured.
+    #[serde(skip)]
+    pub local_token: Option<String>,
     /// Decoding limits for uploaded images (the config's `[limits]`).
     #[serde(skip)]
     pub limits: ImageLimits,
@@ -65,6 +73,8 @@ impl Default for ServerOptions {
             recall_max_per_s: 10.0,
             target_recall: None,
             cors_origins: Vec::new(),
+            library_roots: Vec::new(),
+            local_token: None,
             limits: ImageLimits::default(),
             storage: OpenOptions::default(),
             bench_report: None,
@@ -83,6 +93,19 @@ pub struct InvalidOption {
 }
 
 impl ServerOptions {
+    /// The folders clients may have the service read: `library_roots`, or
+    /// when that is empty the home directory of the user running it.
+    pub fn library_roots(&self) -> Vec<PathBuf> {
+        if !self.library_roots.is_empty() {
+            return self.library_roots.clone();
+        }
+        std::env::var_os("HOME")
+            .filter(|h| !h.is_empty())
+            .map(PathBuf::from)
+            .into_iter()
+            .collect()
+    }
+
     /// Checks every value's range.
     pub fn validate(&self) -> Result<(), InvalidOption> {
         let bad = |key, reason: String| Err(InvalidOption { key, reason });
@@ -109,6 +132,12 @@ impl ServerOptions {
             return bad(
                 "recall_max_per_s",
                 format!("must be 0 or more, not {}", self.recall_max_per_s),
+            );
+        }
+        if let Some(r) = self.library_roots.iter().find(|r| !r.is_absolute()) {
+            return bad(
+                "library_roots",
+                format!("{} is not an absolute path", r.display()),
             );
         }
         if let Some(t) = self.target_recall.filter(|t| !(0.0..=1.0).contains(t)) {

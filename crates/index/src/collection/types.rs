@@ -200,7 +200,7 @@ pub struct Stats {
 }
 
 /// What [`Collection::verify`](crate::Collection::verify) found.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Consistency {
     /// Live ids (in a sealed graph or the appendable segment).
     pub live: usize,
