@@ -21,6 +21,7 @@ use serde::Serialize;
 
 use crate::error::{PipelineError, Result};
 use crate::files::{has_image_extension, size_and_mtime, sniff, Failure, FoundFile, Sniffed, Walk};
+use crate::thumbnails::Thumbnails;
 
 /// Item attribute: file size in bytes.
 pub const ATTR_SIZE: &str = "size";
@@ -50,6 +51,11 @@ pub struct IndexOptions {
     pub exact_decode: bool,
     /// Delete entries whose files, under the given folders, are gone.
     pub prune: bool,
+    /// Write each image's thumbnail (`<collection>/thumbs/<id>.jpg`) from
+    /// the decoded image, once its item is committed, so that browsing
+    /// needs no decoding (the thumbnails of older items are still made on
+    /// first request).
+    pub thumbnails: bool,
 }
 
 impl Default for IndexOptions {
@@ -60,6 +66,7 @@ impl Default for IndexOptions {
             limits: ImageLimits::default(),
             exact_decode: false,
             prune: false,
+            thumbnails: true,
         }
     }
 }
@@ -178,6 +185,14 @@ impl Catalog {
         self.by_path.get(path).map(|k| k.id)
     }
 
+    /// True when the file at `path` is indexed with this size and
+    /// modification time (an incremental run would skip it).
+    pub fn is_current(&self, path: &str, size: u64, mtime_ns: u64) -> bool {
+        self.by_path
+            .get(path)
+            .is_some_and(|k| k.size == size && k.mtime_ns == mtime_ns)
+    }
+
     /// Indexed file paths.
     pub fn paths(&self) -> impl Iterator<Item = (&str, u64)> {
         self.by_path.iter().map(|(p, k)| (p.as_str(), k.id))
@@ -186,8 +201,12 @@ impl Catalog {
 
 /// One file's fate after the decode stage.
 enum Prepared {
-    /// Decoded and preprocessed; to be embedded.
-    Image { input: Vec<f32> },
+    /// Decoded and preprocessed; to be embedded (with its thumbnail, a
+    /// JPEG, when asked for).
+    Image {
+        input: Vec<f32>,
+        thumbnail: Option<Vec<u8>>,
+    },
     /// Same bytes as an indexed item: reuse its vector.
     Duplicate { of: u64 },
     /// The file changed on disk but not its content: only its record is updated.
@@ -217,6 +236,8 @@ struct Outcome {
 #[derive(Default)]
 struct Commit {
     items: Vec<NewItem>,
+    /// The thumbnail of each of `items` (None: none made, e.g. a copy).
+    thumbnails: Vec<Option<Vec<u8>>>,
     /// Old entries to remove once `items` are in.
     replaced: Vec<u64>,
     /// Records to rewrite (unchanged content).
@@ -330,8 +351,15 @@ fn prepare(
     } else {
         decode_rgb_reduced(&bytes, &path, &opts.limits, t.resize_shorter)
     };
-    out.prepared = match decoded.and_then(|img| t.apply(&img)) {
-        Ok(input) => Prepared::Image { input },
+    out.prepared = match decoded.and_then(|img| {
+        let input = t.apply(&img)?;
+        let thumbnail = opts
+            .thumbnails
+            .then(|| crate::thumbnails::jpeg_of(&img))
+            .flatten();
+        Ok((input, thumbnail))
+    }) {
+        Ok((input, thumbnail)) => Prepared::Image { input, thumbnail },
         Err(e) => Prepared::Failed(reason_without_path(&e, &path)),
     };
     out
@@ -527,7 +555,9 @@ fn prune(
             gone.push(id);
         }
     }
-    Ok(collection.delete(&gone)?)
+    let removed = collection.delete(&gone)?;
+    Thumbnails::new(collection.path(), imgsim_common::local()).remove_all(&gone);
+    Ok(removed)
 }
 
 /// Per-batch counts, carried to the writer with the batch, and their sum
@@ -575,16 +605,17 @@ fn embed_stage(
             examined: batch.len(),
             ..Tally::default()
         };
-        let mut to_embed: Vec<(Outcome, Vec<f32>)> = Vec::new();
+        let mut to_embed: Vec<(Outcome, Vec<f32>, Option<Vec<u8>>)> = Vec::new();
         let mut later: Vec<Outcome> = Vec::new();
         for mut o in batch {
             match std::mem::replace(&mut o.prepared, Prepared::Skipped) {
-                Prepared::Image { input } => {
-                    if fresh.contains_key(&o.hash) || to_embed.iter().any(|(e, _)| e.hash == o.hash)
+                Prepared::Image { input, thumbnail } => {
+                    if fresh.contains_key(&o.hash)
+                        || to_embed.iter().any(|(e, _, _)| e.hash == o.hash)
                     {
                         later.push(o);
                     } else {
-                        to_embed.push((o, input));
+                        to_embed.push((o, input, thumbnail));
                     }
                 }
                 Prepared::Duplicate { of } => match collection.vector(of) {
@@ -600,6 +631,7 @@ fn embed_stage(
                             vector: v,
                             meta: item_meta(&o, Some(&of_path)),
                         });
+                        commit.thumbnails.push(None);
                         tally.duplicates += 1;
                     }
                     // The original went away meanwhile: embed this one after all.
@@ -633,13 +665,13 @@ fn embed_stage(
         // The model call.
         let inputs: Vec<Vec<f32>> = to_embed
             .iter_mut()
-            .map(|(_, i)| std::mem::take(i))
+            .map(|(_, i, _)| std::mem::take(i))
             .collect();
         let t0 = Instant::now();
         let vectors = embed_isolating(embedder, inputs);
         embed_time.fetch_add(t0.elapsed().as_micros() as usize, Ordering::SeqCst);
         let spec = collection.spec();
-        for ((o, _), v) in to_embed.into_iter().zip(vectors) {
+        for ((o, _, thumbnail), v) in to_embed.into_iter().zip(vectors) {
             // A vector the collection would refuse fails this file, not the batch.
             let v = v
                 .map_err(|e| reason_without_path(&e, &o.work.file.path))
@@ -667,6 +699,7 @@ fn embed_stage(
                         vector: v,
                         meta: item_meta(&o, None),
                     });
+                    commit.thumbnails.push(thumbnail);
                     tally.indexed += 1;
                 }
                 Err(error) => {
@@ -688,6 +721,7 @@ fn embed_stage(
                     vector: v.clone(),
                     meta: item_meta(&o, Some(of_path)),
                 });
+                commit.thumbnails.push(None);
                 tally.duplicates += 1;
             } else {
                 failures.push(Failure {
@@ -737,13 +771,21 @@ fn write_stage(
     counters: &std::sync::Mutex<Tally>,
     progress: &(dyn Fn(&IndexProgress) + Sync),
 ) -> Result<()> {
+    let thumbs = Thumbnails::new(collection.path(), imgsim_common::local());
     for commit in rx {
         let added = commit.items.len();
-        if added > 0 {
-            collection.insert(commit.items)?;
-        }
+        let ids = if added > 0 {
+            collection.insert(commit.items)?
+        } else {
+            Vec::new()
+        };
+        // Committed: now the thumbnails (a crash before leaves none, to be
+        // made on first request; a torn write leaves a temporary the next
+        // sweep removes).
+        thumbs.store_batch(ids.iter().copied().zip(commit.thumbnails));
         if !commit.replaced.is_empty() {
             collection.delete(&commit.replaced)?;
+            thumbs.remove_all(&commit.replaced);
         }
         for (id, meta) in &commit.updates {
             collection.update_item(*id, meta)?;

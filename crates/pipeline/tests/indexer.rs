@@ -1,75 +1,13 @@
 //! The indexer with a small test embedder: files that vanish, vectors the
 //! model gets wrong, cancellation, duplicates within one run.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
-use imgsim_embed::{Embedder, EmbedderIdentity, Metric, Transform};
-use imgsim_index::{Collection, CollectionSpec, HnswParams, OpenOptions};
+use common::{collection, solid, Means};
 use imgsim_pipeline::{index_files, walk, IndexOptions};
-
-/// Embeds an 8×8 image as its 3 channel means and their spread; gives NaN
-/// for a pure red image (a model failing on one input).
-struct Means {
-    identity: EmbedderIdentity,
-}
-
-impl Means {
-    fn new() -> Self {
-        Means {
-            identity: EmbedderIdentity {
-                architecture: "means".into(),
-                weights_digest: "none".into(),
-                weights_origin: "test".into(),
-                dim: 4,
-                metric: Metric::L2,
-                preprocessing: Transform::unit(8, 3),
-            },
-        }
-    }
-}
-
-impl Embedder for Means {
-    fn identity(&self) -> &EmbedderIdentity {
-        &self.identity
-    }
-
-    fn embed_batch(&self, inputs: &[Vec<f32>]) -> imgsim_embed::Result<Vec<Vec<f32>>> {
-        Ok(inputs
-            .iter()
-            .map(|x| {
-                let n = x.len() / 3;
-                let m: Vec<f32> = (0..3)
-                    .map(|c| x[c * n..(c + 1) * n].iter().sum::<f32>() / n as f32)
-                    .collect();
-                if m[0] > 0.99 && m[1] < 0.01 && m[2] < 0.01 {
-                    return vec![f32::NAN; 4];
-                }
-                let spread = x.iter().map(|v| (v - m[0]).abs()).sum::<f32>() / x.len() as f32;
-                vec![m[0], m[1], m[2], spread]
-            })
-            .collect())
-    }
-}
-
-fn solid(path: &Path, rgb: [u8; 3]) {
-    image::RgbImage::from_pixel(16, 16, image::Rgb(rgb))
-        .save(path)
-        .unwrap();
-}
-
-fn collection(dir: &Path) -> Collection {
-    Collection::create(
-        &dir.join("c"),
-        CollectionSpec {
-            dim: 4,
-            metric: imgsim_index::Metric::L2,
-            params: HnswParams::default(),
-        },
-        OpenOptions::default(),
-    )
-    .unwrap()
-}
 
 #[test]
 fn vanished_files_and_bad_vectors_fail_alone() {
