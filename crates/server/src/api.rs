@@ -377,6 +377,10 @@ pub struct Stats {
     pub tombstones: usize,
     /// Bytes on disk.
     pub disk_bytes: u64,
+    /// The folder watcher feeding this collection, if any: folders,
+    /// queued, indexed, failed, removed, last scan, last error.
+    #[schema(value_type = Option<Object>)]
+    pub watch: Option<serde_json::Value>,
 }
 
 /// Which collection's embedder `/embed` uses.

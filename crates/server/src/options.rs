@@ -40,6 +40,21 @@ pub struct ServerOptions {
     pub target_recall: Option<f64>,
     /// Origins allowed to call the API from a browser (CORS); empty: none.
     pub cors_origins: Vec<String>,
+    /// Folders to watch: indexed at start, then followed (new, changed,
+    /// deleted files) into the default collection.
+    pub watch: Vec<PathBuf>,
+    /// Seconds between full rescans of the watched folders (the fallback
+    /// for network shares and missed notifications).
+    pub watch_rescan_s: u64,
+    /// Follow file-system notifications (inotify); false: rescans only.
+    pub watch_notifications: bool,
+    /// Images per model call when indexing watched files (the config's
+    /// `[embed] batch_size`).
+    #[serde(skip)]
+    pub index_batch_size: usize,
+    /// Decoding threads when indexing watched files (`[embed] decode_threads`).
+    #[serde(skip)]
+    pub index_decode_threads: usize,
     /// Decoding limits for uploaded images (the config's `[limits]`).
     #[serde(skip)]
     pub limits: ImageLimits,
@@ -65,6 +80,11 @@ impl Default for ServerOptions {
             recall_max_per_s: 10.0,
             target_recall: None,
             cors_origins: Vec::new(),
+            watch: Vec::new(),
+            watch_rescan_s: 60,
+            watch_notifications: true,
+            index_batch_size: 16,
+            index_decode_threads: 0,
             limits: ImageLimits::default(),
             storage: OpenOptions::default(),
             bench_report: None,
@@ -94,6 +114,7 @@ impl ServerOptions {
             ("max_upload_bytes", self.max_upload_bytes as u64),
             ("request_timeout_s", self.request_timeout_s),
             ("recall_window", self.recall_window as u64),
+            ("watch_rescan_s", self.watch_rescan_s),
         ] {
             if v == 0 {
                 return bad(key, "must be at least 1".into());

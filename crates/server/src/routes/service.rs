@@ -77,6 +77,10 @@ pub async fn stats(
             segments: figures.segments,
             tombstones: figures.tombstones,
             disk_bytes: figures.disk_bytes,
+            watch: st
+                .watchers
+                .stats(&served.name)
+                .and_then(|w| serde_json::to_value(w).ok()),
         })
     })
     .await?;
@@ -254,6 +258,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
             state.collections[*name].collection.len()
         ));
     }
+    out.push_str(&state.watchers.metrics());
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(out)
