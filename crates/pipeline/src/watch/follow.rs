@@ -48,7 +48,9 @@ pub(super) struct Follower<T: WatchTarget> {
     /// failed at: a rescan does not try them again unless they change.
     failed: HashMap<PathBuf, (u64, u64)>,
     next_scan: Instant,
-    cancel: AtomicBool,
+    /// Set to stop: also the cancel flag of indexing runs, so that a long
+    /// run stops after its batch in flight.
+    stop: Arc<AtomicBool>,
 }
 
 impl<T: WatchTarget> Follower<T> {
@@ -58,6 +60,7 @@ impl<T: WatchTarget> Follower<T> {
         target: T,
         filter: PathFilter,
         stats: Arc<Mutex<WatchStats>>,
+        stop: Arc<AtomicBool>,
     ) -> Self {
         Follower {
             roots,
@@ -72,18 +75,13 @@ impl<T: WatchTarget> Follower<T> {
             retries: HashMap::new(),
             failed: HashMap::new(),
             next_scan: Instant::now(),
-            cancel: AtomicBool::new(false),
+            stop,
         }
     }
 
-    /// Runs until `stop` is set (or the sender goes away).
-    pub(super) fn run(mut self, rx: Receiver<Msg>, stop: &AtomicBool) {
-        // The cancel flag of indexing runs follows `stop`.
-        let stopped = |s: &Self| {
-            let st = stop.load(Ordering::SeqCst);
-            s.cancel.store(st, Ordering::SeqCst);
-            st
-        };
+    /// Runs until stopped (or the sender goes away).
+    pub(super) fn run(mut self, rx: Receiver<Msg>) {
+        let stopped = |s: &Self| s.stop.load(Ordering::SeqCst);
         self.first_pass();
         loop {
             if stopped(&self) {
@@ -355,7 +353,7 @@ impl<T: WatchTarget> Follower<T> {
         } else {
             Vec::new()
         };
-        let summary = match self.target.index(walk, &roots, opts, &self.cancel) {
+        let summary = match self.target.index(walk, &roots, opts, &self.stop) {
             Ok(s) => s,
             Err(e) => {
                 // Nothing is lost: the next rescan finds these files again.

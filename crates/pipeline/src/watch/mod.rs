@@ -243,11 +243,11 @@ impl FolderWatcher {
             }
         }
         let stop = Arc::new(AtomicBool::new(false));
-        let follower = follow::Follower::new(roots, options, target, filter, stats.clone());
-        let stop2 = stop.clone();
+        let follower =
+            follow::Follower::new(roots, options, target, filter, stats.clone(), stop.clone());
         let thread = std::thread::Builder::new()
             .name("imgsim-watch".into())
-            .spawn(move || follower.run(rx, &stop2))
+            .spawn(move || follower.run(rx))
             .map_err(|e| PipelineError::Invalid(format!("cannot start the watcher thread: {e}")))?;
         Ok(FolderWatcher {
             stop,
