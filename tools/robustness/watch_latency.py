@@ -189,7 +189,12 @@ def main():
     gone["all_gone_after_last_delete_s"] = round(max(left.values()) - last_remove, 3) if not pending and left else None
     gone["missing"] = len(pending)
     print("gone from the index after delete:", json.dumps(gone))
-    report = {"count": len(order), "watch_dir": watch_dir, "add": add, "delete": gone}
+    status, body = client.get(f"/collections/{c}/stats")
+    watch = json.loads(body).get("watch") if status == 200 else None
+    if watch:
+        keep = ("indexed", "failed", "removed", "batches", "queued", "notifications", "last_error")
+        print("the watcher:", json.dumps({k: watch.get(k) for k in keep}))
+    report = {"count": len(order), "watch_dir": watch_dir, "add": add, "delete": gone, "watch": watch}
     if a.out:
         with open(a.out, "w") as f:
             json.dump(report, f, indent=2)
