@@ -262,7 +262,7 @@ pub fn run(args: &IndexArgs, settings: &Settings, quiet: bool) -> Result<u8> {
         limits,
         exact_decode: ready.record.exact_decode,
         prune: args.prune,
-        thumbnails: true,
+        thumbnails: Some(imgsim_common::local()),
     };
     let cancel = interrupt_flag();
     let pbar = bar(

@@ -12,8 +12,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::Arc;
 use std::time::Instant;
 
+use imgsim_common::Storage;
 use imgsim_embed::{decode_rgb, decode_rgb_reduced, Embedder, ImageLimits, Transform};
 use imgsim_index::{Collection, ItemMeta, NewItem};
 use rayon::prelude::*;
@@ -52,10 +54,10 @@ pub struct IndexOptions {
     /// Delete entries whose files, under the given folders, are gone.
     pub prune: bool,
     /// Write each image's thumbnail (`<collection>/thumbs/<id>.jpg`) from
-    /// the decoded image, once its item is committed, so that browsing
-    /// needs no decoding (the thumbnails of older items are still made on
-    /// first request).
-    pub thumbnails: bool,
+    /// the decoded image, once its item is committed, through this storage
+    /// (None: none written), so that browsing needs no decoding (the
+    /// thumbnails of older items are still made on first request).
+    pub thumbnails: Option<Arc<dyn Storage>>,
 }
 
 impl Default for IndexOptions {
@@ -66,7 +68,7 @@ impl Default for IndexOptions {
             limits: ImageLimits::default(),
             exact_decode: false,
             prune: false,
-            thumbnails: true,
+            thumbnails: Some(imgsim_common::local()),
         }
     }
 }
@@ -355,6 +357,7 @@ fn prepare(
         let input = t.apply(&img)?;
         let thumbnail = opts
             .thumbnails
+            .is_some()
             .then(|| crate::thumbnails::jpeg_of(&img))
             .flatten();
         Ok((input, thumbnail))
@@ -451,7 +454,13 @@ pub fn index_files(
     }
 
     if opts.prune {
-        summary.pruned = prune(collection, &catalog, roots, &seen)?;
+        summary.pruned = prune(
+            collection,
+            &catalog,
+            roots,
+            &seen,
+            &thumbnails_of(collection, opts),
+        )?;
     }
 
     let t = *embedder.preprocessing();
@@ -490,7 +499,10 @@ pub fn index_files(
             }
         });
         // Writer stage.
-        let writer = s.spawn(|| write_stage(collection, commit_rx, total, &counters, progress));
+        let thumbs = thumbnails_of(collection, opts);
+        let counters = &counters;
+        let writer =
+            s.spawn(move || write_stage(collection, &thumbs, commit_rx, total, counters, progress));
         // Embed stage, here.
         let embedded = embed_stage(collection, embedder, prep_rx, &commit_tx, &embed_time);
         drop(commit_tx);
@@ -529,12 +541,22 @@ pub fn index_files(
     result.map(|()| summary)
 }
 
-/// Deletes entries under `roots` whose files no longer exist.
+/// The thumbnails of `collection`, written through the storage `opts`
+/// gives (the local file system when it writes none: deleted items'
+/// thumbnails are still removed).
+fn thumbnails_of(collection: &Collection, opts: &IndexOptions) -> Thumbnails {
+    let storage = opts.thumbnails.clone().unwrap_or_else(imgsim_common::local);
+    Thumbnails::new(collection.path(), storage)
+}
+
+/// Deletes entries under `roots` whose files no longer exist (and their
+/// thumbnails).
 fn prune(
     collection: &Collection,
     catalog: &Catalog,
     roots: &[PathBuf],
     seen: &HashSet<String>,
+    thumbs: &Thumbnails,
 ) -> Result<usize> {
     let abs_roots: Vec<PathBuf> = roots
         .iter()
@@ -556,7 +578,7 @@ fn prune(
         }
     }
     let removed = collection.delete(&gone)?;
-    Thumbnails::new(collection.path(), imgsim_common::local()).remove_all(&gone);
+    thumbs.remove_all(&gone);
     Ok(removed)
 }
 
@@ -766,12 +788,12 @@ fn embed_isolating(
 /// Commits batches in order; stops at the first storage error.
 fn write_stage(
     collection: &Collection,
+    thumbs: &Thumbnails,
     rx: Receiver<Commit>,
     total: usize,
     counters: &std::sync::Mutex<Tally>,
     progress: &(dyn Fn(&IndexProgress) + Sync),
 ) -> Result<()> {
-    let thumbs = Thumbnails::new(collection.path(), imgsim_common::local());
     for commit in rx {
         let added = commit.items.len();
         let ids = if added > 0 {

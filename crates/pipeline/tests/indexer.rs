@@ -125,3 +125,74 @@ fn regression_a_tiny_file_limit_fails_files_instead_of_underflowing() {
         );
     }
 }
+
+/// Thumbnails written at index time go through the storage seam: a write
+/// that fails (a full disk, a kill) leaves that image without a thumbnail
+/// and a torn temporary, never a torn thumbnail, and costs no item; the
+/// sweep removes the temporary and the thumbnail is then made on first
+/// request.
+#[test]
+fn a_failed_thumbnail_write_loses_no_item_and_leaves_nothing_torn() {
+    use imgsim_common::{FaultyFs, Op};
+    use imgsim_pipeline::thumbnails::Thumbnails;
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let photos = dir.path().join("p");
+    std::fs::create_dir(&photos).unwrap();
+    for i in 0..3u8 {
+        solid(&photos.join(format!("{i}.png")), [10, i * 60, 200]);
+    }
+    let c = collection(dir.path());
+    let fs = Arc::new(FaultyFs::new());
+    // The second thumbnail write fails half-way.
+    fs.fail(Some(Op::Write), 1, 28, false);
+    let roots: Vec<PathBuf> = vec![photos.clone()];
+    let s = index_files(
+        &c,
+        &Means::new(),
+        walk(&roots).unwrap(),
+        &roots,
+        &IndexOptions {
+            thumbnails: Some(fs.clone()),
+            ..IndexOptions::default()
+        },
+        &AtomicBool::new(false),
+        &|_| {},
+    )
+    .unwrap();
+    assert!(fs.tripped());
+    assert_eq!((s.indexed, s.failed), (3, 0), "{s:?}");
+    let thumbs_dir = dir.path().join("c/thumbs");
+    let names = || -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(&thumbs_dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let left = names();
+    assert_eq!(
+        left.iter().filter(|n| n.ends_with(".jpg")).count(),
+        2,
+        "{left:?}"
+    );
+    assert_eq!(
+        left.iter().filter(|n| n.ends_with(".tmp")).count(),
+        1,
+        "{left:?}"
+    );
+    for n in left.iter().filter(|n| n.ends_with(".jpg")) {
+        image::open(thumbs_dir.join(n)).expect("a whole JPEG");
+    }
+    let thumbs = Thumbnails::new(c.path(), imgsim_common::local());
+    assert_eq!(thumbs.sweep(&c).unwrap(), 1, "the torn temporary");
+    for id in c.ids() {
+        thumbs
+            .get(&c, id, &imgsim_embed::ImageLimits::default())
+            .unwrap();
+    }
+    assert_eq!(names().len(), 3);
+}

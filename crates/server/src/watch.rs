@@ -173,7 +173,7 @@ pub fn start(state: &AppState) -> Result<(), ApiError> {
             limits: o.limits,
             exact_decode,
             prune: false,
-            thumbnails: true,
+            thumbnails: Some(imgsim_common::local()),
         },
         rescan_interval: Duration::from_secs(o.watch_rescan_s),
         notifications: o.watch_notifications,
