@@ -59,7 +59,7 @@ pub enum Command {
     Query(commands::query::QueryArgs),
     /// Serve the collections over HTTP: the search page and the API.
     #[command(
-        after_help = "Examples:\n  imgsim serve\n  imgsim serve --bind localhost:9000\n  IMGSIM_SERVER_API_KEY=secret imgsim serve     (enables uploads and deletes)\n\nThe page is at /, the API documentation at /docs."
+        after_help = "Examples:\n  imgsim serve\n  imgsim serve --bind localhost:9000\n  imgsim serve --watch ~/Pictures               (kept indexed: new, changed, deleted)\n  IMGSIM_SERVER_API_KEY=secret imgsim serve     (enables uploads and deletes)\n\nThe page is at /, the API documentation at /docs."
     )]
     Serve(commands::serve::ServeArgs),
     /// Groups of near-duplicate images; optionally move or delete the extra copies.

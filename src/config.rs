@@ -488,6 +488,8 @@ impl Settings {
         let mut o = self.server.clone();
         o.limits = self.limits;
         o.storage = self.storage.clone();
+        o.index_batch_size = self.embed.batch_size;
+        o.index_decode_threads = self.embed.decode_threads;
         o.bench_report = Some(self.bench.out_dir.join("fashion-mnist-784-euclidean.json"));
         o
     }

@@ -739,3 +739,48 @@ fn unreadable_folders_and_files_are_reported_and_skipped() {
     assert!(denied("locked"), "{s}");
     assert!(denied("secret.png"), "{s}");
 }
+
+/// Issue 13: the indexer writes each image's thumbnail while it has the
+/// decoded image, so browsing a freshly indexed collection decodes
+/// nothing; a file that changes gets a new item, and its old thumbnail goes.
+#[test]
+fn thumbnails_exist_right_after_indexing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    let photos = cwd.join("photos");
+    save(&picture(1, 640, 480), &photos.join("wide.png"));
+    save(&picture(2, 200, 300), &photos.join("tall.png"));
+    save(&picture(3, 40, 30), &photos.join("small.png"));
+    let data = cwd.join("data");
+    let d = data.to_str().unwrap();
+    let p = photos.to_str().unwrap();
+    let mut args = data_args(d, &["index", p]);
+    args.extend_from_slice(&BACKBONE);
+    let o = run(&args, cwd);
+    assert!(o.status.success(), "{}", text(&o));
+    let thumbs = data.join("default/thumbs");
+    let listed = |dir: &Path| -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map(|rd| rd.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    let before = listed(&thumbs);
+    assert_eq!(before.len(), 3, "{before:?}");
+    let mut sizes = Vec::new();
+    for t in &before {
+        assert_eq!(t.extension().unwrap(), "jpg");
+        let img = image::open(t).unwrap();
+        sizes.push((img.width(), img.height()));
+    }
+    sizes.sort();
+    assert_eq!(sizes, vec![(40, 30), (171, 256), (256, 192)]);
+    // Changed: a new item and its thumbnail; the old thumbnail is removed.
+    save(&picture(4, 640, 480), &photos.join("wide.png"));
+    let o = run(&args, cwd);
+    assert!(o.status.success(), "{}", text(&o));
+    let after = listed(&thumbs);
+    assert_eq!(after.len(), 3, "{after:?}");
+    assert_ne!(before, after);
+}

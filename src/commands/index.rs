@@ -83,14 +83,25 @@ fn embedder_choice(args: &IndexArgs, settings: &Settings) -> Result<EmbedderChoi
     if args.train_autoencoder {
         return Ok(EmbedderChoice::TrainAutoencoder);
     }
+    configured_choice(settings, args.backbone.as_deref(), args.weights.as_deref())
+}
+
+/// The embedder the config's `[embed]` section chooses, with a backbone
+/// or weights given on the command line taking precedence.
+fn configured_choice(
+    settings: &Settings,
+    backbone: Option<&str>,
+    weights: Option<&str>,
+) -> Result<EmbedderChoice> {
     let e = &settings.embed;
-    let backbone = Backbone::parse(args.backbone.as_deref().unwrap_or(&e.backbone))?;
-    let weights = match args.weights.as_deref() {
+    let explicit = backbone.is_some() || weights.is_some();
+    let backbone = Backbone::parse(backbone.unwrap_or(&e.backbone))?;
+    let weights = match weights {
         Some(w) => Some(WeightsSource::parse(w)?),
         None if !e.weights.is_empty() => Some(WeightsSource::parse(&e.weights)?),
         None => None,
     };
-    if args.backbone.is_some() || args.weights.is_some() {
+    if explicit {
         return Ok(EmbedderChoice::Backbone { backbone, weights });
     }
     Ok(match e.model {
@@ -98,6 +109,60 @@ fn embedder_choice(args: &IndexArgs, settings: &Settings) -> Result<EmbedderChoi
         EmbedModel::Auto | EmbedModel::Backbone => EmbedderChoice::Backbone { backbone, weights },
         EmbedModel::Autoencoder => EmbedderChoice::TrainAutoencoder,
     })
+}
+
+/// How `imgsim index` creates a collection.
+fn create_settings(settings: &Settings, exact_decode: bool) -> CreateSettings {
+    CreateSettings {
+        params: settings.index.params(),
+        options: settings.storage.clone(),
+        exact_decode: exact_decode || settings.embed.exact_decode,
+        train: AutoTrainOptions {
+            dim: settings.embed.autoencoder_dim,
+            epochs: settings.embed.autoencoder_epochs,
+            max_images: settings.embed.autoencoder_max_images,
+            seed: 42,
+            limits: settings.limits,
+        },
+    }
+}
+
+/// Creates collection `dir` (called `name`) as `imgsim FOLDERS index`
+/// would with the config's settings, when it does not exist yet (what
+/// `imgsim serve --watch` needs before it opens its collections): the
+/// embedder `[embed]` chooses, an autoencoder trained on the folders'
+/// images when that is the choice. Indexes nothing.
+pub fn create_if_missing(
+    settings: &Settings,
+    name: &str,
+    dir: &Path,
+    folders: &[PathBuf],
+) -> Result<()> {
+    if imgsim_index::Collection::exists(dir) {
+        return Ok(());
+    }
+    eprintln!("collection `{name}` does not exist: creating it for the watched folders");
+    let walk = imgsim_pipeline::files::walk_with(folders, &WalkOptions::default())?;
+    let files: Vec<PathBuf> = walk.files.into_iter().map(|f| f.path).collect();
+    let choice = configured_choice(settings, None, None)?;
+    let create = create_settings(settings, false);
+    let lines = LogLines::new(true, Duration::from_secs(10));
+    let events = |e: ReadyEvent| match e {
+        ReadyEvent::Notice(text) => eprintln!("{text}"),
+        ReadyEvent::Train(TrainEvent::Epoch {
+            epoch,
+            epochs,
+            loss,
+        }) => lines.maybe(epoch == epochs, || {
+            format!("autoencoder: epoch {epoch}/{epochs}, loss {loss:.5}")
+        }),
+        ReadyEvent::Train(_) => {}
+    };
+    let ready = imgsim_pipeline::ready_for_indexing(dir, &choice, false, &files, &create, &events)
+        .with_context(|| format!("creating collection `{name}` ({})", dir.display()))?;
+    ready.collection.flush()?;
+    eprintln!("collection `{name}`: embedder {}", ready.record.describe());
+    Ok(())
 }
 
 /// Installs the Ctrl-C handler: the first press stops after the batch in
@@ -271,18 +336,7 @@ fn run_here(args: &IndexArgs, settings: &Settings, quiet: bool) -> Result<u8> {
             }
         );
     }
-    let create = CreateSettings {
-        params: settings.index.params(),
-        options: settings.storage.clone(),
-        exact_decode: args.exact_decode || settings.embed.exact_decode,
-        train: AutoTrainOptions {
-            dim: settings.embed.autoencoder_dim,
-            epochs: settings.embed.autoencoder_epochs,
-            max_images: settings.embed.autoencoder_max_images,
-            seed: 42,
-            limits,
-        },
-    };
+    let create = create_settings(settings, args.exact_decode);
     let train_bar = bar(show, 0, "{msg:>18} [{bar:30}] {pos}/{len} {rate} ETA {eta}");
     let epoch_lines = LogLines::new(show, Duration::from_secs(10));
     let events = |e: ReadyEvent| match e {
@@ -337,6 +391,7 @@ fn run_here(args: &IndexArgs, settings: &Settings, quiet: bool) -> Result<u8> {
         limits,
         exact_decode: ready.record.exact_decode,
         prune: args.prune,
+        thumbnails: Some(imgsim_common::local()),
     };
     let cancel = interrupt_flag();
     let pbar = bar(

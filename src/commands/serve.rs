@@ -3,8 +3,12 @@
 
 use std::net::{SocketAddr, ToSocketAddrs};
 
+use std::path::PathBuf;
+
 use anyhow::{Context, Result};
 use clap::Args;
+
+use crate::collections::CollectionArg;
 
 use crate::config::Settings;
 use crate::exit::usage;
@@ -16,6 +20,14 @@ pub struct ServeArgs {
     /// or 0.0.0.0:8080 (default: the config's server.bind).
     #[arg(long)]
     pub bind: Option<String>,
+    /// Watch this folder: index it at start (as `imgsim index DIR --prune`),
+    /// then follow new, changed and deleted files into the collection;
+    /// repeatable (default: the config's server.watch).
+    #[arg(long, value_name = "DIR")]
+    pub watch: Vec<PathBuf>,
+    /// The collection the watched folders feed (and `/embed`'s default).
+    #[command(flatten)]
+    pub collection: CollectionArg,
 }
 
 /// Resolves `HOST:PORT` (a host name such as `localhost` included) to the
@@ -48,14 +60,27 @@ pub fn run(args: &ServeArgs, settings: &Settings) -> Result<()> {
     let data_dir = settings.data_dir();
     imgsim_common::Storage::create_dir_all(&imgsim_common::LocalFs, &data_dir)
         .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
-    let options = settings.server_options();
+    let mut options = settings.server_options();
+    if !args.watch.is_empty() {
+        options.watch = args.watch.clone();
+    }
+    let name = args.collection.name(settings);
+    if !options.watch.is_empty() {
+        let dir = args.collection.dir(settings)?;
+        for f in &options.watch {
+            if !f.is_dir() {
+                return Err(usage(format!("--watch {}: not a folder", f.display())));
+            }
+        }
+        crate::commands::index::create_if_missing(settings, name, &dir, &options.watch)?;
+    }
     if options.api_key.is_none() {
         eprintln!(
             "no server.api_key (IMGSIM_SERVER_API_KEY): only imgsim commands of this user \
              (signing with the token file in the data directory) may add, delete or index images"
         );
     }
-    imgsim_server::serve(bind, &data_dir, &settings.collection, options)
+    imgsim_server::serve(bind, &data_dir, name, options)
         .with_context(|| format!("serving on {bind}"))
 }
 

@@ -336,3 +336,15 @@ pub fn indexed_collection(cwd: &Path, data: &Path, seed: u32) {
     let o = index_photos(cwd, data, &photos, &[]);
     assert!(o.status.success(), "{}", text(&o));
 }
+
+/// A child process (a server) killed and reaped when dropped, so that a
+/// failing test leaves nothing running.
+#[allow(dead_code)]
+pub struct Running(pub std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

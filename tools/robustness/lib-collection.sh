@@ -1,4 +1,4 @@
-# Shared by tools/robustness/soak.sh and tools/robustness/schemathesis.sh
+# Shared by tools/robustness/soak.sh, schemathesis.sh and watch_latency.sh
 # (source it, do not run it): the release binary, the photo collection (the demo's: Debian's
 # backgrounds, an autoencoder trained offline on them), a query image, a free
 # loopback port, and starting and stopping `imgsim serve`.
@@ -9,7 +9,7 @@
 #                                 # pristine one ($PRISTINE), built once
 #   query_image                   # prints the smallest JPEG of the photos
 #   free_port                     # prints a free loopback port
-#   start_server "$work" PORT KEY [ARGS]  # sets SERVER_PID; waits for /readyz
+#   start_server "$work" PORT KEY [ARGS]  # sets SERVER_PID; waits for /readyz (SERVE_ARGS: more arguments)
 #   stop_server                   # SIGINT, wait (30 s), then SIGKILL; sets SERVER_RC
 
 PHOTOS_DIR="${PHOTOS_DIR:-/usr/share/backgrounds}"
@@ -73,7 +73,9 @@ SERVER_RC=""
 start_server() { # WORK PORT KEY [MORE SERVE ARGS...]
     local work=$1 port=$2 key=$3
     shift 3
-    IMGSIM_SERVER_API_KEY="$key" "$IMGSIM" --data-dir "$work/data" serve --bind "127.0.0.1:$port" "$@" \
+    # SERVE_ARGS: more `imgsim serve` arguments (e.g. --watch DIR), split on spaces.
+    # shellcheck disable=SC2086
+    IMGSIM_SERVER_API_KEY="$key" "$IMGSIM" --data-dir "$work/data" serve --bind "127.0.0.1:$port" "$@" ${SERVE_ARGS:-} \
         >"$work/serve.log" 2>&1 &
     SERVER_PID=$!
     local i

@@ -12,8 +12,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::Arc;
 use std::time::Instant;
 
+use imgsim_common::Storage;
 use imgsim_embed::{decode_rgb, decode_rgb_reduced, Embedder, ImageLimits, Transform};
 use imgsim_index::{Collection, ItemMeta, NewItem};
 use rayon::prelude::*;
@@ -21,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{PipelineError, Result};
 use crate::files::{has_image_extension, size_and_mtime, sniff, Failure, FoundFile, Sniffed, Walk};
+use crate::thumbnails::Thumbnails;
 
 /// Item attribute: file size in bytes.
 pub const ATTR_SIZE: &str = "size";
@@ -50,6 +53,11 @@ pub struct IndexOptions {
     pub exact_decode: bool,
     /// Delete entries whose files, under the given folders, are gone.
     pub prune: bool,
+    /// Write each image's thumbnail (`<collection>/thumbs/<id>.jpg`) from
+    /// the decoded image, once its item is committed, through this storage
+    /// (None: none written), so that browsing needs no decoding (the
+    /// thumbnails of older items are still made on first request).
+    pub thumbnails: Option<Arc<dyn Storage>>,
 }
 
 impl Default for IndexOptions {
@@ -60,6 +68,7 @@ impl Default for IndexOptions {
             limits: ImageLimits::default(),
             exact_decode: false,
             prune: false,
+            thumbnails: Some(imgsim_common::local()),
         }
     }
 }
@@ -178,6 +187,14 @@ impl Catalog {
         self.by_path.get(path).map(|k| k.id)
     }
 
+    /// True when the file at `path` is indexed with this size and
+    /// modification time (an incremental run would skip it).
+    pub fn is_current(&self, path: &str, size: u64, mtime_ns: u64) -> bool {
+        self.by_path
+            .get(path)
+            .is_some_and(|k| k.size == size && k.mtime_ns == mtime_ns)
+    }
+
     /// Indexed file paths.
     pub fn paths(&self) -> impl Iterator<Item = (&str, u64)> {
         self.by_path.iter().map(|(p, k)| (p.as_str(), k.id))
@@ -186,8 +203,12 @@ impl Catalog {
 
 /// One file's fate after the decode stage.
 enum Prepared {
-    /// Decoded and preprocessed; to be embedded.
-    Image { input: Vec<f32> },
+    /// Decoded and preprocessed; to be embedded (with its thumbnail, a
+    /// JPEG, when asked for).
+    Image {
+        input: Vec<f32>,
+        thumbnail: Option<Vec<u8>>,
+    },
     /// Same bytes as an indexed item: reuse its vector.
     Duplicate { of: u64 },
     /// The file changed on disk but not its content: only its record is updated.
@@ -217,6 +238,8 @@ struct Outcome {
 #[derive(Default)]
 struct Commit {
     items: Vec<NewItem>,
+    /// The thumbnail of each of `items` (None: none made, e.g. a copy).
+    thumbnails: Vec<Option<Vec<u8>>>,
     /// Old entries to remove once `items` are in.
     replaced: Vec<u64>,
     /// Records to rewrite (unchanged content).
@@ -330,8 +353,16 @@ fn prepare(
     } else {
         decode_rgb_reduced(&bytes, &path, &opts.limits, t.resize_shorter)
     };
-    out.prepared = match decoded.and_then(|img| t.apply(&img)) {
-        Ok(input) => Prepared::Image { input },
+    out.prepared = match decoded.and_then(|img| {
+        let input = t.apply(&img)?;
+        let thumbnail = opts
+            .thumbnails
+            .is_some()
+            .then(|| crate::thumbnails::jpeg_of(&img))
+            .flatten();
+        Ok((input, thumbnail))
+    }) {
+        Ok((input, thumbnail)) => Prepared::Image { input, thumbnail },
         Err(e) => Prepared::Failed(reason_without_path(&e, &path)),
     };
     out
@@ -423,7 +454,13 @@ pub fn index_files(
     }
 
     if opts.prune {
-        summary.pruned = prune(collection, &catalog, roots, &seen)?;
+        summary.pruned = prune(
+            collection,
+            &catalog,
+            roots,
+            &seen,
+            &thumbnails_of(collection, opts),
+        )?;
     }
 
     let t = *embedder.preprocessing();
@@ -462,7 +499,10 @@ pub fn index_files(
             }
         });
         // Writer stage.
-        let writer = s.spawn(|| write_stage(collection, commit_rx, total, &counters, progress));
+        let thumbs = thumbnails_of(collection, opts);
+        let counters = &counters;
+        let writer =
+            s.spawn(move || write_stage(collection, &thumbs, commit_rx, total, counters, progress));
         // Embed stage, here.
         let embedded = embed_stage(collection, embedder, prep_rx, &commit_tx, &embed_time);
         drop(commit_tx);
@@ -501,12 +541,22 @@ pub fn index_files(
     result.map(|()| summary)
 }
 
-/// Deletes entries under `roots` whose files no longer exist.
+/// The thumbnails of `collection`, written through the storage `opts`
+/// gives (the local file system when it writes none: deleted items'
+/// thumbnails are still removed).
+fn thumbnails_of(collection: &Collection, opts: &IndexOptions) -> Thumbnails {
+    let storage = opts.thumbnails.clone().unwrap_or_else(imgsim_common::local);
+    Thumbnails::new(collection.path(), storage)
+}
+
+/// Deletes entries under `roots` whose files no longer exist (and their
+/// thumbnails).
 fn prune(
     collection: &Collection,
     catalog: &Catalog,
     roots: &[PathBuf],
     seen: &HashSet<String>,
+    thumbs: &Thumbnails,
 ) -> Result<usize> {
     let abs_roots: Vec<PathBuf> = roots
         .iter()
@@ -527,7 +577,9 @@ fn prune(
             gone.push(id);
         }
     }
-    Ok(collection.delete(&gone)?)
+    let removed = collection.delete(&gone)?;
+    thumbs.remove_all(&gone);
+    Ok(removed)
 }
 
 /// Per-batch counts, carried to the writer with the batch, and their sum
@@ -575,16 +627,17 @@ fn embed_stage(
             examined: batch.len(),
             ..Tally::default()
         };
-        let mut to_embed: Vec<(Outcome, Vec<f32>)> = Vec::new();
+        let mut to_embed: Vec<(Outcome, Vec<f32>, Option<Vec<u8>>)> = Vec::new();
         let mut later: Vec<Outcome> = Vec::new();
         for mut o in batch {
             match std::mem::replace(&mut o.prepared, Prepared::Skipped) {
-                Prepared::Image { input } => {
-                    if fresh.contains_key(&o.hash) || to_embed.iter().any(|(e, _)| e.hash == o.hash)
+                Prepared::Image { input, thumbnail } => {
+                    if fresh.contains_key(&o.hash)
+                        || to_embed.iter().any(|(e, _, _)| e.hash == o.hash)
                     {
                         later.push(o);
                     } else {
-                        to_embed.push((o, input));
+                        to_embed.push((o, input, thumbnail));
                     }
                 }
                 Prepared::Duplicate { of } => match collection.vector(of) {
@@ -600,6 +653,7 @@ fn embed_stage(
                             vector: v,
                             meta: item_meta(&o, Some(&of_path)),
                         });
+                        commit.thumbnails.push(None);
                         tally.duplicates += 1;
                     }
                     // The original went away meanwhile: embed this one after all.
@@ -633,13 +687,13 @@ fn embed_stage(
         // The model call.
         let inputs: Vec<Vec<f32>> = to_embed
             .iter_mut()
-            .map(|(_, i)| std::mem::take(i))
+            .map(|(_, i, _)| std::mem::take(i))
             .collect();
         let t0 = Instant::now();
         let vectors = embed_isolating(embedder, inputs);
         embed_time.fetch_add(t0.elapsed().as_micros() as usize, Ordering::SeqCst);
         let spec = collection.spec();
-        for ((o, _), v) in to_embed.into_iter().zip(vectors) {
+        for ((o, _, thumbnail), v) in to_embed.into_iter().zip(vectors) {
             // A vector the collection would refuse fails this file, not the batch.
             let v = v
                 .map_err(|e| reason_without_path(&e, &o.work.file.path))
@@ -667,6 +721,7 @@ fn embed_stage(
                         vector: v,
                         meta: item_meta(&o, None),
                     });
+                    commit.thumbnails.push(thumbnail);
                     tally.indexed += 1;
                 }
                 Err(error) => {
@@ -688,6 +743,7 @@ fn embed_stage(
                     vector: v.clone(),
                     meta: item_meta(&o, Some(of_path)),
                 });
+                commit.thumbnails.push(None);
                 tally.duplicates += 1;
             } else {
                 failures.push(Failure {
@@ -732,6 +788,7 @@ fn embed_isolating(
 /// Commits batches in order; stops at the first storage error.
 fn write_stage(
     collection: &Collection,
+    thumbs: &Thumbnails,
     rx: Receiver<Commit>,
     total: usize,
     counters: &std::sync::Mutex<Tally>,
@@ -739,11 +796,18 @@ fn write_stage(
 ) -> Result<()> {
     for commit in rx {
         let added = commit.items.len();
-        if added > 0 {
-            collection.insert(commit.items)?;
-        }
+        let ids = if added > 0 {
+            collection.insert(commit.items)?
+        } else {
+            Vec::new()
+        };
+        // Committed: now the thumbnails (a crash before leaves none, to be
+        // made on first request; a torn write leaves a temporary the next
+        // sweep removes).
+        thumbs.store_batch(ids.iter().copied().zip(commit.thumbnails));
         if !commit.replaced.is_empty() {
             collection.delete(&commit.replaced)?;
+            thumbs.remove_all(&commit.replaced);
         }
         for (id, meta) in &commit.updates {
             collection.update_item(*id, meta)?;

@@ -23,6 +23,7 @@ pub mod train;
 #[cfg(test)]
 mod testing;
 pub mod uploads;
+pub mod watch;
 
 pub use error::{PipelineError, Result};
 pub use files::{walk, walk_with, Failure, FoundFile, Walk, WalkOptions};

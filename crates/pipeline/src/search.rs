@@ -86,6 +86,40 @@ pub fn embed_bytes(
     embed_bytes_timed(embedder, record, bytes, name, limits).map(|t| t.vector)
 }
 
+/// Decodes image bytes as the collection's images were decoded.
+fn decode_as_indexed(
+    embedder: &dyn Embedder,
+    record: &EmbedderRecord,
+    bytes: &[u8],
+    name: &Path,
+    limits: &ImageLimits,
+) -> Result<image::RgbImage> {
+    Ok(if record.exact_decode {
+        decode_rgb(bytes, name, limits)?
+    } else {
+        decode_rgb_reduced(bytes, name, limits, embedder.preprocessing().resize_shorter)?
+    })
+}
+
+/// [`embed_bytes`], also rendering the image's thumbnail (a JPEG, see
+/// [`crate::thumbnails`]) from the decoded image (None if it could not be
+/// encoded).
+pub fn embed_bytes_with_thumbnail(
+    embedder: &dyn Embedder,
+    record: &EmbedderRecord,
+    bytes: &[u8],
+    name: &Path,
+    limits: &ImageLimits,
+) -> Result<(Vec<f32>, Option<Vec<u8>>)> {
+    let img = decode_as_indexed(embedder, record, bytes, name, limits)?;
+    let input = embedder.preprocess(&img)?;
+    let vector = embedder
+        .embed_batch(&[input])?
+        .pop()
+        .ok_or_else(|| PipelineError::Invalid("the model returned no vector".into()))?;
+    Ok((vector, crate::thumbnails::jpeg_of(&img)))
+}
+
 /// An embedding and where its time went.
 #[derive(Debug, Clone)]
 pub struct TimedEmbedding {
@@ -106,11 +140,7 @@ pub fn embed_bytes_timed(
     limits: &ImageLimits,
 ) -> Result<TimedEmbedding> {
     let t0 = Instant::now();
-    let img = if record.exact_decode {
-        decode_rgb(bytes, name, limits)?
-    } else {
-        decode_rgb_reduced(bytes, name, limits, embedder.preprocessing().resize_shorter)?
-    };
+    let img = decode_as_indexed(embedder, record, bytes, name, limits)?;
     let input = embedder.preprocess(&img)?;
     let t1 = Instant::now();
     let vector = embedder

@@ -1,4 +1,5 @@
-//! Thumbnails of a collection's images: rendered on first request (at most
+//! Thumbnails of a collection's images: written by the indexer from the image
+//! it decoded, or rendered on first request for older items (at most
 //! [`THUMB_SIDE`] pixels a side, aspect ratio kept) and cached as
 //! `<collection>/thumbs/<id>.jpg`, written through the storage seam.
 
@@ -53,6 +54,14 @@ fn encode_jpeg(img: &RgbImage, id: u64) -> Result<Vec<u8>> {
             source: io::Error::other(format!("encoding the thumbnail: {e}")),
         })?;
     Ok(out)
+}
+
+/// The thumbnail of a decoded image, as a JPEG (None, logged, if it
+/// cannot be encoded: the thumbnail is then made on first request).
+pub fn jpeg_of(img: &RgbImage) -> Option<Vec<u8>> {
+    encode_jpeg(&render(img, THUMB_SIDE), 0)
+        .map_err(|e| tracing::warn!(error = %e, "could not encode a thumbnail"))
+        .ok()
 }
 
 /// An embed error's message without the file path it starts with.
@@ -131,6 +140,36 @@ impl Thumbnails {
     fn store(&self, id: u64, jpeg: &[u8]) -> io::Result<()> {
         self.storage.create_dir_all(&self.dir)?;
         self.storage.write(&self.path(id), jpeg)
+    }
+
+    /// Stores the thumbnails of items just committed (`None`: none made).
+    /// Best effort, like caching: a failed write is logged (the thumbnail
+    /// is then made on first request) and the rest are still written.
+    pub fn store_batch(&self, thumbs: impl IntoIterator<Item = (u64, Option<Vec<u8>>)>) {
+        let mut made_dir = false;
+        for (id, jpeg) in thumbs {
+            let Some(jpeg) = jpeg else { continue };
+            if !made_dir {
+                if let Err(e) = self.storage.create_dir_all(&self.dir) {
+                    tracing::warn!(error = %e, "could not create the thumbnails folder");
+                    return;
+                }
+                made_dir = true;
+            }
+            if let Err(e) = self.storage.write(&self.path(id), &jpeg) {
+                tracing::warn!(id, error = %e, "could not write a thumbnail");
+            }
+        }
+    }
+
+    /// Removes the thumbnails of `ids` (deleted items); a failure is
+    /// logged, and the next sweep removes what is left.
+    pub fn remove_all(&self, ids: &[u64]) {
+        for &id in ids {
+            if let Err(e) = self.remove(id) {
+                tracing::warn!(id, error = %e, "could not remove a deleted item's thumbnail; the next sweep will");
+            }
+        }
     }
 
     /// Removes the cached thumbnail of `id`, if there is one.

@@ -25,7 +25,7 @@ use serde::Serialize;
 
 use crate::error::{PipelineError, Result};
 use crate::indexer::{ATTR_HASH, ATTR_SIZE, SOURCE_UPLOAD};
-use crate::search::{embed_bytes, QueryEmbedder};
+use crate::search::{embed_bytes_with_thumbnail, QueryEmbedder};
 use crate::thumbnails::Thumbnails;
 
 /// Folder, inside a collection, of the uploads' bytes.
@@ -186,8 +186,8 @@ impl Uploads {
         bytes: &[u8],
         name: &str,
     ) -> Result<Added> {
-        self.add_with(collection, bytes, name, || {
-            embed_bytes(
+        self.add_thumbnailed(collection, bytes, name, || {
+            embed_bytes_with_thumbnail(
                 embedder.embedder,
                 embedder.record,
                 bytes,
@@ -206,12 +206,25 @@ impl Uploads {
         name: &str,
         vector: impl FnOnce() -> Result<Vec<f32>>,
     ) -> Result<Added> {
+        self.add_thumbnailed(collection, bytes, name, || vector().map(|v| (v, None)))
+    }
+
+    /// [`Uploads::add_with`], `vector` also giving the image's thumbnail
+    /// (a JPEG), written once the item is committed (best effort, as the
+    /// indexer writes its thumbnails).
+    fn add_thumbnailed(
+        &self,
+        collection: &Collection,
+        bytes: &[u8],
+        name: &str,
+        vector: impl FnOnce() -> Result<(Vec<f32>, Option<Vec<u8>>)>,
+    ) -> Result<Added> {
         let hash = blake3::hash(bytes).to_hex().to_string();
         if let Some(added) = self.existing(collection, &self.lock(), &hash)? {
             return Ok(added);
         }
         // The model runs without the lock: adds of other images go on.
-        let v = vector()?;
+        let (v, thumbnail) = vector()?;
         let shown = Path::new(name)
             .file_name()
             .and_then(|n| n.to_str())
@@ -249,6 +262,8 @@ impl Uploads {
         };
         let id = ids[0];
         table.entry(hash).or_default().insert(id);
+        // Under the lock: a delete of this item waits, then removes it.
+        self.thumbnails.store_batch([(id, thumbnail)]);
         Ok(Added {
             id,
             path: meta.external_id,

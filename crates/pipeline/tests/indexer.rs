@@ -1,75 +1,13 @@
 //! The indexer with a small test embedder: files that vanish, vectors the
 //! model gets wrong, cancellation, duplicates within one run.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
-use imgsim_embed::{Embedder, EmbedderIdentity, Metric, Transform};
-use imgsim_index::{Collection, CollectionSpec, HnswParams, OpenOptions};
+use common::{collection, solid, Means};
 use imgsim_pipeline::{index_files, walk, IndexOptions};
-
-/// Embeds an 8×8 image as its 3 channel means and their spread; gives NaN
-/// for a pure red image (a model failing on one input).
-struct Means {
-    identity: EmbedderIdentity,
-}
-
-impl Means {
-    fn new() -> Self {
-        Means {
-            identity: EmbedderIdentity {
-                architecture: "means".into(),
-                weights_digest: "none".into(),
-                weights_origin: "test".into(),
-                dim: 4,
-                metric: Metric::L2,
-                preprocessing: Transform::unit(8, 3),
-            },
-        }
-    }
-}
-
-impl Embedder for Means {
-    fn identity(&self) -> &EmbedderIdentity {
-        &self.identity
-    }
-
-    fn embed_batch(&self, inputs: &[Vec<f32>]) -> imgsim_embed::Result<Vec<Vec<f32>>> {
-        Ok(inputs
-            .iter()
-            .map(|x| {
-                let n = x.len() / 3;
-                let m: Vec<f32> = (0..3)
-                    .map(|c| x[c * n..(c + 1) * n].iter().sum::<f32>() / n as f32)
-                    .collect();
-                if m[0] > 0.99 && m[1] < 0.01 && m[2] < 0.01 {
-                    return vec![f32::NAN; 4];
-                }
-                let spread = x.iter().map(|v| (v - m[0]).abs()).sum::<f32>() / x.len() as f32;
-                vec![m[0], m[1], m[2], spread]
-            })
-            .collect())
-    }
-}
-
-fn solid(path: &Path, rgb: [u8; 3]) {
-    image::RgbImage::from_pixel(16, 16, image::Rgb(rgb))
-        .save(path)
-        .unwrap();
-}
-
-fn collection(dir: &Path) -> Collection {
-    Collection::create(
-        &dir.join("c"),
-        CollectionSpec {
-            dim: 4,
-            metric: imgsim_index::Metric::L2,
-            params: HnswParams::default(),
-        },
-        OpenOptions::default(),
-    )
-    .unwrap()
-}
 
 #[test]
 fn vanished_files_and_bad_vectors_fail_alone() {
@@ -186,4 +124,75 @@ fn regression_a_tiny_file_limit_fails_files_instead_of_underflowing() {
             s.errors[0].error
         );
     }
+}
+
+/// Thumbnails written at index time go through the storage seam: a write
+/// that fails (a full disk, a kill) leaves that image without a thumbnail
+/// and a torn temporary, never a torn thumbnail, and costs no item; the
+/// sweep removes the temporary and the thumbnail is then made on first
+/// request.
+#[test]
+fn a_failed_thumbnail_write_loses_no_item_and_leaves_nothing_torn() {
+    use imgsim_common::{FaultyFs, Op};
+    use imgsim_pipeline::thumbnails::Thumbnails;
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let photos = dir.path().join("p");
+    std::fs::create_dir(&photos).unwrap();
+    for i in 0..3u8 {
+        solid(&photos.join(format!("{i}.png")), [10, i * 60, 200]);
+    }
+    let c = collection(dir.path());
+    let fs = Arc::new(FaultyFs::new());
+    // The second thumbnail write fails half-way.
+    fs.fail(Some(Op::Write), 1, 28, false);
+    let roots: Vec<PathBuf> = vec![photos.clone()];
+    let s = index_files(
+        &c,
+        &Means::new(),
+        walk(&roots).unwrap(),
+        &roots,
+        &IndexOptions {
+            thumbnails: Some(fs.clone()),
+            ..IndexOptions::default()
+        },
+        &AtomicBool::new(false),
+        &|_| {},
+    )
+    .unwrap();
+    assert!(fs.tripped());
+    assert_eq!((s.indexed, s.failed), (3, 0), "{s:?}");
+    let thumbs_dir = dir.path().join("c/thumbs");
+    let names = || -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(&thumbs_dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let left = names();
+    assert_eq!(
+        left.iter().filter(|n| n.ends_with(".jpg")).count(),
+        2,
+        "{left:?}"
+    );
+    assert_eq!(
+        left.iter().filter(|n| n.ends_with(".tmp")).count(),
+        1,
+        "{left:?}"
+    );
+    for n in left.iter().filter(|n| n.ends_with(".jpg")) {
+        image::open(thumbs_dir.join(n)).expect("a whole JPEG");
+    }
+    let thumbs = Thumbnails::new(c.path(), imgsim_common::local());
+    assert_eq!(thumbs.sweep(&c).unwrap(), 1, "the torn temporary");
+    for id in c.ids() {
+        thumbs
+            .get(&c, id, &imgsim_embed::ImageLimits::default())
+            .unwrap();
+    }
+    assert_eq!(names().len(), 3);
 }

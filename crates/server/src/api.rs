@@ -382,6 +382,10 @@ pub struct Stats {
     /// The background maintenance (seals and compactions).
     #[schema(value_type = Object)]
     pub maintenance: imgsim_index::MaintenanceReport,
+    /// The folder watcher feeding this collection, if any: folders,
+    /// queued, indexed, failed, removed, last scan, last error.
+    #[schema(value_type = Option<Object>)]
+    pub watch: Option<serde_json::Value>,
 }
 
 /// Which collection's embedder `/embed` uses.

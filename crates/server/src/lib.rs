@@ -19,7 +19,8 @@
 //! - [`routes`]: the handlers, one file per resource: `search`, `images`
 //!   (list, get, add, delete, thumbnail), `service` (health, readiness,
 //!   metrics, embed, benchmark, collections, stats);
-//! - [`openapi`]: the OpenAPI document, from the handlers' annotations.
+//! - [`openapi`]: the OpenAPI document, from the handlers' annotations;
+//! - [`watch`]: watched folders feeding a collection, and their figures.
 //!
 //! Blocking work (decoding, embedding, searching, sled scans, file reads)
 //! runs on a bounded worker pool, never on the async executor; when too
@@ -35,6 +36,7 @@ pub mod openapi;
 pub mod options;
 pub mod routes;
 pub mod state;
+pub mod watch;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -166,6 +168,7 @@ pub fn serve(
     options.local_token = Some(token.clone());
     let state = AppState::open(data_dir, default_collection, options)
         .map_err(|e| std::io::Error::other(e.to_string()))?;
+    watch::start(&state).map_err(|e| std::io::Error::other(e.to_string()))?;
     let timeout = std::time::Duration::from_secs(state.options.request_timeout_s.max(1));
     let origins = state.options.cors_origins.clone();
     let state = web::Data::new(state);

@@ -42,12 +42,28 @@ pub struct ServerOptions {
     pub cors_origins: Vec<String>,
     /// Folders the service may read on a client's behalf (`imgsim index`
     /// through the server); empty: the home directory of the user running
-    /// it (see [`ServerOptions::library_roots`]).
+    /// it; the watched folders are allowed too (see
+    /// [`ServerOptions::library_roots`]).
     pub library_roots: Vec<PathBuf>,
     /// The local token (`.imgsim-server.token`), accepted in the `api-key`
     /// header like the api key; made at each start, never configured.
     #[serde(skip)]
     pub local_token: Option<String>,
+    /// Folders to watch: indexed at start, then followed (new, changed,
+    /// deleted files) into the default collection.
+    pub watch: Vec<PathBuf>,
+    /// Seconds between full rescans of the watched folders (the fallback
+    /// for network shares and missed notifications).
+    pub watch_rescan_s: u64,
+    /// Follow file-system notifications (inotify); false: rescans only.
+    pub watch_notifications: bool,
+    /// Images per model call when indexing watched files (the config's
+    /// `[embed] batch_size`).
+    #[serde(skip)]
+    pub index_batch_size: usize,
+    /// Decoding threads when indexing watched files (`[embed] decode_threads`).
+    #[serde(skip)]
+    pub index_decode_threads: usize,
     /// Decoding limits for uploaded images (the config's `[limits]`).
     #[serde(skip)]
     pub limits: ImageLimits,
@@ -75,6 +91,11 @@ impl Default for ServerOptions {
             cors_origins: Vec::new(),
             library_roots: Vec::new(),
             local_token: None,
+            watch: Vec::new(),
+            watch_rescan_s: 60,
+            watch_notifications: true,
+            index_batch_size: 16,
+            index_decode_threads: 0,
             limits: ImageLimits::default(),
             storage: OpenOptions::default(),
             bench_report: None,
@@ -93,17 +114,21 @@ pub struct InvalidOption {
 }
 
 impl ServerOptions {
-    /// The folders clients may have the service read: `library_roots`, or
-    /// when that is empty the home directory of the user running it.
+    /// The folders clients may have the service read: `library_roots` (when
+    /// that is empty, the home directory of the user running it), plus the
+    /// watched folders, which the service reads anyway.
     pub fn library_roots(&self) -> Vec<PathBuf> {
-        if !self.library_roots.is_empty() {
-            return self.library_roots.clone();
-        }
-        std::env::var_os("HOME")
-            .filter(|h| !h.is_empty())
-            .map(PathBuf::from)
-            .into_iter()
-            .collect()
+        let mut roots = if self.library_roots.is_empty() {
+            std::env::var_os("HOME")
+                .filter(|h| !h.is_empty())
+                .map(PathBuf::from)
+                .into_iter()
+                .collect()
+        } else {
+            self.library_roots.clone()
+        };
+        roots.extend(self.watch.iter().cloned());
+        roots
     }
 
     /// Checks every value's range.
@@ -117,6 +142,7 @@ impl ServerOptions {
             ("max_upload_bytes", self.max_upload_bytes as u64),
             ("request_timeout_s", self.request_timeout_s),
             ("recall_window", self.recall_window as u64),
+            ("watch_rescan_s", self.watch_rescan_s),
         ] {
             if v == 0 {
                 return bad(key, "must be at least 1".into());

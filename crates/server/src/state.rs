@@ -244,6 +244,8 @@ pub struct AppState {
     pub samples: std::sync::mpsc::SyncSender<Sample>,
     /// Queries seen, for sampling.
     pub query_counter: AtomicU64,
+    /// The folder watchers (`[server] watch`).
+    pub watchers: crate::watch::Watchers,
     /// When the next sample may be taken, µs since `started`.
     next_sample_us: AtomicU64,
     started: std::time::Instant,
@@ -291,6 +293,7 @@ impl AppState {
             metrics: Metrics::default(),
             samples: tx,
             query_counter: AtomicU64::new(0),
+            watchers: Default::default(),
             next_sample_us: AtomicU64::new(0),
             started: std::time::Instant::now(),
         })

@@ -746,6 +746,10 @@ async fn regression_deleting_an_upload_removes_its_bytes_and_thumbnails_keep_pro
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let id = v["id"].as_u64().unwrap();
     assert_eq!(stored().len(), 1, "the upload's bytes are stored");
+    assert!(
+        data.join(format!("default/thumbs/{id}.jpg")).exists(),
+        "the thumbnail is written when the upload is added"
+    );
     let resp = test::call_service(
         &app,
         test::TestRequest::get()

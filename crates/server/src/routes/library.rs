@@ -449,6 +449,7 @@ pub async fn index(
         limits: state.options.limits,
         exact_decode,
         prune: body.prune,
+        thumbnails: Some(imgsim_common::local()),
     };
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
     std::thread::Builder::new()

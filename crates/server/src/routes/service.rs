@@ -79,6 +79,10 @@ pub async fn stats(
             disk_bytes: figures.disk_bytes,
             appendable: figures.appendable_rows,
             maintenance: served.maintainer.status(),
+            watch: st
+                .watchers
+                .stats(&served.name)
+                .and_then(|w| serde_json::to_value(w).ok()),
         })
     })
     .await?;
@@ -266,6 +270,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
             u8::from(m.running)
         ));
     }
+    out.push_str(&state.watchers.metrics());
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(out)
