@@ -368,7 +368,7 @@ fn feed_folder(
         let mut l = ledger.lock().unwrap();
         l.watched
             .insert(path.to_str().unwrap().to_string(), blake3_hex(&bytes));
-        if n % 5 == 0 {
+        if n.is_multiple_of(5) {
             let victim = l
                 .watched
                 .keys()
@@ -465,11 +465,12 @@ fn uploads_survive_sigkill_of_the_service_at_random_moments() {
                 );
                 std::thread::spawn(move || {
                     let mut existing = 0u64;
-                    let mut mine: Vec<u64> = Vec::new();
+                    let mut mine: VecDeque<u64> = VecDeque::new();
+                    let mut uploaded = 0u64;
                     loop {
-                        // Client 1 deletes one of its uploads every third time.
-                        if client == 1 && mine.len() >= 3 && mine.len() % 3 == 0 {
-                            let id = mine.remove(0);
+                        // Client 1 deletes its oldest uploads: a third of them.
+                        if client == 1 && mine.len() as u64 > uploaded - uploaded / 3 {
+                            let id = mine.pop_front().unwrap();
                             match delete(&addr, id) {
                                 Ok(a) if a.status == 200 => {
                                     ledger.lock().unwrap().deleted.insert(id);
@@ -495,7 +496,8 @@ fn uploads_survive_sigkill_of_the_service_at_random_moments() {
                                 let id = a.json()["id"].as_u64().unwrap();
                                 existing += u64::from(a.status == 200);
                                 if a.status == 201 {
-                                    mine.push(id);
+                                    mine.push_back(id);
+                                    uploaded += 1;
                                 }
                                 if let Some(old) = acked.lock().unwrap().insert(s, id) {
                                     assert_eq!(old, id, "an upload changed id on retry");
