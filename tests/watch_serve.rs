@@ -108,7 +108,12 @@ fn watched_folders_are_indexed_followed_and_shown() {
     for i in 0..3 {
         std::fs::remove_file(inbox.join(format!("new-{i}.png"))).unwrap();
     }
-    eventually("deleted images removed", || stats(&addr)["count"] == 2);
+    // The watcher counts a removal once its batch is done, a moment after
+    // the delete is committed.
+    eventually("deleted images removed", || {
+        let s = stats(&addr);
+        s["count"] == 2 && s["watch"]["removed"] == 3
+    });
     for i in 0..3 {
         let file = staging.join(format!("new-{i}.png"));
         assert!(

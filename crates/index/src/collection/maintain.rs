@@ -267,16 +267,7 @@ impl Collection {
             st.tombstones.clear();
             st.locations.retain(|_, l| matches!(l, Loc::Fresh { .. }));
         }
-        let si = st.segments.len();
-        for (row, &id) in idx.vectors().ids().iter().enumerate() {
-            st.locations.insert(
-                id,
-                Loc::Sealed {
-                    seg: si,
-                    row: row as u32,
-                },
-            );
-        }
+        st.push_segment(idx);
         st.tombstones.extend(deleted);
         if !moved.is_empty() {
             let dim = manifest.spec.dim;
@@ -297,7 +288,6 @@ impl Collection {
             }
             st.fresh = fresh;
         }
-        st.segments.push(idx);
         st.manifest = manifest;
         Ok(replaced)
     }

@@ -133,6 +133,21 @@ impl State {
     fn live(&self) -> usize {
         self.locations.len() - self.tombstones.len()
     }
+
+    /// Adds a sealed segment: its rows become where their ids live.
+    fn push_segment(&mut self, idx: AnnIndex) {
+        let seg = self.segments.len();
+        for (row, &id) in idx.vectors().ids().iter().enumerate() {
+            self.locations.insert(
+                id,
+                Loc::Sealed {
+                    seg,
+                    row: row as u32,
+                },
+            );
+        }
+        self.segments.push(idx);
+    }
 }
 
 /// A persistent, searchable collection of vectors. Cheap to share between

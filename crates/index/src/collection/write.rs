@@ -279,17 +279,7 @@ impl Collection {
         // flushes on its own), so the file must stay.
         self.flush_or_poison()?;
         let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
-        let si = st.segments.len();
-        for (row, &id) in idx.vectors().ids().iter().enumerate() {
-            st.locations.insert(
-                id,
-                Loc::Sealed {
-                    seg: si,
-                    row: row as u32,
-                },
-            );
-        }
-        st.segments.push(idx);
+        st.push_segment(idx);
         st.manifest = manifest;
         Ok(())
     }
