@@ -1,14 +1,13 @@
 //! Every endpoint and every error of the service, through actix-web's test
 //! harness, on a small collection indexed by the test.
 
+mod common;
+
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
 
 use actix_web::http::StatusCode;
 use actix_web::{test, web, App};
-use imgsim_embed::{Backbone, WeightsSource};
-use imgsim_pipeline::model::EmbedderChoice;
-use imgsim_pipeline::store::CreateSettings;
+use imgsim_embed::Backbone;
 use imgsim_server::{AppState, ServerOptions};
 use serde_json::{json, Value};
 
@@ -52,36 +51,7 @@ fn add_collection(
     for i in 0..n {
         std::fs::write(photos.join(format!("{i}.png")), png_bytes(i)).unwrap();
     }
-    let cdir = data.join(name);
-    let walk = imgsim_pipeline::walk(std::slice::from_ref(&photos)).unwrap();
-    let files: Vec<PathBuf> = walk.files.iter().map(|f| f.path.clone()).collect();
-    let ready = imgsim_pipeline::ready_for_indexing(
-        &cdir,
-        &EmbedderChoice::Backbone {
-            backbone,
-            weights: Some(WeightsSource::Synthetic { seed: 1 }),
-        },
-        false,
-        &files,
-        &CreateSettings {
-            params: imgsim_index::HnswParams::default(),
-            options: imgsim_index::OpenOptions::default(),
-            exact_decode: false,
-            train: Default::default(),
-        },
-        &|_| {},
-    )
-    .unwrap();
-    let s = imgsim_pipeline::index_files(
-        &ready.collection,
-        ready.embedder.as_ref(),
-        walk,
-        std::slice::from_ref(&photos),
-        &imgsim_pipeline::IndexOptions::default(),
-        &AtomicBool::new(false),
-        &|_| {},
-    )
-    .unwrap();
+    let s = common::index_folder(&photos, &data.join(name), backbone);
     assert_eq!(s.indexed, n as usize);
 }
 

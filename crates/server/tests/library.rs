@@ -3,15 +3,14 @@
 //! `library_roots` and streamed as NDJSON, and answers that read back into
 //! the library's types.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
 
 use actix_web::http::StatusCode;
 use actix_web::{test, web, App};
-use imgsim_embed::{Backbone, WeightsSource};
-use imgsim_pipeline::model::EmbedderChoice;
+use imgsim_embed::Backbone;
 use imgsim_pipeline::report::{CheckOutcome, CollectionInfo};
-use imgsim_pipeline::store::CreateSettings;
 use imgsim_server::{AppState, ServerOptions};
 use serde_json::{json, Value};
 
@@ -33,35 +32,7 @@ fn data_dir(root: &Path) -> PathBuf {
     let photos = root.join("seed");
     write_pictures(&photos, 0..3);
     let data = root.join("data");
-    let walk = imgsim_pipeline::walk(std::slice::from_ref(&photos)).unwrap();
-    let files: Vec<PathBuf> = walk.files.iter().map(|f| f.path.clone()).collect();
-    let ready = imgsim_pipeline::ready_for_indexing(
-        &data.join("default"),
-        &EmbedderChoice::Backbone {
-            backbone: Backbone::Mobilenetv4Small,
-            weights: Some(WeightsSource::Synthetic { seed: 1 }),
-        },
-        false,
-        &files,
-        &CreateSettings {
-            params: imgsim_index::HnswParams::default(),
-            options: imgsim_index::OpenOptions::default(),
-            exact_decode: false,
-            train: Default::default(),
-        },
-        &|_| {},
-    )
-    .unwrap();
-    imgsim_pipeline::index_files(
-        &ready.collection,
-        ready.embedder.as_ref(),
-        walk,
-        std::slice::from_ref(&photos),
-        &imgsim_pipeline::IndexOptions::default(),
-        &AtomicBool::new(false),
-        &|_| {},
-    )
-    .unwrap();
+    common::index_folder(&photos, &data.join("default"), Backbone::Mobilenetv4Small);
     data
 }
 
