@@ -3,19 +3,29 @@
 # clip art from Debian's openclipart-png, one sub-folder per label.
 #
 #   bash tools/datasets/openclipart_labelled.sh [OUT] [PER_LABEL]
+#   SET=tune bash tools/datasets/openclipart_labelled.sh [OUT] [PER_LABEL]
 #
-# OUT defaults to /tmp/imgsim-labelled/openclipart, PER_LABEL to 30.
-# Labels are the Open Clip Art Library's own categories (the folder each
-# drawing was filed under by its contributors), 12 of them:
+# OUT defaults to /tmp/imgsim-labelled/openclipart (or openclipart-tune),
+# PER_LABEL to 30. Labels are the Open Clip Art Library's own categories
+# (the folder each drawing was filed under by its contributors). The report
+# set has 12:
 #   mammals birds fruit desserts roadsigns flags music sports people tools
 #   maps flowers
+# SET=tune gives 10 other categories, for choosing settings without looking
+# at the report set:
+#   office arrows stars plants vehicles education buttons food animals party
 # From each category folder (not its sub-folders) the first PER_LABEL PNG
 # files in byte order of their names are taken, skipping files over 1 MiB
 # (a few are 100-megapixel renders). Files are copied, so the folder is the
 # same on every machine with the same package version (1:0.18+dfsg-19 here).
 set -euo pipefail
 
-out=${1:-/tmp/imgsim-labelled/openclipart}
+set_name=${SET:-report}
+case "$set_name" in
+    report) out=${1:-/tmp/imgsim-labelled/openclipart} ;;
+    tune) out=${1:-/tmp/imgsim-labelled/openclipart-tune} ;;
+    *) echo "SET must be report or tune, not '$set_name'" >&2; exit 2 ;;
+esac
 per=${2:-30}
 src=/usr/share/openclipart/png
 
@@ -28,7 +38,22 @@ if [ ! -d "$src" ]; then
     fi
 fi
 
-declare -A labels=(
+declare -A labels
+if [ "$set_name" = tune ]; then
+labels=(
+    [office]=office
+    [arrows]=shapes/arrows
+    [stars]=shapes/stars
+    [plants]=plants
+    [vehicles]=transportation
+    [education]=education
+    [buttons]=computer/buttons
+    [food]=food
+    [animals]=animals
+    [party]=recreation/party
+)
+else
+labels=(
     [mammals]=animals/mammals
     [birds]=animals/birds
     [fruit]=food/fruit
@@ -42,6 +67,7 @@ declare -A labels=(
     [maps]=geography
     [flowers]=plants/flowers
 )
+fi
 
 rm -rf "$out"
 for label in "${!labels[@]}"; do
