@@ -124,15 +124,19 @@ impl Default for BenchSettings {
 pub struct EmbedSettings {
     /// `auto`, `backbone` or `autoencoder`.
     pub model: EmbedModel,
+    /// What an embedder trained on the collection learns (`model =
+    /// "autoencoder"`, or `auto` without weights): `contrastive` or
+    /// `reconstruction`.
+    pub offline: imgsim_embed::Objective,
     /// The pretrained backbone.
     pub backbone: String,
     /// Its weights ("" = the backbone's Hugging Face Hub default).
     pub weights: String,
-    /// Autoencoder bottleneck size.
+    /// Reconstruction autoencoder bottleneck size.
     pub autoencoder_dim: usize,
-    /// Autoencoder epochs (0 = chosen from the number of images).
+    /// Training epochs of either objective (0 = chosen from the number of images).
     pub autoencoder_epochs: usize,
-    /// Images an autoencoder is trained on, at most.
+    /// Images an embedder is trained on, at most.
     pub autoencoder_max_images: usize,
     /// Images per model call and per commit.
     pub batch_size: usize,
@@ -150,6 +154,7 @@ impl Default for EmbedSettings {
         let index = imgsim_pipeline::IndexOptions::default();
         EmbedSettings {
             model: EmbedModel::Auto,
+            offline: train.objective,
             backbone: imgsim_embed::Backbone::Dinov2Small.name().into(),
             weights: String::new(),
             autoencoder_dim: train.dim,
@@ -187,11 +192,12 @@ impl EmbedSettings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EmbedModel {
-    /// The backbone if its weights can be had, else an autoencoder trained on the collection.
+    /// The backbone if its weights can be had, else an embedder trained on
+    /// the collection (`offline` says which).
     Auto,
     /// Always the backbone.
     Backbone,
-    /// Always an autoencoder trained on the collection.
+    /// Always an embedder trained on the collection (`offline` says which).
     Autoencoder,
 }
 

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use clap::Args;
 use imgsim_embed::{
-    load_rgb, load_rgb_reduced, AutoencoderEmbedder, Backbone, Embedder, PretrainedEmbedder,
+    load_embedder, load_rgb, load_rgb_reduced, Backbone, Embedder, PretrainedEmbedder,
     WeightsSource,
 };
 
@@ -30,7 +30,8 @@ pub struct EmbedderArgs {
     /// Default: the backbone's timm weights on the Hub.
     #[arg(long)]
     pub weights: Option<String>,
-    /// Use a trained autoencoder checkpoint (folder or .safetensors) instead of a backbone.
+    /// Use a checkpoint from `imgsim train autoencoder` (folder or
+    /// .safetensors; contrastive or reconstruction) instead of a backbone.
     #[arg(long)]
     pub autoencoder: Option<PathBuf>,
 }
@@ -39,7 +40,7 @@ impl EmbedderArgs {
     /// Loads the chosen embedder.
     pub fn load(&self) -> Result<Box<dyn Embedder>> {
         if let Some(p) = &self.autoencoder {
-            return Ok(Box::new(AutoencoderEmbedder::load(p)?));
+            return Ok(load_embedder(p)?);
         }
         let backbone = Backbone::parse(&self.backbone)?;
         let source = self

@@ -40,10 +40,12 @@ pub struct IndexArgs {
     /// Weights of the backbone: a .safetensors file, hf:OWNER/REPO[:FILE], or synthetic:SEED.
     #[arg(long, conflicts_with_all = ["autoencoder", "train_autoencoder"])]
     pub weights: Option<String>,
-    /// Use this trained autoencoder checkpoint (copied into the collection).
+    /// Use this checkpoint trained by `imgsim train autoencoder` (either
+    /// objective; copied into the collection).
     #[arg(long, conflicts_with = "train_autoencoder")]
     pub autoencoder: Option<PathBuf>,
-    /// Train an autoencoder on these images and use it (no download needed).
+    /// Train an embedder on these images and use it (no download needed):
+    /// the objective `[embed] offline` names (default contrastive).
     #[arg(long)]
     pub train_autoencoder: bool,
     /// Re-embed everything with the embedder asked for, replacing the
@@ -118,7 +120,9 @@ fn create_settings(settings: &Settings, exact_decode: bool) -> CreateSettings {
         options: settings.storage.clone(),
         exact_decode: exact_decode || settings.embed.exact_decode,
         train: AutoTrainOptions {
+            objective: settings.embed.offline,
             dim: settings.embed.autoencoder_dim,
+            noise_std: 0.0,
             epochs: settings.embed.autoencoder_epochs,
             max_images: settings.embed.autoencoder_max_images,
             seed: 42,
@@ -130,7 +134,7 @@ fn create_settings(settings: &Settings, exact_decode: bool) -> CreateSettings {
 /// Creates collection `dir` (called `name`) as `imgsim FOLDERS index`
 /// would with the config's settings, when it does not exist yet (what
 /// `imgsim serve --watch` needs before it opens its collections): the
-/// embedder `[embed]` chooses, an autoencoder trained on the folders'
+/// embedder `[embed]` chooses, an embedder trained on the folders'
 /// images when that is the choice. Indexes nothing.
 pub fn create_if_missing(
     settings: &Settings,
@@ -154,7 +158,7 @@ pub fn create_if_missing(
             epochs,
             loss,
         }) => lines.maybe(epoch == epochs, || {
-            format!("autoencoder: epoch {epoch}/{epochs}, loss {loss:.5}")
+            format!("training: epoch {epoch}/{epochs}, loss {loss:.5}")
         }),
         ReadyEvent::Train(_) => {}
     };
@@ -358,7 +362,7 @@ fn run_here(args: &IndexArgs, settings: &Settings, quiet: bool) -> Result<u8> {
                     epochs,
                     loss,
                 } => epoch_lines.maybe(epoch == epochs, || {
-                    format!("autoencoder: epoch {epoch}/{epochs}, loss {loss:.5}")
+                    format!("training: epoch {epoch}/{epochs}, loss {loss:.5}")
                 }),
                 TrainEvent::Loading { .. } | TrainEvent::Batch { .. } => {}
             }

@@ -1,6 +1,6 @@
-//! `imgsim train autoencoder`: train the convolutional autoencoder on
-//! Fashion-MNIST or on a folder of images, with a loss plot and a grid of
-//! reconstructions.
+//! `imgsim train autoencoder`: train the convolutional encoder on
+//! Fashion-MNIST or on a folder of images, to rebuild its inputs (with a
+//! grid of reconstructions) or contrastively, with a loss plot.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -9,8 +9,9 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use imgsim_datasets::fashion_mnist::FashionMnist;
 use imgsim_embed::autoencoder::checkpoint;
-use imgsim_embed::autoencoder::train::{TrainData, TrainOptions, Trainer};
-use imgsim_embed::AutoencoderConfig;
+use imgsim_embed::autoencoder::contrastive::{ContrastiveOptions, ContrastiveTrainer};
+use imgsim_embed::autoencoder::train::{EpochTrainer, TrainData, TrainOptions, Trainer};
+use imgsim_embed::{AutoencoderConfig, Objective, Transform};
 use imgsim_pipeline::train::{decode_images, run_epochs, TrainEvent};
 
 use crate::config::Settings;
@@ -19,9 +20,11 @@ use crate::output::{bar, show_training, LogLines};
 /// `imgsim train ...`
 #[derive(Debug, Subcommand)]
 pub enum TrainCommand {
-    /// A convolutional autoencoder, without labels; its bottleneck is the embedding.
+    /// A convolutional encoder, without labels: a reconstruction
+    /// autoencoder (its bottleneck is the embedding) or, with --objective
+    /// contrastive, a contrastive encoder (its pooled features are).
     #[command(
-        after_help = "Examples:\n  imgsim train autoencoder --dataset fashion-mnist --out ae/\n  imgsim train autoencoder --images ~/Pictures --out ae/ --epochs 20\n  imgsim train autoencoder --images ~/Pictures --out ae/ --epochs 5 --resume"
+        after_help = "Examples:\n  imgsim train autoencoder --dataset fashion-mnist --out ae/\n  imgsim train autoencoder --images ~/Pictures --out ae/ --epochs 20\n  imgsim train autoencoder --images ~/Pictures --out cl/ --objective contrastive --epochs 16\n  imgsim train autoencoder --images ~/Pictures --out ae/ --epochs 5 --resume"
     )]
     Autoencoder(Box<TrainArgs>),
 }
@@ -31,6 +34,24 @@ pub enum TrainCommand {
 pub enum TrainDataset {
     /// Fashion-MNIST's 60,000 training images (Debian: dataset-fashion-mnist).
     FashionMnist,
+}
+
+/// What to train the encoder to do.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ObjectiveArg {
+    /// Rebuild the input through a bottleneck (mean-squared error).
+    Reconstruction,
+    /// Match two augmented views of each image (SimCLR's NT-Xent; --images only).
+    Contrastive,
+}
+
+impl From<ObjectiveArg> for Objective {
+    fn from(o: ObjectiveArg) -> Self {
+        match o {
+            ObjectiveArg::Reconstruction => Objective::Reconstruction,
+            ObjectiveArg::Contrastive => Objective::Contrastive,
+        }
+    }
 }
 
 /// Arguments of `imgsim train autoencoder`.
@@ -54,7 +75,11 @@ pub struct TrainArgs {
     /// Side of the square input for --images (a multiple of 8).
     #[arg(long, default_value_t = 64)]
     pub image_size: usize,
-    /// Bottleneck size: the embedding dimension.
+    /// What to learn (with --resume: the checkpoint's).
+    #[arg(long, value_enum, default_value_t = ObjectiveArg::Reconstruction)]
+    pub objective: ObjectiveArg,
+    /// Bottleneck size: the embedding dimension (reconstruction; a
+    /// contrastive encoder's follows from its blocks and colour bins).
     #[arg(long, default_value_t = 64)]
     pub dim: usize,
     /// Epochs to train (in addition to those already done, with --resume).
@@ -78,9 +103,12 @@ pub struct TrainArgs {
     /// AdamW weight decay.
     #[arg(long, default_value_t = 1e-4)]
     pub weight_decay: f64,
-    /// Denoising: standard deviation of Gaussian noise added to inputs (0 = off).
+    /// Denoising: standard deviation of Gaussian noise added to inputs (0 = off; reconstruction only).
     #[arg(long, default_value_t = 0.0)]
     pub noise: f32,
+    /// NT-Xent temperature (contrastive only).
+    #[arg(long, default_value_t = 0.2)]
+    pub temperature: f32,
     /// Seed of initialisation, shuffling and noise.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -100,10 +128,10 @@ fn model_config(args: &TrainArgs, new: AutoencoderConfig) -> Result<AutoencoderC
     })
 }
 
-/// Pixels of a folder's images, through the model's transform.
+/// Pixels of a folder's images, through transform `t`.
 fn folder_pixels(
     dir: &Path,
-    cfg: &AutoencoderConfig,
+    t: &Transform,
     args: &TrainArgs,
     settings: &Settings,
     progress: bool,
@@ -116,13 +144,9 @@ fn folder_pixels(
         "{msg:>14} [{bar:30}] {pos}/{len} {rate} ETA {eta}",
     );
     b.set_message("loading images");
-    let decoded = decode_images(
-        &files,
-        &cfg.transform(),
-        args.max_images,
-        &settings.limits,
-        &|e| show_training(&b, &e),
-    )?;
+    let decoded = decode_images(&files, t, args.max_images, &settings.limits, &|e| {
+        show_training(&b, &e)
+    })?;
     b.finish_and_clear();
     for f in decoded.failed.iter().take(10) {
         eprintln!("skipped: {}: {}", f.path.display(), f.error);
@@ -145,6 +169,14 @@ fn folder_pixels(
 
 /// `imgsim train autoencoder`.
 pub fn autoencoder(args: &TrainArgs, settings: &Settings, progress: bool) -> Result<()> {
+    let objective = if args.resume {
+        checkpoint::read_config(&args.out)?.model.objective
+    } else {
+        args.objective.into()
+    };
+    if objective == Objective::Contrastive {
+        return contrastive(args, settings, progress);
+    }
     let opts = TrainOptions {
         batch_size: args.batch_size,
         learning_rate: args.lr,
@@ -157,7 +189,7 @@ pub fn autoencoder(args: &TrainArgs, settings: &Settings, progress: bool) -> Res
         new.input_size = args.image_size;
         let cfg = model_config(args, new)?;
         cfg.validate()?;
-        let px = folder_pixels(dir, &cfg, args, settings, progress)?;
+        let px = folder_pixels(dir, &cfg.transform(), args, settings, progress)?;
         (cfg, px, dir.display().to_string())
     } else {
         let dir = args
@@ -211,9 +243,126 @@ pub fn autoencoder(args: &TrainArgs, settings: &Settings, progress: bool) -> Res
         cfg.widths,
         data.n()
     );
+    epochs_with_bars(&mut trainer, data, last, args, progress)?;
+    plot_loss(
+        trainer.state(),
+        &format!("autoencoder {}-d on {name}", cfg.dim),
+        &args.out,
+    )?;
+    let samples: Vec<Vec<f32>> = (0..16.min(data.n()))
+        .map(|i| pixels[i * len..(i + 1) * len].to_vec())
+        .collect();
+    let grid = imgsim_embed::autoencoder::reconstruction_grid(trainer.model(), &samples, 3)?;
+    let png = args.out.join("reconstructions.png");
+    let mut bytes = Vec::new();
+    grid.write_to(
+        &mut std::io::Cursor::new(&mut bytes),
+        image::ImageFormat::Png,
+    )
+    .context("encoding the reconstructions")?;
+    imgsim_common::Storage::write(&imgsim_common::LocalFs, &png, &bytes)
+        .with_context(|| format!("writing {}", png.display()))?;
+    eprintln!(
+        "wrote {}, {}",
+        args.out.join("loss.svg").display(),
+        png.display()
+    );
+    Ok(())
+}
+
+/// `imgsim train autoencoder --objective contrastive` (or `--resume` of a
+/// contrastive checkpoint): the images of `--images`, two views each.
+fn contrastive(args: &TrainArgs, settings: &Settings, progress: bool) -> Result<()> {
+    let Some(dir) = &args.images else {
+        bail!("contrastive training needs --images DIR (Fashion-MNIST trains with --objective reconstruction)");
+    };
+    let opts = ContrastiveOptions {
+        batch_size: args.batch_size,
+        learning_rate: args.lr,
+        weight_decay: args.weight_decay,
+        seed: args.seed,
+        temperature: args.temperature,
+        ..ContrastiveOptions::default()
+    };
+    let cfg = model_config(
+        args,
+        AutoencoderConfig::contrastive_default(args.image_size),
+    )?;
+    cfg.validate()?;
+    let mut trainer = if args.resume {
+        let t = ContrastiveTrainer::resume(&args.out, &opts)?;
+        eprintln!(
+            "resuming {} after {} epochs",
+            args.out.display(),
+            t.epochs_done()
+        );
+        t
+    } else {
+        if args.out.join(checkpoint::WEIGHTS_FILE).exists() {
+            bail!(
+                "{} already holds a checkpoint: pass --resume to continue it, or choose another --out",
+                args.out.display()
+            );
+        }
+        ContrastiveTrainer::new(&cfg, &opts, &dir.display().to_string())?
+    };
+    let t = cfg.training_transform();
+    let pixels = folder_pixels(dir, &t, args, settings, progress)?;
+    let data = TrainData {
+        pixels: &pixels,
+        len: t.len(),
+    };
+    if data.n() < 2 {
+        bail!(
+            "{}: contrastive training needs at least 2 readable images, found {}",
+            dir.display(),
+            data.n()
+        );
+    }
+    let last = trainer.epochs_done() + args.epochs;
+    eprintln!(
+        "training a contrastive encoder ({}×{}×{}, blocks {:?}, {}-d embedding) on {} images, epochs {}..={last}",
+        cfg.channels,
+        cfg.input_size,
+        cfg.input_size,
+        cfg.widths,
+        cfg.dim,
+        data.n(),
+        trainer.epochs_done() + 1
+    );
+    epochs_with_bars(&mut trainer, data, last, args, progress)?;
+    plot_loss(
+        trainer.state(),
+        &format!("contrastive encoder on {}", dir.display()),
+        &args.out,
+    )?;
+    eprintln!("wrote {}", args.out.join("loss.svg").display());
+    Ok(())
+}
+
+/// The loss curve of `state` as `loss.svg` in `out`.
+fn plot_loss(state: &checkpoint::TrainingState, title: &str, out: &Path) -> Result<()> {
+    let curve: Vec<(f64, f64)> = state
+        .history
+        .iter()
+        .map(|h| (h.epoch as f64, h.loss))
+        .collect();
+    imgsim_bench::plot::plot_loss_svg(title, &curve, &out.join("loss.svg"))?;
+    Ok(())
+}
+
+/// Runs epochs until `last`, saving to `--out` after each, with a bar per
+/// epoch (or log lines when stderr is not a terminal).
+fn epochs_with_bars(
+    trainer: &mut dyn EpochTrainer,
+    data: TrainData<'_>,
+    last: usize,
+    args: &TrainArgs,
+    progress: bool,
+) -> Result<()> {
     let b = bar(progress, 0, "{msg:>20} [{bar:30}] {pos}/{len} ETA {eta}");
     let lines = LogLines::new(progress, Duration::from_secs(10));
-    run_epochs(&mut trainer, data, last, &args.out, &|e| match e {
+    run_epochs(trainer, data, last, &args.out, &|e| match e {
         TrainEvent::Batch {
             epoch,
             batch,
@@ -235,34 +384,5 @@ pub fn autoencoder(args: &TrainArgs, settings: &Settings, progress: bool) -> Res
         TrainEvent::Loading { .. } => {}
     })?;
     b.finish_and_clear();
-    let curve: Vec<(f64, f64)> = trainer
-        .state()
-        .history
-        .iter()
-        .map(|h| (h.epoch as f64, h.loss))
-        .collect();
-    imgsim_bench::plot::plot_loss_svg(
-        &format!("autoencoder {}-d on {name}", cfg.dim),
-        &curve,
-        &args.out.join("loss.svg"),
-    )?;
-    let samples: Vec<Vec<f32>> = (0..16.min(data.n()))
-        .map(|i| pixels[i * len..(i + 1) * len].to_vec())
-        .collect();
-    let grid = imgsim_embed::autoencoder::reconstruction_grid(trainer.model(), &samples, 3)?;
-    let png = args.out.join("reconstructions.png");
-    let mut bytes = Vec::new();
-    grid.write_to(
-        &mut std::io::Cursor::new(&mut bytes),
-        image::ImageFormat::Png,
-    )
-    .context("encoding the reconstructions")?;
-    imgsim_common::Storage::write(&imgsim_common::LocalFs, &png, &bytes)
-        .with_context(|| format!("writing {}", png.display()))?;
-    eprintln!(
-        "wrote {}, {}",
-        args.out.join("loss.svg").display(),
-        png.display()
-    );
     Ok(())
 }

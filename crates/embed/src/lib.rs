@@ -47,7 +47,10 @@ pub mod transform;
 pub(crate) mod turbo;
 pub mod weights;
 
-pub use autoencoder::{Autoencoder, AutoencoderConfig, AutoencoderEmbedder};
+pub use autoencoder::contrastive::ContrastiveEmbedder;
+pub use autoencoder::{
+    load_embedder, Autoencoder, AutoencoderConfig, AutoencoderEmbedder, Objective,
+};
 pub use backbones::{Backbone, Network};
 pub use embedder::{Embedder, EmbedderIdentity, Metric, PretrainedEmbedder};
 pub use error::{EmbedError, Result};

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use imgsim_embed::autoencoder::checkpoint;
 use imgsim_embed::{
-    AutoencoderEmbedder, Backbone, EmbedError, Embedder, EmbedderIdentity, PretrainedEmbedder,
+    load_embedder, Backbone, EmbedError, Embedder, EmbedderIdentity, PretrainedEmbedder,
     WeightsSource,
 };
 use imgsim_index::Collection;
@@ -15,7 +15,8 @@ use crate::error::{PipelineError, Result};
 
 /// Manifest property holding the [`EmbedderRecord`] (JSON).
 pub const EMBEDDER_PROPERTY: &str = "imgsim.embedder";
-/// Folder, inside a collection, of an autoencoder trained for it or copied into it.
+/// Folder, inside a collection, of an embedder checkpoint trained for it or
+/// copied into it (a contrastive encoder or a reconstruction autoencoder).
 pub const AUTOENCODER_DIR: &str = "autoencoder";
 
 /// How to rebuild an embedder.
@@ -29,7 +30,8 @@ pub enum EmbedderSpec {
         /// Where its weights come from.
         weights: WeightsSource,
     },
-    /// An autoencoder checkpoint; a relative path is inside the collection.
+    /// A checkpoint trained here (contrastive encoder or reconstruction
+    /// autoencoder, as its config says); a relative path is inside the collection.
     Autoencoder {
         /// The checkpoint folder.
         checkpoint: PathBuf,
@@ -45,7 +47,7 @@ impl EmbedderSpec {
                 Box::new(PretrainedEmbedder::load(b, Some(weights))?)
             }
             EmbedderSpec::Autoencoder { checkpoint } => {
-                Box::new(AutoencoderEmbedder::load(&collection_dir.join(checkpoint))?)
+                load_embedder(&collection_dir.join(checkpoint))?
             }
         })
     }
@@ -57,11 +59,11 @@ impl EmbedderSpec {
                 format!("{backbone} (weights {})", weights.describe())
             }
             EmbedderSpec::Autoencoder { checkpoint } if checkpoint.is_relative() => format!(
-                "the autoencoder kept in the collection ({}/)",
+                "the embedder trained for the collection ({}/)",
                 checkpoint.display()
             ),
             EmbedderSpec::Autoencoder { checkpoint } => {
-                format!("the autoencoder in {}", checkpoint.display())
+                format!("the checkpoint in {}", checkpoint.display())
             }
         }
     }
@@ -143,7 +145,7 @@ pub fn describe_identity(id: &EmbedderIdentity) -> String {
 #[derive(Debug, Clone, PartialEq)]
 pub enum EmbedderChoice {
     /// The collection's recorded embedder; for a new collection the default
-    /// backbone if its weights can be had, otherwise an autoencoder trained
+    /// backbone if its weights can be had, otherwise an embedder trained
     /// on the collection.
     Auto {
         /// The backbone to try.
@@ -156,9 +158,10 @@ pub enum EmbedderChoice {
         /// Its weights.
         weights: Option<WeightsSource>,
     },
-    /// An existing autoencoder checkpoint (copied into the collection).
+    /// An existing checkpoint of either objective (copied into the collection).
     Autoencoder(PathBuf),
-    /// An autoencoder trained on the collection's own images.
+    /// An embedder trained on the collection's own images, with the
+    /// objective of [`crate::train::AutoTrainOptions::objective`].
     TrainAutoencoder,
 }
 
@@ -166,7 +169,7 @@ pub enum EmbedderChoice {
 pub enum Resolved {
     /// An embedder, and how to record it.
     Ready(Box<dyn Embedder>, EmbedderSpec),
-    /// An autoencoder must be trained first; `reason` says why (for `Auto`:
+    /// An embedder must be trained first; `reason` says why (for `Auto`:
     /// why the backbone was not available).
     Train {
         /// Why.
@@ -175,7 +178,7 @@ pub enum Resolved {
 }
 
 /// Resolves `choice` into an embedder (or the need to train one). An
-/// autoencoder checkpoint is copied into `collection_dir` first, so that the
+/// checkpoint is copied into `collection_dir` first, so that the
 /// collection does not depend on a file elsewhere.
 pub fn resolve(choice: &EmbedderChoice, collection_dir: &Path) -> Result<Resolved> {
     match choice {
@@ -214,19 +217,19 @@ pub fn resolve(choice: &EmbedderChoice, collection_dir: &Path) -> Result<Resolve
         }
         EmbedderChoice::Autoencoder(src) => {
             // Load first: a broken checkpoint is refused before anything is copied.
-            AutoencoderEmbedder::load(src)?;
+            load_embedder(src)?;
             let dest = collection_dir.join(AUTOENCODER_DIR);
             copy_checkpoint(src, &dest)?;
-            let e = AutoencoderEmbedder::load(&dest)?;
+            let e = load_embedder(&dest)?;
             Ok(Resolved::Ready(
-                Box::new(e),
+                e,
                 EmbedderSpec::Autoencoder {
                     checkpoint: PathBuf::from(AUTOENCODER_DIR),
                 },
             ))
         }
         EmbedderChoice::TrainAutoencoder => Ok(Resolved::Train {
-            reason: "an autoencoder trained on the collection was asked for".into(),
+            reason: "an embedder trained on the collection was asked for".into(),
         }),
     }
 }

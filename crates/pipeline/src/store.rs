@@ -154,23 +154,21 @@ fn requested_embedder(choice: &EmbedderChoice) -> Result<Option<Box<dyn Embedder
                 Some(&w),
             )?))
         }
-        EmbedderChoice::Autoencoder(p) => {
-            Some(Box::new(imgsim_embed::AutoencoderEmbedder::load(p)?))
-        }
+        EmbedderChoice::Autoencoder(p) => Some(imgsim_embed::load_embedder(p)?),
     })
 }
 
 fn describe_choice(choice: &EmbedderChoice, id: Option<&EmbedderIdentity>) -> String {
     match (choice, id) {
         (_, Some(id)) => crate::model::describe_identity(id),
-        (EmbedderChoice::TrainAutoencoder, None) => "a newly trained autoencoder".into(),
+        (EmbedderChoice::TrainAutoencoder, None) => "a newly trained embedder".into(),
         _ => "the default embedder".into(),
     }
 }
 
 /// Gets collection `dir` ready for indexing `files` with `choice`: reopens it
 /// with its recorded embedder (refusing a different one unless `reindex`),
-/// or creates it, training an autoencoder on `files` when needed.
+/// or creates it, training an embedder on `files` when needed.
 pub fn ready_for_indexing(
     dir: &Path,
     choice: &EmbedderChoice,
@@ -224,7 +222,7 @@ pub fn ready_for_indexing(
             }
             None if c.is_empty() => {
                 // Created, but killed before its embedder was recorded
-                // (e.g. during autoencoder training): carry on setting it up.
+                // (e.g. while its embedder was trained): carry on setting it up.
                 drop(c);
             }
             None => return Err(PipelineError::NoEmbedder(dir.to_path_buf())),
@@ -266,27 +264,40 @@ fn create_or_continue(
         Resolved::Train { reason } => {
             if matches!(choice, EmbedderChoice::Auto { .. }) {
                 events(ReadyEvent::Notice(&format!(
-                    "No pretrained weights available ({reason}).\nTraining an autoencoder on these images instead (no download needed). \
-                     For a pretrained backbone, pass --backbone NAME --weights FILE.safetensors."
+                    "No pretrained weights available ({reason}).\nTraining {} on these images instead (no download needed). \
+                     For a pretrained backbone, pass --backbone NAME --weights FILE.safetensors.",
+                    objective_words(settings.train.objective)
                 )));
             }
             let out = dir.join(crate::model::AUTOENCODER_DIR);
             // Trained by a run that was killed before the collection was created.
-            if let Ok(e) = imgsim_embed::AutoencoderEmbedder::load(&out) {
-                return finish_create(dir, Box::new(e), autoencoder_spec(), settings);
+            if let Ok(e) = imgsim_embed::load_embedder(&out) {
+                return finish_create(dir, e, autoencoder_spec(), settings);
             }
             let report = train_on_files(files, &out, &settings.train, &|e| {
                 events(ReadyEvent::Train(e))
             })?;
             events(ReadyEvent::Notice(&format!(
-                "trained a {}-d autoencoder on {} images, {} epochs, final loss {:.5}, {:.0} s",
-                settings.train.dim, report.images, report.epochs, report.loss, report.seconds
+                "trained {} ({}-d) on {} images, {} epochs, final loss {:.5}, {:.0} s",
+                objective_words(report.objective),
+                report.dim,
+                report.images,
+                report.epochs,
+                report.loss,
+                report.seconds
             )));
-            let e = imgsim_embed::AutoencoderEmbedder::load(&out)?;
-            (Box::new(e) as Box<dyn Embedder>, autoencoder_spec())
+            (imgsim_embed::load_embedder(&out)?, autoencoder_spec())
         }
     };
     finish_create(dir, embedder, spec, settings)
+}
+
+/// What training with `objective` makes, in words.
+fn objective_words(objective: imgsim_embed::Objective) -> &'static str {
+    match objective {
+        imgsim_embed::Objective::Contrastive => "a contrastive self-supervised encoder",
+        imgsim_embed::Objective::Reconstruction => "a reconstruction autoencoder",
+    }
 }
 
 fn autoencoder_spec() -> EmbedderSpec {

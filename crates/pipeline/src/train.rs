@@ -1,14 +1,16 @@
-//! Training an autoencoder on a collection's own images: the embedder that
-//! needs no download.
+//! Training an embedder on a collection's own images, without labels: the
+//! embedder that needs no download (a contrastive encoder or a
+//! reconstruction autoencoder, as configured).
 
 use std::path::{Path, PathBuf};
 
 use crate::files::Failure;
 use imgsim_common::Storage;
 use imgsim_embed::autoencoder::checkpoint;
-use imgsim_embed::autoencoder::train::{TrainData, TrainOptions, Trainer};
+use imgsim_embed::autoencoder::contrastive::{ContrastiveOptions, ContrastiveTrainer};
+use imgsim_embed::autoencoder::train::{EpochTrainer, TrainData, TrainOptions, Trainer};
 use imgsim_embed::Transform;
-use imgsim_embed::{load_rgb_reduced, AutoencoderConfig, ImageLimits};
+use imgsim_embed::{load_rgb_reduced, AutoencoderConfig, ImageLimits, Objective};
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -18,8 +20,14 @@ use crate::files::{sniff, Sniffed};
 /// How to train.
 #[derive(Debug, Clone)]
 pub struct AutoTrainOptions {
-    /// Bottleneck (embedding) size.
+    /// What to train: a contrastive encoder or a reconstruction autoencoder.
+    pub objective: Objective,
+    /// Bottleneck (embedding) size of a reconstruction autoencoder (a
+    /// contrastive encoder's follows from its blocks and colour bins).
     pub dim: usize,
+    /// Denoising: standard deviation of the noise a reconstruction
+    /// autoencoder's inputs get (0: plain).
+    pub noise_std: f32,
     /// Epochs; 0 chooses from the number of images (see [`auto_epochs`]).
     pub epochs: usize,
     /// Images used at most (evenly spaced over the sorted file list).
@@ -33,7 +41,9 @@ pub struct AutoTrainOptions {
 impl Default for AutoTrainOptions {
     fn default() -> Self {
         AutoTrainOptions {
+            objective: Objective::Contrastive,
             dim: 64,
+            noise_std: 0.0,
             epochs: 0,
             max_images: 10_000,
             seed: 42,
@@ -79,6 +89,10 @@ pub enum TrainEvent {
 /// What training did.
 #[derive(Debug, Clone, Serialize)]
 pub struct TrainReport {
+    /// The objective trained.
+    pub objective: Objective,
+    /// The embedding's size.
+    pub dim: usize,
     /// Images trained on.
     pub images: usize,
     /// Epochs in the final checkpoint.
@@ -100,10 +114,10 @@ pub fn auto_batch(n: usize) -> usize {
     (n / 4).clamp(8, 128)
 }
 
-/// Trains a 64×64 RGB autoencoder on the images among `files` and saves it
-/// in folder `out`. Training checkpoints into `out` + `.partial` after each
-/// epoch and resumes from there if interrupted; `out` appears (renamed)
-/// only when training is complete.
+/// Trains an embedder with `opts.objective` on the images among `files`
+/// (64×64 RGB inputs) and saves it in folder `out`. Training checkpoints
+/// into `out` + `.partial` after each epoch and resumes from there if
+/// interrupted; `out` appears (renamed) only when training is complete.
 pub fn train_on_files(
     files: &[PathBuf],
     out: &Path,
@@ -111,13 +125,16 @@ pub fn train_on_files(
     progress: &(dyn Fn(TrainEvent) + Sync),
 ) -> Result<TrainReport> {
     let start = std::time::Instant::now();
-    let cfg = AutoencoderConfig::rgb64(opts.dim);
+    let cfg = match opts.objective {
+        Objective::Reconstruction => AutoencoderConfig::rgb64(opts.dim),
+        Objective::Contrastive => AutoencoderConfig::contrastive64(),
+    };
     cfg.validate()?;
-    let t = cfg.transform();
+    let t = cfg.training_transform();
     let decoded = decode_images(files, &t, opts.max_images, &opts.limits, progress)?;
     if decoded.images < 2 {
         return Err(PipelineError::Invalid(format!(
-            "cannot train an autoencoder on {} readable image(s); index at least 2 images, or use a pretrained backbone (--backbone NAME --weights FILE)",
+            "cannot train an embedder on {} readable image(s); index at least 2 images, or use a pretrained backbone (--backbone NAME --weights FILE)",
             decoded.images
         )));
     }
@@ -127,32 +144,76 @@ pub fn train_on_files(
         pixels: &pixels,
         len: t.len(),
     };
-    let train_opts = TrainOptions {
-        batch_size: auto_batch(n),
-        seed: opts.seed,
-        ..TrainOptions::default()
-    };
     let epochs = if opts.epochs == 0 {
         auto_epochs(n)
     } else {
         opts.epochs
     };
     let partial = out.with_extension("partial");
-    let mut trainer = if partial.join(checkpoint::WEIGHTS_FILE).exists() {
-        match Trainer::resume(&partial, &train_opts) {
-            Ok(t) if t.epochs_done() <= epochs => t,
-            _ => Trainer::new(&cfg, &train_opts, "collection")?,
+    let saved = partial.join(checkpoint::WEIGHTS_FILE).exists();
+    let loss = match opts.objective {
+        Objective::Reconstruction => {
+            let train_opts = TrainOptions {
+                batch_size: auto_batch(n),
+                seed: opts.seed,
+                noise_std: opts.noise_std,
+                ..TrainOptions::default()
+            };
+            let resumed = saved
+                .then(|| Trainer::resume(&partial, &train_opts).ok())
+                .flatten()
+                .filter(|t| t.epochs_done() <= epochs && t.config() == &cfg);
+            let mut trainer = match resumed {
+                Some(t) => t,
+                None => Trainer::new(&cfg, &train_opts, "collection")?,
+            };
+            let loss = run_epochs(&mut trainer, data, epochs, &partial, progress)?;
+            save_reconstructions(&trainer, &pixels, t.len(), n, &partial);
+            loss
         }
-    } else {
-        Trainer::new(&cfg, &train_opts, "collection")?
+        Objective::Contrastive => {
+            let train_opts = ContrastiveOptions {
+                batch_size: auto_batch(n),
+                seed: opts.seed,
+                ..ContrastiveOptions::default()
+            };
+            let resumed = saved
+                .then(|| ContrastiveTrainer::resume(&partial, &train_opts).ok())
+                .flatten()
+                .filter(|t| t.epochs_done() <= epochs && t.net().config() == &cfg);
+            let mut trainer = match resumed {
+                Some(t) => t,
+                None => ContrastiveTrainer::new(&cfg, &train_opts, "collection")?,
+            };
+            run_epochs(&mut trainer, data, epochs, &partial, progress)?
+        }
     };
-    let loss = run_epochs(&mut trainer, data, epochs, &partial, progress)?;
+    let storage = imgsim_common::LocalFs;
+    if out.exists() {
+        storage.remove_dir_all(out).map_err(crate::error::io(out))?;
+    }
+    storage
+        .rename(&partial, out)
+        .map_err(crate::error::io(out))?;
+    Ok(TrainReport {
+        objective: opts.objective,
+        dim: cfg.dim,
+        images: n,
+        epochs,
+        loss,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// Saves a picture of a reconstruction autoencoder's rebuilds of the first
+/// images beside its checkpoint (a failure is only logged: it is a courtesy).
+fn save_reconstructions(trainer: &Trainer, pixels: &[f32], len: usize, n: usize, dir: &Path) {
     let samples: Vec<Vec<f32>> = (0..16.min(n))
-        .map(|i| pixels[i * t.len()..(i + 1) * t.len()].to_vec())
+        .map(|i| pixels[i * len..(i + 1) * len].to_vec())
         .collect();
     let storage = imgsim_common::LocalFs;
     if let Ok(grid) = imgsim_embed::autoencoder::reconstruction_grid(trainer.model(), &samples, 3) {
-        let png = partial.join("reconstructions.png");
+        let png = dir.join("reconstructions.png");
         let mut bytes = Vec::new();
         let saved = grid
             .write_to(
@@ -165,18 +226,6 @@ pub fn train_on_files(
             tracing::warn!(file = %png.display(), error = %e, "could not save reconstructions");
         }
     }
-    if out.exists() {
-        storage.remove_dir_all(out).map_err(crate::error::io(out))?;
-    }
-    storage
-        .rename(&partial, out)
-        .map_err(crate::error::io(out))?;
-    Ok(TrainReport {
-        images: n,
-        epochs,
-        loss,
-        seconds: start.elapsed().as_secs_f64(),
-    })
 }
 
 /// Images decoded for training.
@@ -243,11 +292,11 @@ pub fn decode_images(
     Ok(out)
 }
 
-/// Trains until `trainer` has done `epochs` epochs, saving the checkpoint
+/// Trains (either objective) until `trainer` has done `epochs` epochs, saving the checkpoint
 /// to `save_to` after each one (so an interrupted run resumes from the last
 /// epoch); returns the last epoch's mean loss (NaN if none ran).
 pub fn run_epochs(
-    trainer: &mut Trainer,
+    trainer: &mut dyn EpochTrainer,
     data: TrainData<'_>,
     epochs: usize,
     save_to: &Path,

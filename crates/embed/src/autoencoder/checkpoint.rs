@@ -39,7 +39,8 @@ pub const WEIGHTS_DIGEST_KEY: &str = "weights_blake3";
 pub struct EpochStats {
     /// Epoch number, from 1.
     pub epoch: usize,
-    /// Mean training loss (MSE per pixel) over the epoch.
+    /// Mean training loss over the epoch (reconstruction: MSE per pixel;
+    /// contrastive: NT-Xent per view).
     pub loss: f64,
     /// Training throughput.
     pub images_per_s: f64,
@@ -66,6 +67,9 @@ pub struct TrainingState {
     pub noise_std: f32,
     /// Per-epoch history; its length is the number of epochs done.
     pub history: Vec<EpochStats>,
+    /// Contrastive training's own settings (absent for reconstruction).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contrastive: Option<super::contrastive::ContrastiveTraining>,
 }
 
 /// The JSON file beside the weights.
@@ -211,6 +215,12 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
         path: weights_path.clone(),
         reason,
     };
+    if cfg.model.objective != super::Objective::Reconstruction {
+        return Err(err(format!(
+            "a {} checkpoint, not a reconstruction autoencoder (load it with `autoencoder::load_embedder`)",
+            cfg.model.objective.name()
+        )));
+    }
     let digest = blake3::hash(&bytes).to_hex()[..16].to_string();
     let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, &Device::Cpu)
         .map_err(|e| err(format!("not a valid safetensors file ({e})")))?;

@@ -13,7 +13,9 @@
 //! `[nearest-neighbour upsample ×2 → conv3×3 → ReLU]`, the last conv giving
 //! the image channels through a sigmoid (inputs are in `[0, 1]`).
 
+pub mod augment;
 pub mod checkpoint;
+pub mod contrastive;
 pub mod train;
 
 use candle_core::{Module, Tensor};
@@ -24,11 +26,37 @@ use crate::embedder::{embed_with, stack, Embedder, EmbedderIdentity, Metric};
 use crate::error::{EmbedError, Result};
 use crate::transform::Transform;
 
-/// Architecture tag stored in checkpoints.
+/// Architecture tag stored in checkpoints (the conv family: the same
+/// encoder blocks, whichever [`Objective`] trained them).
 pub const ARCHITECTURE: &str = "conv-autoencoder-v1";
 
+/// What the encoder was trained to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Objective {
+    /// Rebuild the input through a bottleneck (mean-squared error); the
+    /// bottleneck is the embedding. Checkpoints that do not record an
+    /// objective were trained this way.
+    #[default]
+    Reconstruction,
+    /// Tell two augmented views of the same image apart from the other
+    /// images' views (SimCLR's NT-Xent); the pooled encoder features are
+    /// the embedding ([`contrastive`]).
+    Contrastive,
+}
+
+impl Objective {
+    /// Its name in configs and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Objective::Reconstruction => "reconstruction",
+            Objective::Contrastive => "contrastive",
+        }
+    }
+}
+
 /// The autoencoder's shape.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AutoencoderConfig {
     /// Architecture tag; must be [`ARCHITECTURE`].
     pub architecture: String,
@@ -38,8 +66,16 @@ pub struct AutoencoderConfig {
     pub channels: usize,
     /// Channels of each conv block.
     pub widths: Vec<usize>,
-    /// Bottleneck size: the embedding dimension.
+    /// Bottleneck size: the embedding dimension (for the contrastive
+    /// objective, the size [`contrastive::ContrastiveParams::embedding_dim`] gives).
     pub dim: usize,
+    /// The training objective (absent in older checkpoints: reconstruction).
+    #[serde(default)]
+    pub objective: Objective,
+    /// The contrastive model's head and embedding; present exactly when
+    /// `objective` is contrastive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contrastive: Option<contrastive::ContrastiveParams>,
 }
 
 impl AutoencoderConfig {
@@ -51,6 +87,8 @@ impl AutoencoderConfig {
             channels: 1,
             widths: vec![16, 32],
             dim,
+            objective: Objective::Reconstruction,
+            contrastive: None,
         }
     }
 
@@ -62,6 +100,8 @@ impl AutoencoderConfig {
             channels: 3,
             widths: vec![16, 32, 64],
             dim,
+            objective: Objective::Reconstruction,
+            contrastive: None,
         }
     }
 
@@ -90,7 +130,18 @@ impl AutoencoderConfig {
         if self.dim == 0 || self.dim > 4096 {
             return bad(format!("dim {} must be between 1 and 4096", self.dim));
         }
-        Ok(())
+        match (self.objective, &self.contrastive) {
+            (Objective::Reconstruction, None) => Ok(()),
+            (Objective::Reconstruction, Some(_)) => {
+                bad("contrastive settings in a reconstruction model".into())
+            }
+            (Objective::Contrastive, None) => {
+                bad("the contrastive objective needs its `contrastive` settings".into())
+            }
+            (Objective::Contrastive, Some(p)) => p
+                .validate(self)
+                .or_else(|m| bad(format!("contrastive: {m}"))),
+        }
     }
 
     /// The spatial side at the bottleneck.
@@ -112,7 +163,7 @@ impl AutoencoderConfig {
 /// A 3×3 convolution, padding 1, computed as im2col + matrix product
 /// (fast forward and backward on CPU; see [`crate::nn`]). Its weights are
 /// named like candle-nn's `Conv2d` (`weight` `(O, C, 3, 3)`, `bias` `(O)`).
-struct Conv3 {
+pub(crate) struct Conv3 {
     weight: Tensor,
     bias: Tensor,
 }
@@ -123,7 +174,7 @@ impl Module for Conv3 {
     }
 }
 
-fn conv3(c_in: usize, c_out: usize, vb: VarBuilder) -> candle_core::Result<Conv3> {
+pub(crate) fn conv3(c_in: usize, c_out: usize, vb: VarBuilder) -> candle_core::Result<Conv3> {
     let bound = 1.0 / ((c_in * 9) as f64).sqrt();
     let weight = vb.get_with_hints(
         (c_out, c_in, 3, 3),
@@ -234,6 +285,12 @@ impl Autoencoder {
     /// from `vb`: `encoder.conv{i}`, `encoder.fc`, `decoder.fc`, `decoder.conv{i}`.
     pub fn new(cfg: &AutoencoderConfig, vb: VarBuilder) -> Result<Self> {
         cfg.validate()?;
+        if cfg.objective != Objective::Reconstruction {
+            return Err(EmbedError::Input(format!(
+                "a {} checkpoint has no decoder: it is not a reconstruction autoencoder",
+                cfg.objective.name()
+            )));
+        }
         Ok(Autoencoder {
             cfg: cfg.clone(),
             encoder: Encoder::new(cfg, vb.pp("encoder"))?,
@@ -319,6 +376,18 @@ pub fn reconstruction_grid(
         }
     }
     Ok(img)
+}
+
+/// Loads a checkpoint of either objective as an [`Embedder`]: a
+/// reconstruction autoencoder ([`AutoencoderEmbedder`], architecture
+/// `autoencoder`) or a contrastive encoder
+/// ([`contrastive::ContrastiveEmbedder`], architecture `contrastive-cnn`),
+/// as its config says.
+pub fn load_embedder(path: &std::path::Path) -> Result<Box<dyn Embedder>> {
+    Ok(match checkpoint::read_config(path)?.model.objective {
+        Objective::Reconstruction => Box::new(AutoencoderEmbedder::load(path)?),
+        Objective::Contrastive => Box::new(contrastive::ContrastiveEmbedder::load(path)?),
+    })
 }
 
 /// A trained autoencoder as an [`Embedder`]: the bottleneck, compared by

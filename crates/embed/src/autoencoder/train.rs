@@ -91,21 +91,7 @@ impl Trainer {
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
         let model = Autoencoder::new(cfg, vb)?;
-        {
-            let vars = varmap.data().lock().expect("varmap lock");
-            for (name, var) in vars.iter() {
-                let dims = var.dims().to_vec();
-                let n: usize = dims.iter().product();
-                let data = if name.ends_with("weight") && dims.len() >= 2 {
-                    let fan_in: usize = dims[1..].iter().product();
-                    let b = 1.0 / (fan_in as f64).sqrt();
-                    values(opts.seed, name, n, -b, b)
-                } else {
-                    vec![0.0; n]
-                };
-                var.set(&Tensor::from_vec(data, dims.as_slice(), &Device::Cpu)?)?;
-            }
-        }
+        init_vars(&varmap, opts.seed)?;
         let state = TrainingState {
             dataset: dataset.to_string(),
             seed: opts.seed,
@@ -131,23 +117,16 @@ impl Trainer {
             path: weights_path.clone(),
             reason: format!("cannot resume: {reason}"),
         };
+        if ck.model.objective != super::Objective::Reconstruction {
+            return Err(err(format!(
+                "it was trained with the {} objective, not reconstruction",
+                ck.model.objective.name()
+            )));
+        }
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
         let model = Autoencoder::new(&ck.model, vb)?;
-        let saved = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
-            .map_err(|e| err(format!("not a valid safetensors file ({e})")))?;
-        for (name, var) in varmap
-            .data()
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-        {
-            let value = saved
-                .get(name)
-                .ok_or_else(|| err(format!("no tensor `{name}` in the weights")))?;
-            var.set(value)
-                .map_err(|e| err(format!("tensor `{name}`: {e}")))?;
-        }
+        load_vars(&varmap, &bytes, err)?;
         let mut state = ck.training;
         state.seed = opts.seed;
         state.batch_size = opts.batch_size;
@@ -164,25 +143,13 @@ impl Trainer {
         state: TrainingState,
         opts: TrainOptions,
     ) -> Result<Self> {
-        if opts.batch_size == 0 {
-            return Err(EmbedError::Input("batch size must be at least 1".into()));
-        }
-        if !(opts.learning_rate > 0.0 && opts.learning_rate.is_finite()) {
-            return Err(EmbedError::Input("learning rate must be positive".into()));
-        }
+        check_optimiser(opts.batch_size, opts.learning_rate)?;
         if !(opts.noise_std >= 0.0 && opts.noise_std.is_finite()) {
             return Err(EmbedError::Input(
                 "noise must be a non-negative number".into(),
             ));
         }
-        let opt = AdamW::new(
-            varmap.all_vars(),
-            ParamsAdamW {
-                lr: opts.learning_rate,
-                weight_decay: opts.weight_decay,
-                ..Default::default()
-            },
-        )?;
+        let opt = adamw(&varmap, opts.learning_rate, opts.weight_decay)?;
         Ok(Trainer {
             varmap,
             model,
@@ -196,6 +163,11 @@ impl Trainer {
     /// The model.
     pub fn model(&self) -> &Autoencoder {
         &self.model
+    }
+
+    /// The model's configuration.
+    pub fn config(&self) -> &AutoencoderConfig {
+        &self.cfg
     }
 
     /// Epochs done so far (including those before a resume).
@@ -224,12 +196,7 @@ impl Trainer {
         let n = data.n();
         self.state.images = n;
         let epoch = self.epochs_done() + 1;
-        let mut order: Vec<usize> = (0..n).collect();
-        let mut rng = splitmix64(self.opts.seed ^ (epoch as u64).wrapping_mul(0x9e37_79b9));
-        for i in (1..n).rev() {
-            rng = splitmix64(rng);
-            order.swap(i, (rng % (i as u64 + 1)) as usize);
-        }
+        let (order, mut rng) = shuffled(n, self.opts.seed, epoch);
         let s = self.cfg.input_size;
         let c = self.cfg.channels;
         let bs = self.opts.batch_size;
@@ -299,6 +266,124 @@ impl Trainer {
                 training: self.state.clone(),
             },
         )
+    }
+}
+
+/// Epoch `epoch`'s order of `n` images (a seeded Fisher–Yates shuffle),
+/// and the generator state after it (for anything else the epoch draws).
+pub(crate) fn shuffled(n: usize, seed: u64, epoch: usize) -> (Vec<usize>, u64) {
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut rng = splitmix64(seed ^ (epoch as u64).wrapping_mul(0x9e37_79b9));
+    for i in (1..n).rev() {
+        rng = splitmix64(rng);
+        order.swap(i, (rng % (i as u64 + 1)) as usize);
+    }
+    (order, rng)
+}
+
+/// Sets every variable of `varmap` from `seed`: weights uniform in
+/// ±1/√fan_in (PyTorch's default), biases zero.
+pub(crate) fn init_vars(varmap: &VarMap, seed: u64) -> Result<()> {
+    let vars = varmap.data().lock().unwrap_or_else(|p| p.into_inner());
+    for (name, var) in vars.iter() {
+        let dims = var.dims().to_vec();
+        let n: usize = dims.iter().product();
+        let data = if name.ends_with("weight") && dims.len() >= 2 {
+            let fan_in: usize = dims[1..].iter().product();
+            let b = 1.0 / (fan_in as f64).sqrt();
+            values(seed, name, n, -b, b)
+        } else {
+            vec![0.0; n]
+        };
+        var.set(&Tensor::from_vec(data, dims.as_slice(), &Device::Cpu)?)?;
+    }
+    Ok(())
+}
+
+/// Sets every variable of `varmap` from the safetensors `bytes`; `err`
+/// words what is missing or wrong.
+pub(crate) fn load_vars(
+    varmap: &VarMap,
+    bytes: &[u8],
+    err: impl Fn(String) -> EmbedError,
+) -> Result<()> {
+    let saved = candle_core::safetensors::load_buffer(bytes, &Device::Cpu)
+        .map_err(|e| err(format!("not a valid safetensors file ({e})")))?;
+    for (name, var) in varmap
+        .data()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+    {
+        let value = saved
+            .get(name)
+            .ok_or_else(|| err(format!("no tensor `{name}` in the weights")))?;
+        var.set(value)
+            .map_err(|e| err(format!("tensor `{name}`: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Refuses a zero batch size or a learning rate that is not positive.
+pub(crate) fn check_optimiser(batch_size: usize, learning_rate: f64) -> Result<()> {
+    if batch_size == 0 {
+        return Err(EmbedError::Input("batch size must be at least 1".into()));
+    }
+    if !(learning_rate > 0.0 && learning_rate.is_finite()) {
+        return Err(EmbedError::Input("learning rate must be positive".into()));
+    }
+    Ok(())
+}
+
+/// AdamW over all of `varmap`'s variables.
+pub(crate) fn adamw(varmap: &VarMap, lr: f64, weight_decay: f64) -> Result<AdamW> {
+    Ok(AdamW::new(
+        varmap.all_vars(),
+        ParamsAdamW {
+            lr,
+            weight_decay,
+            ..Default::default()
+        },
+    )?)
+}
+
+/// What the epoch loop needs of a trainer, whichever its objective: the
+/// pipeline's and the command line's loops drive either through this.
+pub trait EpochTrainer {
+    /// Epochs done so far (including those before a resume).
+    fn epochs_done(&self) -> usize;
+    /// The training record.
+    fn state(&self) -> &TrainingState;
+    /// One pass over `data`, reporting every mini-batch.
+    fn run_epoch(
+        &mut self,
+        data: TrainData<'_>,
+        on_batch: &mut dyn FnMut(BatchProgress),
+    ) -> Result<EpochStats>;
+    /// Saves a checkpoint into folder `dir` through `storage`, atomically.
+    fn save_with(&self, storage: &dyn Storage, dir: &Path) -> Result<()>;
+    /// Saves a checkpoint into folder `dir` on the local file system.
+    fn save(&self, dir: &Path) -> Result<()> {
+        self.save_with(&*imgsim_common::local(), dir)
+    }
+}
+
+impl EpochTrainer for Trainer {
+    fn epochs_done(&self) -> usize {
+        Trainer::epochs_done(self)
+    }
+    fn state(&self) -> &TrainingState {
+        Trainer::state(self)
+    }
+    fn run_epoch(
+        &mut self,
+        data: TrainData<'_>,
+        on_batch: &mut dyn FnMut(BatchProgress),
+    ) -> Result<EpochStats> {
+        Trainer::run_epoch(self, data, on_batch)
+    }
+    fn save_with(&self, storage: &dyn Storage, dir: &Path) -> Result<()> {
+        Trainer::save_with(self, storage, dir)
     }
 }
 
