@@ -323,8 +323,10 @@ fn another_embedder_is_refused_unless_reindex() {
     assert!(!cwd.join("data/default.old").exists());
 }
 
-#[test]
-fn autoencoder_is_trained_on_the_collection_when_no_weights_are_available() {
+/// Indexes ten generated pictures offline (no weights can be had), with
+/// the `[embed] offline` objective `objective` (`None`: the default), and
+/// queries one: returns the collection's `info --json`.
+fn index_offline_and_query(objective: Option<&str>) -> serde_json::Value {
     let dir = tempfile::tempdir().unwrap();
     let cwd = dir.path();
     let photos = cwd.join("photos");
@@ -333,8 +335,8 @@ fn autoencoder_is_trained_on_the_collection_when_no_weights_are_available() {
     }
     let data = cwd.join("data");
     // Offline (HF_HUB_OFFLINE=1, empty cache): the default embedder cannot
-    // be had, so an autoencoder is trained on the folder.
-    let o = command(
+    // be had, so an embedder is trained on the folder.
+    let mut index = command(
         &[
             "--data-dir",
             data.to_str().unwrap(),
@@ -343,10 +345,12 @@ fn autoencoder_is_trained_on_the_collection_when_no_weights_are_available() {
             "--json",
         ],
         cwd,
-    )
-    .env("IMGSIM_EMBED_AUTOENCODER_EPOCHS", "2")
-    .output()
-    .unwrap();
+    );
+    index.env("IMGSIM_EMBED_AUTOENCODER_EPOCHS", "2");
+    if let Some(o) = objective {
+        index.env("IMGSIM_EMBED_OFFLINE", o);
+    }
+    let o = index.output().unwrap();
     assert!(o.status.success(), "{}", text(&o));
     assert!(
         text(&o).contains("No pretrained weights available"),
@@ -372,13 +376,34 @@ fn autoencoder_is_trained_on_the_collection_when_no_weights_are_available() {
         "{q}"
     );
     let d = q["results"][0]["score"].as_f64().unwrap();
-    assert!(d < 1e-3, "L2 distance to itself: {d}");
+    assert!(d < 1e-3, "distance to itself: {d}");
     let i = json(&imgsim(
         &["--data-dir", data.to_str().unwrap(), "info", "--json"],
         cwd,
     ));
-    assert_eq!(i["dim"], 64);
     assert_eq!(i["embedder"]["spec"]["kind"], "autoencoder");
+    i
+}
+
+#[test]
+fn a_contrastive_encoder_is_trained_on_the_collection_when_no_weights_are_available() {
+    // The offline default: contrastive, pooled features beside colour, cosine.
+    let i = index_offline_and_query(None);
+    assert_eq!(
+        i["embedder"]["identity"]["architecture"],
+        "contrastive-cnn",
+        "{i}"
+    );
+    assert_eq!(i["embedder"]["identity"]["metric"], "cosine", "{i}");
+    assert_eq!(i["dim"], 64 + 512);
+}
+
+#[test]
+fn the_reconstruction_autoencoder_stays_available_offline() {
+    let i = index_offline_and_query(Some("reconstruction"));
+    assert_eq!(i["embedder"]["identity"]["architecture"], "autoencoder", "{i}");
+    assert_eq!(i["embedder"]["identity"]["metric"], "l2", "{i}");
+    assert_eq!(i["dim"], 64);
 }
 
 #[test]

@@ -35,15 +35,30 @@ use crate::transform::Transform;
 /// The embedder's architecture name in collection records.
 pub const IDENTITY_ARCHITECTURE: &str = "contrastive-cnn";
 
+/// Global pooling of a block's feature map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pooling {
+    /// The mean over the image.
+    #[default]
+    Mean,
+    /// The maximum over the image.
+    Max,
+}
+
 /// The contrastive model's head and embedding (part of the model config:
 /// they decide the vectors).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ContrastiveParams {
     /// Output size of the projection head (training only).
     pub projection_dim: usize,
-    /// The conv blocks (from 0) whose globally averaged outputs make up
+    /// The conv blocks (from 0) whose globally pooled outputs make up
     /// the embedding.
     pub feature_blocks: Vec<usize>,
+    /// How a block's output is pooled over the image for the embedding
+    /// (training's head always sees the average).
+    #[serde(default)]
+    pub pooling: Pooling,
     /// Levels per channel of the colour histogram in the embedding
     /// (`levels³` bins for RGB); 0 for none.
     pub colour_bins: usize,
@@ -61,9 +76,10 @@ impl ContrastiveParams {
     pub fn defaults(blocks: usize) -> Self {
         ContrastiveParams {
             projection_dim: 64,
-            feature_blocks: (blocks.saturating_sub(2)..blocks).collect(),
+            feature_blocks: vec![blocks.saturating_sub(1)],
+            pooling: Pooling::Mean,
             colour_bins: 8,
-            colour_weight: 0.5,
+            colour_weight: 0.8,
             train_side: 80,
         }
     }
@@ -275,11 +291,11 @@ impl ContrastiveNet {
         &self.cfg
     }
 
-    /// The global average of each block's output (after its ReLU, before
-    /// its pooling) for a `(B, C, S, S)` batch: one `(B, width)` tensor per
-    /// block. Any side that survives the pooling works; training feeds the
+    /// The global `pooling` of each block's output (after its ReLU, before
+    /// its 2×2 max-pool) for a `(B, C, S, S)` batch: one `(B, width)`
+    /// tensor per block. Any side that survives the pooling works; training feeds the
     /// input size.
-    pub fn pooled(&self, x: &Tensor) -> Result<Vec<Tensor>> {
+    pub fn pooled(&self, x: &Tensor, pooling: Pooling) -> Result<Vec<Tensor>> {
         let c = self.cfg.channels;
         match x.dims() {
             [_, ch, h, w] if *ch == c && *h == *w && *h >= 1 << self.convs.len() => {}
@@ -294,7 +310,10 @@ impl ContrastiveNet {
         let last = self.convs.len() - 1;
         for (i, conv) in self.convs.iter().enumerate() {
             y = y.apply(conv)?.relu()?;
-            out.push(y.mean((2, 3))?);
+            out.push(match pooling {
+                Pooling::Mean => y.mean((2, 3))?,
+                Pooling::Max => y.max(3)?.max(2)?,
+            });
             if i < last {
                 y = y.max_pool2d(2)?;
             }
@@ -304,7 +323,7 @@ impl ContrastiveNet {
 
     /// The projection head's output for a batch (training's view of it).
     pub fn project(&self, x: &Tensor) -> Result<Tensor> {
-        let pooled = self.pooled(x)?;
+        let pooled = self.pooled(x, Pooling::Mean)?;
         let h = pooled
             .last()
             .ok_or_else(|| EmbedError::Input("no blocks".into()))?;
@@ -317,7 +336,7 @@ impl ContrastiveNet {
             return Ok(Vec::new());
         }
         let t = self.cfg.transform();
-        let pooled = self.pooled(&stack(inputs, &t)?)?;
+        let pooled = self.pooled(&stack(inputs, &t)?, self.params.pooling)?;
         let blocks: Vec<Vec<Vec<f32>>> = self
             .params
             .feature_blocks
@@ -776,7 +795,7 @@ mod tests {
     fn params_are_checked_against_the_model() {
         let good = AutoencoderConfig::contrastive64();
         assert!(good.validate().is_ok(), "{:?}", good.validate());
-        assert_eq!(good.dim, 32 + 64 + 512);
+        assert_eq!(good.dim, 64 + 512);
         let mut bad = good.clone();
         bad.dim += 1;
         assert!(bad.validate().is_err());
