@@ -60,9 +60,38 @@ pub fn run(args: &EvalArgs, settings: &Settings) -> Result<()> {
         let b = encode_fashion(&e, &fm.train.data)?;
         let q = encode_fashion(&e, &fm.test.data)?;
         (b, q, e.dim())
+    } else if let Some(p) = args.embedder.strip_prefix("head:") {
+        let loaded = imgsim_embed::head::checkpoint::load(Path::new(p))?;
+        let spec = &loaded.record.base.spec;
+        let (base, _) = crate::commands::train_head::fashion_base(spec)?;
+        let (b, q) = match base {
+            None => (fm.train.data.clone(), fm.test.data.clone()),
+            Some(e) => {
+                if !loaded
+                    .record
+                    .base
+                    .identity
+                    .as_ref()
+                    .is_some_and(|i| i.compatible(e.identity()))
+                {
+                    bail!(
+                        "{p}: the head was trained on another model than the one now at `{spec}`"
+                    );
+                }
+                (
+                    imgsim_pipeline::head::fashion_vectors(e.as_ref(), &fm.train.data)?,
+                    imgsim_pipeline::head::fashion_vectors(e.as_ref(), &fm.test.data)?,
+                )
+            }
+        };
+        (
+            loaded.head.apply(&b)?,
+            loaded.head.apply(&q)?,
+            loaded.head.config().output_dim,
+        )
     } else {
         bail!(
-            "--embedder must be raw, pca:D or autoencoder:PATH, not `{}`",
+            "--embedder must be raw, pca:D, autoencoder:PATH or head:PATH, not `{}`",
             args.embedder
         );
     };

@@ -17,6 +17,7 @@ pub mod remove;
 pub mod serve;
 pub mod tag;
 pub mod train;
+pub mod train_head;
 
 use std::process::ExitCode;
 
@@ -124,6 +125,9 @@ fn execute(cli: Cli) -> Result<u8> {
         Command::Bench(cmd) => ok(bench::run(cmd, &settings, !quiet)),
         Command::Train(train::TrainCommand::Autoencoder(args)) => {
             ok(train::autoencoder(&args, &settings, !quiet))
+        }
+        Command::Train(train::TrainCommand::Head(args)) => {
+            ok(train_head::run(&args, &settings, !quiet))
         }
         Command::Eval(args) => ok(eval::run(&args, &settings)),
         Command::Completions(_) => Ok(exit::OK),

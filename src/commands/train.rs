@@ -1,4 +1,4 @@
-//! `imgsim train autoencoder`: train the convolutional autoencoder on
+//! `imgsim train`: the subcommands, and `imgsim train autoencoder`: train the convolutional autoencoder on
 //! Fashion-MNIST or on a folder of images, with a loss plot and a grid of
 //! reconstructions.
 
@@ -24,6 +24,11 @@ pub enum TrainCommand {
         after_help = "Examples:\n  imgsim train autoencoder --dataset fashion-mnist --out ae/\n  imgsim train autoencoder --images ~/Pictures --out ae/ --epochs 20\n  imgsim train autoencoder --images ~/Pictures --out ae/ --epochs 5 --resume"
     )]
     Autoencoder(Box<TrainArgs>),
+    /// A projection head on a frozen base embedder, with labels (transfer learning).
+    #[command(
+        after_help = "Examples:\n  imgsim train head --dataset fashion-mnist --base raw --out head-raw/\n  imgsim train head --dataset fashion-mnist --base autoencoder:ae/ --out head-ae/"
+    )]
+    Head(Box<crate::commands::train_head::HeadArgs>),
 }
 
 /// Training data sources.

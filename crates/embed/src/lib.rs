@@ -19,6 +19,9 @@
 //!   ([`WeightsSource`]).
 //! - [`autoencoder`]: a convolutional autoencoder trained here on unlabelled
 //!   images; its bottleneck is the embedding ([`AutoencoderEmbedder`]).
+//! - [`head`]: a projection head trained with labels on a frozen base
+//!   embedder's vectors (supervised contrastive loss), and the embedder
+//!   that runs base then head ([`HeadEmbedder`]).
 //! - [`text`]: CLIP's tokenizer and text tower ([`TextEncoder`]): texts
 //!   into the CLIP image space, for search by words and zero-shot labels.
 //! - [`synthetic`]: deterministic weights shared with the PyTorch reference
@@ -34,6 +37,7 @@ pub(crate) mod colour;
 pub mod embedder;
 pub mod error;
 pub mod format;
+pub mod head;
 pub(crate) mod heif;
 pub mod isolate;
 pub(crate) mod jxl;
@@ -52,6 +56,7 @@ pub use backbones::{Backbone, Network};
 pub use embedder::{Embedder, EmbedderIdentity, Metric, PretrainedEmbedder};
 pub use error::{EmbedError, Result};
 pub use format::Format;
+pub use head::{HeadEmbedder, HeadOptions};
 pub use load::{decode_rgb, decode_rgb_reduced, load_rgb, load_rgb_reduced, ImageLimits};
 pub use text::{ClipTokenizer, TextEncoder};
 pub use transform::{Interpolation, Transform};

@@ -9,6 +9,7 @@
 pub mod dups;
 pub mod error;
 pub mod files;
+pub mod head;
 pub mod indexer;
 pub mod model;
 pub mod owner;
