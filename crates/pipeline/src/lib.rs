@@ -10,6 +10,7 @@ pub mod dups;
 pub mod error;
 pub mod files;
 pub mod indexer;
+pub mod labelled;
 pub mod model;
 pub mod owner;
 pub mod report;
@@ -27,6 +28,7 @@ pub mod watch;
 
 pub use error::{PipelineError, Result};
 pub use files::{walk, walk_with, Failure, FoundFile, Walk, WalkOptions};
+pub use labelled::{embed_labelled, LabelledImage, LabelledSet, LabelledVectors};
 pub use indexer::{index_files, Catalog, IndexOptions, IndexProgress, Summary};
 pub use model::{EmbedderChoice, EmbedderRecord, EmbedderSpec};
 pub use search::{Answer, DupGroup, Hit};
