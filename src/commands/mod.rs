@@ -125,7 +125,7 @@ fn execute(cli: Cli) -> Result<u8> {
         Command::Train(train::TrainCommand::Autoencoder(args)) => {
             ok(train::autoencoder(&args, &settings, !quiet))
         }
-        Command::Eval(args) => ok(eval::run(&args, &settings)),
+        Command::Eval(args) => ok(eval::run(&args, &settings, !quiet)),
         Command::Completions(_) => Ok(exit::OK),
     }
 }
