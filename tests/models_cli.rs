@@ -294,3 +294,262 @@ fn bench_embed_reports_images_per_second() {
         text(&o)
     );
 }
+
+/// A labelled folder: `red`, `green` and `blue`, 4 noisy images each
+/// (PNG and JPEG), made with a fixed seed.
+fn colour_folder(root: &Path) {
+    let mut state = 0x2545_f491u32;
+    let mut noise = move || {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        (state % 41) as i32 - 20
+    };
+    for (label, base) in [
+        ("red", [200, 30, 30]),
+        ("green", [30, 200, 30]),
+        ("blue", [30, 30, 200]),
+    ] {
+        for i in 0..4 {
+            let img = image::RgbImage::from_fn(48 + 8 * i, 40, |_, _| {
+                image::Rgb(base.map(|c: i32| (c + noise()).clamp(0, 255) as u8))
+            });
+            let ext = if i % 2 == 0 { "png" } else { "jpg" };
+            common::save(&img, &root.join(label).join(format!("{i}.{ext}")));
+        }
+    }
+}
+
+#[test]
+fn eval_a_labelled_folder_with_the_colour_histogram_and_baselines() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let set = d.join("set");
+    colour_folder(&set);
+    // A truncated JPEG: reported, not fatal.
+    let mut jpeg = Vec::new();
+    image::RgbImage::from_pixel(64, 64, image::Rgb([200, 30, 30]))
+        .write_to(
+            &mut std::io::Cursor::new(&mut jpeg),
+            image::ImageFormat::Jpeg,
+        )
+        .unwrap();
+    std::fs::write(set.join("red/cut.jpg"), &jpeg[..jpeg.len() / 2]).unwrap();
+    let o = imgsim(
+        &[
+            "eval",
+            "--images",
+            "set",
+            "--embedder",
+            "colour-histogram",
+            "--baselines",
+            "--json",
+            "q.json",
+            "--markdown",
+            "q.md",
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("q.json")).unwrap()).unwrap();
+    assert_eq!(r["images"], 12, "{r}");
+    assert_eq!(r["labels"], 3, "{r}");
+    assert_eq!(
+        (r["dim"].as_u64(), r["metric"].as_str()),
+        (Some(512), Some("l2"))
+    );
+    // Each image's 3 same-coloured ones come first among its 11 others:
+    // AP 1, and 3 of its 10 nearest relevant; chance is 3/11.
+    let close = |v: &serde_json::Value, x: f64| (v.as_f64().unwrap() - x).abs() < 1e-9;
+    assert!(close(&r["precision_at_10"], 0.3), "{r}");
+    assert!(close(&r["map_at_100"], 1.0), "{r}");
+    assert!(close(&r["chance_precision_at_10"], 3.0 / 11.0), "{r}");
+    let per = r["per_label"].as_array().unwrap();
+    let labels: Vec<&str> = per.iter().map(|l| l["label"].as_str().unwrap()).collect();
+    assert_eq!(labels, ["blue", "green", "red"]);
+    assert!(
+        per.iter()
+            .all(|l| l["images"] == 4 && close(&l["chance"], 3.0 / 11.0)),
+        "{r}"
+    );
+    let failed = r["failed"].as_array().unwrap();
+    assert_eq!(failed.len(), 1, "{r}");
+    assert!(
+        failed[0]["path"].as_str().unwrap().ends_with("cut.jpg"),
+        "{r}"
+    );
+    assert!(text(&o).contains("cut.jpg"), "{}", text(&o));
+    let names: Vec<&str> = r["baselines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["embedder"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["tiny", "colour-histogram"]);
+    assert!(close(&r["baselines"][0]["map_at_100"], 1.0), "{r}");
+    let table = std::fs::read_to_string(d.join("q.md")).unwrap();
+    assert!(
+        table.contains("| tiny P@10 | colour-histogram P@10 |"),
+        "{table}"
+    );
+    assert!(
+        table.contains("| all | 12 | 0.3000 | 1.0000 | 0.2727 |"),
+        "{table}"
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains(&table),
+        "{}",
+        text(&o)
+    );
+
+    // The same images listed in a CSV file, relative to --images.
+    std::fs::write(
+        d.join("labels.csv"),
+        "path,label\nred/0.png,warm\nred/1.jpg,warm\ngreen/0.png,cold\ngreen/2.png,cold\n",
+    )
+    .unwrap();
+    let o = imgsim(
+        &[
+            "eval",
+            "--labels",
+            "labels.csv",
+            "--images",
+            "set",
+            "--embedder",
+            "tiny",
+            "--json",
+            "c.json",
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("c.json")).unwrap()).unwrap();
+    assert_eq!(
+        (r["images"].as_u64(), r["dim"].as_u64()),
+        (Some(4), Some(768)),
+        "{r}"
+    );
+    assert!(close(&r["map_at_100"], 1.0), "{r}");
+}
+
+#[test]
+fn eval_refuses_one_label_an_empty_label_and_a_bad_embedder() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    colour_folder(&d.join("set"));
+    let run = |args: &[&str]| {
+        let o = imgsim(args, d);
+        (o.status.code(), text(&o))
+    };
+    let eval =
+        |images: &str, embedder: &str| run(&["eval", "--images", images, "--embedder", embedder]);
+    std::fs::create_dir_all(d.join("one")).unwrap();
+    std::fs::rename(d.join("set/red"), d.join("one/red")).unwrap();
+    let (code, out) = eval("one", "tiny");
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("one label only: red"), "{out}");
+
+    std::fs::create_dir(d.join("set/empty")).unwrap();
+    std::fs::write(d.join("set/empty/notes.txt"), "no image").unwrap();
+    let (code, out) = eval("set", "tiny");
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains("label `empty`") && out.contains("no images"),
+        "{out}"
+    );
+    std::fs::remove_dir_all(d.join("set/empty")).unwrap();
+
+    let (code, out) = eval("nowhere", "tiny");
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("nowhere"), "{out}");
+    let (code, out) = eval("set", "raw");
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("collection:NAME"), "{out}");
+    let (code, out) = run(&[
+        "--data-dir",
+        "data",
+        "eval",
+        "--images",
+        "set",
+        "--embedder",
+        "collection:absent",
+    ]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("no collection `absent`"), "{out}");
+    let (code, out) = run(&["eval", "--embedder", "raw", "--baselines"]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("--baselines applies to --images"), "{out}");
+}
+
+#[test]
+fn eval_with_a_collections_embedder_equals_eval_with_that_backbone() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    colour_folder(&d.join("set"));
+    let o = imgsim(
+        &[
+            "--data-dir",
+            "data",
+            "index",
+            "set",
+            "--collection",
+            "c",
+            "--backbone",
+            "mobilenetv4-small",
+            "--weights",
+            "synthetic:1",
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let eval = |embedder: &str, extra: &[&str], json: &str| -> serde_json::Value {
+        let mut args = vec![
+            "--data-dir",
+            "data",
+            "eval",
+            "--images",
+            "set",
+            "--embedder",
+            embedder,
+            "--json",
+            json,
+        ];
+        args.extend(extra);
+        let o = imgsim(&args, d);
+        assert!(o.status.success(), "{embedder}: {}", text(&o));
+        serde_json::from_slice(&std::fs::read(d.join(json)).unwrap()).unwrap()
+    };
+    let from_collection = eval("collection:c", &[], "c.json");
+    let direct = eval(
+        "backbone:mobilenetv4-small",
+        &["--weights", "synthetic:1"],
+        "b.json",
+    );
+    assert_eq!(from_collection["architecture"], "mobilenetv4-small");
+    assert_eq!(from_collection["metric"], "cosine");
+    for key in [
+        "dim",
+        "images",
+        "precision_at_10",
+        "map_at_100",
+        "per_label",
+    ] {
+        assert_eq!(from_collection[key], direct[key], "{key}");
+    }
+    // --weights only goes with a backbone.
+    let o = imgsim(
+        &[
+            "eval",
+            "--images",
+            "set",
+            "--embedder",
+            "tiny",
+            "--weights",
+            "synthetic:1",
+        ],
+        d,
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+}

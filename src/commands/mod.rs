@@ -129,7 +129,7 @@ fn execute(cli: Cli) -> Result<u8> {
         Command::Train(train::TrainCommand::Head(args)) => {
             ok(train_head::run(&args, &settings, !quiet))
         }
-        Command::Eval(args) => ok(eval::run(&args, &settings)),
+        Command::Eval(args) => ok(eval::run(&args, &settings, !quiet)),
         Command::Completions(_) => Ok(exit::OK),
     }
 }

@@ -1,7 +1,9 @@
 //! `imgsim train head`: train a projection head with labels on a frozen
-//! base embedder's vectors (a labelled folder, or Fashion-MNIST).
+//! base embedder's vectors (a labelled folder or CSV file, or
+//! Fashion-MNIST), the vectors computed once and cached in the head's folder.
 
 use std::path::{Path, PathBuf};
+
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -11,7 +13,8 @@ use imgsim_embed::head::checkpoint::{HeadEpoch, LAST_FILE};
 use imgsim_embed::head::train::{fit, HeadEvent, HeadOptions};
 use imgsim_embed::head::HeadBase;
 use imgsim_embed::{AutoencoderEmbedder, Embedder};
-use imgsim_pipeline::head::{cached, fashion_key, fashion_vectors, Features};
+use imgsim_pipeline::head::{cached, fashion_key, fashion_vectors, files_key, Features};
+use imgsim_pipeline::{embed_labelled, LabelledSet};
 
 use crate::commands::train::TrainDataset;
 use crate::config::Settings;
@@ -20,15 +23,33 @@ use crate::output::{bar, LogLines};
 /// Arguments of `imgsim train head`.
 #[derive(Debug, Args)]
 pub struct HeadArgs {
+    /// A labelled folder: each sub-folder is a label (as `imgsim eval
+    /// --images`). With --labels: the folder the CSV's relative paths start from.
+    #[arg(long, conflicts_with = "dataset")]
+    pub images: Option<PathBuf>,
+    /// A CSV file of `path,label` lines (as `imgsim eval --labels`).
+    #[arg(long, conflicts_with = "dataset")]
+    pub labels: Option<PathBuf>,
     /// Train on a built-in labelled data set (its training split).
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, required_unless_present_any = ["images", "labels"])]
     pub dataset: Option<TrainDataset>,
     /// Folder of the Fashion-MNIST IDX files.
     #[arg(long)]
     pub data_path: Option<PathBuf>,
-    /// The frozen base: `raw` (Fashion-MNIST pixels) or `autoencoder:PATH`.
+    /// The frozen base. On --images/--labels: `backbone:NAME` (weights
+    /// from --weights), `autoencoder:PATH`, `collection:NAME`, `tiny` or
+    /// `colour-histogram`. On Fashion-MNIST: `raw` (pixels) or
+    /// `autoencoder:PATH`.
     #[arg(long)]
     pub base: String,
+    /// Weights of a `backbone:NAME` base: a .safetensors file,
+    /// hf:OWNER/REPO[:FILE] or synthetic:SEED (default: the Hub's).
+    #[arg(long)]
+    pub weights: Option<String>,
+    /// Train on the images that can be read when some cannot (they are
+    /// listed); by default an unreadable image stops training.
+    #[arg(long)]
+    pub skip_unreadable: bool,
     /// Head folder to write (head.safetensors, config.json, last.safetensors, cache/).
     #[arg(long)]
     pub out: PathBuf,
@@ -98,10 +119,17 @@ impl HeadArgs {
 }
 
 /// The base vectors and labels of the training data, cached in `--out`.
-fn features(args: &HeadArgs, settings: &Settings) -> Result<(Features, HeadBase, String)> {
-    let Some(TrainDataset::FashionMnist) = args.dataset else {
-        bail!("give --dataset fashion-mnist");
-    };
+fn features(
+    args: &HeadArgs,
+    settings: &Settings,
+    progress: bool,
+) -> Result<(Features, HeadBase, String)> {
+    if args.images.is_some() || args.labels.is_some() {
+        return folder_features(args, settings, progress);
+    }
+    if args.weights.is_some() {
+        bail!("--weights applies to a backbone base on --images or --labels");
+    }
     let dir = args
         .data_path
         .as_deref()
@@ -126,6 +154,11 @@ fn features(args: &HeadArgs, settings: &Settings) -> Result<(Features, HeadBase,
             names: names.clone(),
         })
     })?;
+    report_features(&f, &base, hit, t);
+    Ok((f, base, "fashion-mnist".into()))
+}
+
+fn report_features(f: &Features, base: &HeadBase, hit: bool, t: Instant) {
     eprintln!(
         "{} base vectors ({}-d, {}) {} in {:.1} s",
         f.len(),
@@ -138,7 +171,92 @@ fn features(args: &HeadArgs, settings: &Settings) -> Result<(Features, HeadBase,
         },
         t.elapsed().as_secs_f64()
     );
-    Ok((f, base, "fashion-mnist".into()))
+}
+
+/// `--base` with its paths made absolute, so that the head records where
+/// its base is wherever it is used from.
+fn absolute_spec(spec: &str) -> Result<String> {
+    for prefix in ["autoencoder:", "head:"] {
+        if let Some(p) = spec.strip_prefix(prefix) {
+            let abs = std::path::absolute(p).with_context(|| format!("{p}: bad path"))?;
+            return Ok(format!("{prefix}{}", abs.display()));
+        }
+    }
+    Ok(spec.to_string())
+}
+
+/// Base vectors of a labelled folder or CSV file's images.
+fn folder_features(
+    args: &HeadArgs,
+    settings: &Settings,
+    progress: bool,
+) -> Result<(Features, HeadBase, String)> {
+    let (set, name) = match (&args.labels, &args.images) {
+        (Some(csv), root) => (
+            LabelledSet::from_csv(csv, root.as_deref())?,
+            csv.display().to_string(),
+        ),
+        (None, Some(dir)) => (LabelledSet::from_folder(dir)?, dir.display().to_string()),
+        (None, None) => unreachable!("checked by the caller"),
+    };
+    let spec = absolute_spec(&args.base)?;
+    let embedder = crate::embedders::load(&spec, args.weights.as_deref(), settings)?;
+    let base = HeadBase {
+        spec,
+        weights: args.weights.clone(),
+        identity: Some(embedder.identity().clone()),
+    };
+    let paths: Vec<PathBuf> = set.images.iter().map(|i| i.path.clone()).collect();
+    let assignment: Vec<String> = set
+        .images
+        .iter()
+        .map(|i| set.labels[i.label].clone())
+        .collect();
+    let key = format!(
+        "folder/{}/{}/{}",
+        serde_json::to_string(embedder.identity())?,
+        files_key(&paths),
+        assignment.join("\u{1f}")
+    );
+    let t = Instant::now();
+    let (f, hit) = cached(&args.out, &key, || {
+        let b = bar(
+            progress,
+            set.len() as u64,
+            "{msg:>14} [{bar:30}] {pos}/{len} {rate} ETA {eta}",
+        );
+        b.set_message("embedding");
+        let v = embed_labelled(
+            &set,
+            embedder.as_ref(),
+            &settings.limits,
+            settings.embed.batch_size.max(1),
+            &|done, _| b.set_position(done as u64),
+        );
+        b.finish_and_clear();
+        let v = v?;
+        if !v.failures.is_empty() {
+            for f in v.failures.iter().take(20) {
+                eprintln!("unreadable: {}: {}", f.path.display(), f.error);
+            }
+            if !args.skip_unreadable {
+                return Err(imgsim_pipeline::PipelineError::Invalid(format!(
+                    "{} of the {} images cannot be read (listed above); fix or remove them, \
+                     or pass --skip-unreadable to train on the others",
+                    v.failures.len(),
+                    set.len()
+                )));
+            }
+        }
+        Ok(Features {
+            dim: v.dim,
+            labels: v.labels.iter().map(|&l| l as u32).collect(),
+            vectors: v.vectors,
+            names: v.label_names,
+        })
+    })?;
+    report_features(&f, &base, hit, t);
+    Ok((f, base, name))
 }
 
 /// A Fashion-MNIST base: `raw` pixels, or an autoencoder.
@@ -148,6 +266,7 @@ pub fn fashion_base(spec: &str) -> Result<(Option<Box<dyn Embedder>>, HeadBase)>
             None,
             HeadBase {
                 spec: "raw".into(),
+                weights: None,
                 identity: None,
             },
         ));
@@ -157,6 +276,7 @@ pub fn fashion_base(spec: &str) -> Result<(Option<Box<dyn Embedder>>, HeadBase)>
         let e = AutoencoderEmbedder::load(&path)?;
         let base = HeadBase {
             spec: format!("autoencoder:{}", path.display()),
+            weights: None,
             identity: Some(e.identity().clone()),
         };
         return Ok((Some(Box::new(e)), base));
@@ -173,7 +293,7 @@ pub fn run(args: &HeadArgs, settings: &Settings, progress: bool) -> Result<()> {
             args.out.display()
         );
     }
-    let (features, base, dataset) = features(args, settings)?;
+    let (features, base, dataset) = features(args, settings, progress)?;
     let layers = imgsim_embed::head::HeadConfig {
         input_dim: features.dim,
         hidden: opts.hidden.clone(),

@@ -17,6 +17,8 @@
 //!   ViT-B/32 image tower) with
 //!   weights from a local safetensors file or the Hugging Face Hub
 //!   ([`WeightsSource`]).
+//! - [`baselines`]: the tiny image and the colour histogram, embedders
+//!   without weights that a model has to beat on a labelled set.
 //! - [`autoencoder`]: a convolutional autoencoder trained here on unlabelled
 //!   images; its bottleneck is the embedding ([`AutoencoderEmbedder`]).
 //! - [`head`]: a projection head trained with labels on a frozen base
@@ -32,6 +34,7 @@
 
 pub mod autoencoder;
 pub mod backbones;
+pub mod baselines;
 pub(crate) mod blas;
 pub(crate) mod colour;
 pub mod embedder;
@@ -53,11 +56,12 @@ pub mod weights;
 
 pub use autoencoder::{Autoencoder, AutoencoderConfig, AutoencoderEmbedder};
 pub use backbones::{Backbone, Network};
+pub use baselines::{baseline, ColourHistogramEmbedder, TinyImageEmbedder, BASELINES};
 pub use embedder::{Embedder, EmbedderIdentity, Metric, PretrainedEmbedder};
 pub use error::{EmbedError, Result};
 pub use format::Format;
 pub use head::{HeadEmbedder, HeadOptions};
 pub use load::{decode_rgb, decode_rgb_reduced, load_rgb, load_rgb_reduced, ImageLimits};
 pub use text::{ClipTokenizer, TextEncoder};
-pub use transform::{Interpolation, Transform};
+pub use transform::{Fit, Interpolation, Transform};
 pub use weights::{Weights, WeightsSource};

@@ -75,6 +75,10 @@ pub struct HeadBase {
     /// How to get the base again, as `imgsim train head --base` took it
     /// (`autoencoder:/abs/path`, `backbone:resnet18`, `raw`...).
     pub spec: String,
+    /// The weights of a `backbone:NAME` base, as given (`file.safetensors`,
+    /// `hf:...`, `synthetic:SEED`); `None`: the backbone's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights: Option<String>,
     /// The base embedder's identity; `None` when the features were not an
     /// image embedder's (raw Fashion-MNIST pixels): such a head can be
     /// evaluated but cannot embed images.
