@@ -157,6 +157,10 @@ fn requested_embedder(choice: &EmbedderChoice) -> Result<Option<Box<dyn Embedder
         EmbedderChoice::Autoencoder(p) => {
             Some(Box::new(imgsim_embed::AutoencoderEmbedder::load(p)?))
         }
+        EmbedderChoice::WithHead { base, head } => match requested_embedder(base)? {
+            Some(b) => Some(Box::new(imgsim_embed::HeadEmbedder::load(b, head)?)),
+            None => None,
+        },
     })
 }
 

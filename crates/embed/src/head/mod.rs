@@ -245,6 +245,11 @@ impl HeadEmbedder {
     pub fn head(&self) -> &Head {
         &self.head
     }
+
+    /// The base, without the head.
+    pub fn into_base(self) -> Box<dyn Embedder> {
+        self.base
+    }
 }
 
 impl Embedder for HeadEmbedder {

@@ -774,3 +774,199 @@ pub fn fit(
     }
     Ok(trainer.record)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Labelled vectors: `per` vectors for each of `labels` labels in
+    /// `dim` dimensions; the label shows only in the first two
+    /// dimensions, under noise in all the others.
+    fn clusters(labels: usize, per: usize, dim: usize) -> (Vec<f32>, Vec<u32>, Vec<String>) {
+        let mut v = Vec::new();
+        let mut l = Vec::new();
+        for c in 0..labels {
+            let angle = c as f64 * std::f64::consts::TAU / labels as f64;
+            for i in 0..per {
+                let noise = values(7, &format!("{c}/{i}"), dim, -3.0, 3.0);
+                for (d, n) in noise.into_iter().enumerate() {
+                    v.push(match d {
+                        0 => angle.cos() as f32 + 0.1 * n,
+                        1 => angle.sin() as f32 + 0.1 * n,
+                        _ => n,
+                    });
+                }
+                l.push(c as u32);
+            }
+        }
+        (v, l, (0..labels).map(|c| format!("c{c}")).collect())
+    }
+
+    fn view<'a>(v: &'a [f32], l: &'a [u32], n: &'a [String], dim: usize) -> LabelledVectors<'a> {
+        LabelledVectors {
+            vectors: v,
+            dim,
+            labels: l,
+            names: n,
+        }
+    }
+
+    fn base() -> HeadBase {
+        HeadBase {
+            spec: "test".into(),
+            weights: None,
+            identity: None,
+        }
+    }
+
+    fn opts(epochs: usize) -> HeadOptions {
+        HeadOptions {
+            hidden: vec![32],
+            output_dim: 8,
+            max_epochs: epochs,
+            batch_size: 64,
+            patience: 100,
+            ..HeadOptions::default()
+        }
+    }
+
+    fn digest_of(dir: &Path) -> String {
+        checkpoint::load(dir).unwrap().digest
+    }
+
+    #[test]
+    fn the_loss_is_lower_when_same_label_vectors_agree() {
+        let dev = &Device::Cpu;
+        // Two labels; same-label vectors equal, labels orthogonal.
+        let agree = Tensor::new(&[[1f32, 0.], [1., 0.], [0., 1.], [0., 1.]], dev).unwrap();
+        let labels = [0, 0, 1, 1];
+        let good = supcon_loss(&agree, &labels, 0.5).unwrap().to_scalar::<f32>().unwrap();
+        // By hand: an anchor's positive has similarity 1/0.5 = 2, its two
+        // negatives 0: loss = -log(e² / (e² + 2)).
+        let by_hand = -((2f32).exp() / ((2f32).exp() + 2.0)).ln();
+        assert!((good - by_hand).abs() < 1e-5, "{good} vs {by_hand}");
+        let bad = supcon_loss(&agree, &[0, 1, 0, 1], 0.5).unwrap().to_scalar::<f32>().unwrap();
+        assert!(bad > good + 1.0, "{bad} should exceed {good}");
+    }
+
+    #[test]
+    fn the_loss_needs_two_vectors_of_one_label() {
+        let z = Tensor::new(&[[1f32, 0.], [0., 1.]], &Device::Cpu).unwrap();
+        assert!(supcon_loss(&z, &[0, 1], 0.1).is_err());
+    }
+
+    #[test]
+    fn the_split_is_stratified_seeded_and_keeps_one_for_training() {
+        let labels: Vec<u32> = [0u32; 10].into_iter().chain([1; 5]).chain([2; 1]).collect();
+        let (train, val) = split(&labels, 0.2, 3);
+        assert_eq!(train.len() + val.len(), labels.len());
+        let count = |idx: &[usize], l: u32| idx.iter().filter(|&&i| labels[i] == l).count();
+        assert_eq!((count(&val, 0), count(&val, 1), count(&val, 2)), (2, 1, 0));
+        assert_eq!(count(&train, 2), 1);
+        assert_eq!(split(&labels, 0.2, 3), (train.clone(), val.clone()));
+        assert_ne!(split(&labels, 0.2, 4).1, val);
+    }
+
+    #[test]
+    fn a_head_learns_what_the_labels_say_and_early_stopping_keeps_the_best() {
+        let (v, l, n) = clusters(4, 40, 16);
+        let data = view(&v, &l, &n, 16);
+        let mut o = opts(40);
+        o.learning_rate = 1e-2;
+        let mut t = HeadTrainer::new(data, base(), "clusters", &o).unwrap();
+        let mut first = None;
+        while !t.finished() {
+            let s = t.run_epoch(data, &mut |_| {}).unwrap();
+            first.get_or_insert(s.val_precision_at_10.unwrap());
+        }
+        let best = t.record().training.best_val_precision_at_10.unwrap();
+        // Noise dominates the raw vectors (14 of 16 dimensions); the head
+        // must find the two that carry the label (0.86 when written).
+        assert!(best > 0.75, "held-out precision@10 {best} (chance: 0.25)");
+        assert!(best >= first.unwrap());
+        let h = &t.record().training.history;
+        assert_eq!(h[t.record().training.best_epoch - 1].val_precision_at_10, Some(best));
+    }
+
+    #[test]
+    fn training_is_deterministic_and_resuming_equals_not_stopping() {
+        let (v, l, n) = clusters(3, 20, 6);
+        let data = view(&v, &l, &n, 6);
+        let storage = imgsim_common::LocalFs;
+        let whole = tempfile::tempdir().unwrap();
+        let again = tempfile::tempdir().unwrap();
+        let parts = tempfile::tempdir().unwrap();
+        for dir in [whole.path(), again.path()] {
+            fit(data, base(), "c", &opts(4), dir, false, &storage, &mut |_| {}).unwrap();
+        }
+        assert_eq!(digest_of(whole.path()), digest_of(again.path()));
+        fit(data, base(), "c", &opts(2), parts.path(), false, &storage, &mut |_| {}).unwrap();
+        // The schedule follows max_epochs: resuming to 4 continues as a
+        // 4-epoch run would only if it was one from the start.
+        let mut t = HeadTrainer::new(data, base(), "c", &opts(4)).unwrap();
+        for _ in 0..2 {
+            t.run_epoch(data, &mut |_| {}).unwrap();
+        }
+        t.save(&storage, parts.path()).unwrap();
+        let r = fit(data, base(), "c", &opts(4), parts.path(), true, &storage, &mut |_| {}).unwrap();
+        assert_eq!(r.training.history.len(), 4);
+        assert!(r.training.finished);
+        assert_eq!(digest_of(whole.path()), digest_of(parts.path()));
+        let last_whole = checkpoint::read(&whole.path().join(LAST_FILE)).unwrap().0;
+        assert_eq!(last_whole.training.history.len(), 4);
+    }
+
+    #[test]
+    fn resuming_refuses_other_data_or_options() {
+        let (v, l, n) = clusters(3, 10, 4);
+        let data = view(&v, &l, &n, 4);
+        let dir = tempfile::tempdir().unwrap();
+        let storage = imgsim_common::LocalFs;
+        fit(data, base(), "c", &opts(1), dir.path(), false, &storage, &mut |_| {}).unwrap();
+        let fewer = view(&v[..4 * 29], &l[..29], &n, 4);
+        let e = HeadTrainer::resume(dir.path(), fewer, &base(), &opts(2)).err().unwrap();
+        assert!(e.to_string().contains("29"), "{e}");
+        let mut other = opts(2);
+        other.seed = 9;
+        assert!(HeadTrainer::resume(dir.path(), data, &base(), &other).is_err());
+        let mut b = base();
+        b.spec = "other".into();
+        let e = HeadTrainer::resume(dir.path(), data, &b, &opts(2)).err().unwrap();
+        assert!(e.to_string().contains("other"), "{e}");
+    }
+
+    #[test]
+    fn bad_labelled_vectors_are_refused_with_the_culprit_named() {
+        let names = vec!["cats".to_string(), "dogs".to_string()];
+        let one = view(&[0.0; 8], &[0, 0, 0, 0], &names, 2);
+        let e = HeadTrainer::new(one, base(), "x", &opts(1)).err().unwrap();
+        assert!(e.to_string().contains("only one label (`cats`)"), "{e}");
+        let single = view(&[0.0; 6], &[0, 0, 1], &names, 2);
+        let e = HeadTrainer::new(single, base(), "x", &opts(1)).err().unwrap();
+        assert!(e.to_string().contains("`dogs` has a single image"), "{e}");
+        let nan = view(&[0.0, 1.0, f32::NAN, 0.0, 1.0, 1.0, 2.0, 2.0], &[0, 0, 1, 1], &names, 2);
+        let e = HeadTrainer::new(nan, base(), "x", &opts(1)).err().unwrap();
+        assert!(e.to_string().contains("vector 1"), "{e}");
+        let ok = view(&[0.0, 1.0, 3.0, 0.0, 1.0, 1.0, 2.0, 2.0], &[0, 0, 1, 1], &names, 2);
+        let mut o = opts(1);
+        o.batch_size = 1;
+        assert!(HeadTrainer::new(ok, base(), "x", &o).is_err());
+    }
+
+    #[test]
+    fn a_head_on_another_base_is_refused() {
+        let (v, l, n) = clusters(2, 6, 3);
+        let dir = tempfile::tempdir().unwrap();
+        let storage = imgsim_common::LocalFs;
+        fit(view(&v, &l, &n, 3), base(), "c", &opts(1), dir.path(), false, &storage, &mut |_| {})
+            .unwrap();
+        let loaded = checkpoint::load(dir.path()).unwrap();
+        assert_eq!(loaded.head.config().input_dim, 3);
+        // Trained on features that are no image embedder's: it runs on
+        // vectors but cannot embed images.
+        let out = loaded.head.apply(&v).unwrap();
+        assert_eq!(out.len(), 12 * 8);
+        let norm: f32 = out[..8].iter().map(|x| x * x).sum();
+        assert!((norm - 1.0).abs() < 1e-4);
+    }
+}
