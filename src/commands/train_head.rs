@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Args;
 use imgsim_datasets::fashion_mnist::FashionMnist;
 use imgsim_embed::head::checkpoint::{HeadEpoch, LAST_FILE};
@@ -18,6 +18,7 @@ use imgsim_pipeline::{embed_labelled, LabelledSet};
 
 use crate::commands::train::TrainDataset;
 use crate::config::Settings;
+use crate::exit::usage;
 use crate::output::{bar, LogLines};
 
 /// Arguments of `imgsim train head`.
@@ -99,7 +100,7 @@ impl HeadArgs {
                     .map(|s| {
                         s.trim()
                             .parse::<usize>()
-                            .with_context(|| format!("--hidden: `{s}` is not a layer size"))
+                            .map_err(|_| usage(format!("--hidden: `{s}` is not a layer size")))
                     })
                     .collect::<Result<_>>()?
             };
@@ -128,7 +129,9 @@ fn features(
         return folder_features(args, settings, progress);
     }
     if args.weights.is_some() {
-        bail!("--weights applies to a backbone base on --images or --labels");
+        return Err(usage(
+            "--weights applies to a backbone base on --images or --labels",
+        ));
     }
     let dir = args
         .data_path
@@ -281,17 +284,19 @@ pub fn fashion_base(spec: &str) -> Result<(Option<Box<dyn Embedder>>, HeadBase)>
         };
         return Ok((Some(Box::new(e)), base));
     }
-    bail!("--base for Fashion-MNIST must be raw or autoencoder:PATH, not `{spec}`")
+    Err(usage(format!(
+        "--base for Fashion-MNIST must be raw or autoencoder:PATH, not `{spec}`"
+    )))
 }
 
 /// `imgsim train head`.
 pub fn run(args: &HeadArgs, settings: &Settings, progress: bool) -> Result<()> {
     let opts = args.options()?;
     if !args.resume && args.out.join(LAST_FILE).exists() {
-        bail!(
+        return Err(usage(format!(
             "{} already holds a head: pass --resume to continue it, or choose another --out",
             args.out.display()
-        );
+        )));
     }
     let (features, base, dataset) = features(args, settings, progress)?;
     let layers = imgsim_embed::head::HeadConfig {

@@ -840,12 +840,18 @@ mod tests {
         // Two labels; same-label vectors equal, labels orthogonal.
         let agree = Tensor::new(&[[1f32, 0.], [1., 0.], [0., 1.], [0., 1.]], dev).unwrap();
         let labels = [0, 0, 1, 1];
-        let good = supcon_loss(&agree, &labels, 0.5).unwrap().to_scalar::<f32>().unwrap();
+        let good = supcon_loss(&agree, &labels, 0.5)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         // By hand: an anchor's positive has similarity 1/0.5 = 2, its two
         // negatives 0: loss = -log(e² / (e² + 2)).
         let by_hand = -((2f32).exp() / ((2f32).exp() + 2.0)).ln();
         assert!((good - by_hand).abs() < 1e-5, "{good} vs {by_hand}");
-        let bad = supcon_loss(&agree, &[0, 1, 0, 1], 0.5).unwrap().to_scalar::<f32>().unwrap();
+        let bad = supcon_loss(&agree, &[0, 1, 0, 1], 0.5)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         assert!(bad > good + 1.0, "{bad} should exceed {good}");
     }
 
@@ -885,7 +891,10 @@ mod tests {
         assert!(best > 0.75, "held-out precision@10 {best} (chance: 0.25)");
         assert!(best >= first.unwrap());
         let h = &t.record().training.history;
-        assert_eq!(h[t.record().training.best_epoch - 1].val_precision_at_10, Some(best));
+        assert_eq!(
+            h[t.record().training.best_epoch - 1].val_precision_at_10,
+            Some(best)
+        );
     }
 
     #[test]
@@ -897,10 +906,30 @@ mod tests {
         let again = tempfile::tempdir().unwrap();
         let parts = tempfile::tempdir().unwrap();
         for dir in [whole.path(), again.path()] {
-            fit(data, base(), "c", &opts(4), dir, false, &storage, &mut |_| {}).unwrap();
+            fit(
+                data,
+                base(),
+                "c",
+                &opts(4),
+                dir,
+                false,
+                &storage,
+                &mut |_| {},
+            )
+            .unwrap();
         }
         assert_eq!(digest_of(whole.path()), digest_of(again.path()));
-        fit(data, base(), "c", &opts(2), parts.path(), false, &storage, &mut |_| {}).unwrap();
+        fit(
+            data,
+            base(),
+            "c",
+            &opts(2),
+            parts.path(),
+            false,
+            &storage,
+            &mut |_| {},
+        )
+        .unwrap();
         // The schedule follows max_epochs: resuming to 4 continues as a
         // 4-epoch run would only if it was one from the start.
         let mut t = HeadTrainer::new(data, base(), "c", &opts(4)).unwrap();
@@ -908,7 +937,17 @@ mod tests {
             t.run_epoch(data, &mut |_| {}).unwrap();
         }
         t.save(&storage, parts.path()).unwrap();
-        let r = fit(data, base(), "c", &opts(4), parts.path(), true, &storage, &mut |_| {}).unwrap();
+        let r = fit(
+            data,
+            base(),
+            "c",
+            &opts(4),
+            parts.path(),
+            true,
+            &storage,
+            &mut |_| {},
+        )
+        .unwrap();
         assert_eq!(r.training.history.len(), 4);
         assert!(r.training.finished);
         assert_eq!(digest_of(whole.path()), digest_of(parts.path()));
@@ -922,16 +961,30 @@ mod tests {
         let data = view(&v, &l, &n, 4);
         let dir = tempfile::tempdir().unwrap();
         let storage = imgsim_common::LocalFs;
-        fit(data, base(), "c", &opts(1), dir.path(), false, &storage, &mut |_| {}).unwrap();
+        fit(
+            data,
+            base(),
+            "c",
+            &opts(1),
+            dir.path(),
+            false,
+            &storage,
+            &mut |_| {},
+        )
+        .unwrap();
         let fewer = view(&v[..4 * 29], &l[..29], &n, 4);
-        let e = HeadTrainer::resume(dir.path(), fewer, &base(), &opts(2)).err().unwrap();
+        let e = HeadTrainer::resume(dir.path(), fewer, &base(), &opts(2))
+            .err()
+            .unwrap();
         assert!(e.to_string().contains("29"), "{e}");
         let mut other = opts(2);
         other.seed = 9;
         assert!(HeadTrainer::resume(dir.path(), data, &base(), &other).is_err());
         let mut b = base();
         b.spec = "other".into();
-        let e = HeadTrainer::resume(dir.path(), data, &b, &opts(2)).err().unwrap();
+        let e = HeadTrainer::resume(dir.path(), data, &b, &opts(2))
+            .err()
+            .unwrap();
         assert!(e.to_string().contains("other"), "{e}");
     }
 
@@ -942,12 +995,24 @@ mod tests {
         let e = HeadTrainer::new(one, base(), "x", &opts(1)).err().unwrap();
         assert!(e.to_string().contains("only one label (`cats`)"), "{e}");
         let single = view(&[0.0; 6], &[0, 0, 1], &names, 2);
-        let e = HeadTrainer::new(single, base(), "x", &opts(1)).err().unwrap();
+        let e = HeadTrainer::new(single, base(), "x", &opts(1))
+            .err()
+            .unwrap();
         assert!(e.to_string().contains("`dogs` has a single image"), "{e}");
-        let nan = view(&[0.0, 1.0, f32::NAN, 0.0, 1.0, 1.0, 2.0, 2.0], &[0, 0, 1, 1], &names, 2);
+        let nan = view(
+            &[0.0, 1.0, f32::NAN, 0.0, 1.0, 1.0, 2.0, 2.0],
+            &[0, 0, 1, 1],
+            &names,
+            2,
+        );
         let e = HeadTrainer::new(nan, base(), "x", &opts(1)).err().unwrap();
         assert!(e.to_string().contains("vector 1"), "{e}");
-        let ok = view(&[0.0, 1.0, 3.0, 0.0, 1.0, 1.0, 2.0, 2.0], &[0, 0, 1, 1], &names, 2);
+        let ok = view(
+            &[0.0, 1.0, 3.0, 0.0, 1.0, 1.0, 2.0, 2.0],
+            &[0, 0, 1, 1],
+            &names,
+            2,
+        );
         let mut o = opts(1);
         o.batch_size = 1;
         assert!(HeadTrainer::new(ok, base(), "x", &o).is_err());
@@ -958,8 +1023,17 @@ mod tests {
         let (v, l, n) = clusters(2, 6, 3);
         let dir = tempfile::tempdir().unwrap();
         let storage = imgsim_common::LocalFs;
-        fit(view(&v, &l, &n, 3), base(), "c", &opts(1), dir.path(), false, &storage, &mut |_| {})
-            .unwrap();
+        fit(
+            view(&v, &l, &n, 3),
+            base(),
+            "c",
+            &opts(1),
+            dir.path(),
+            false,
+            &storage,
+            &mut |_| {},
+        )
+        .unwrap();
         let loaded = checkpoint::load(dir.path()).unwrap();
         assert_eq!(loaded.head.config().input_dim, 3);
         // Trained on features that are no image embedder's: it runs on
