@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use imgsim_datasets::fashion_mnist::FashionMnist;
 use imgsim_embed::head::checkpoint::{HeadEpoch, LAST_FILE};
-use imgsim_embed::head::train::{fit, HeadEvent, HeadOptions};
+use imgsim_embed::head::train::{fit, HeadEvent, HeadOptions, Run};
 use imgsim_embed::head::HeadBase;
 use imgsim_embed::{AutoencoderEmbedder, Embedder};
 use imgsim_pipeline::head::{cached, fashion_key, fashion_vectors, files_key, Features};
@@ -317,12 +317,14 @@ pub fn run(args: &HeadArgs, settings: &Settings, progress: bool) -> Result<()> {
     let lines = LogLines::new(progress, Duration::from_secs(10));
     let start = Instant::now();
     let record = fit(
-        features.view(),
-        base,
-        &dataset,
-        &opts,
-        &args.out,
-        args.resume,
+        Run {
+            data: features.view(),
+            base: &base,
+            dataset: &dataset,
+            opts: &opts,
+            out: &args.out,
+            resume: args.resume,
+        },
         &imgsim_common::LocalFs,
         &mut |e| match e {
             HeadEvent::Batch {

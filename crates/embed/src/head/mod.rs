@@ -155,7 +155,7 @@ impl Head {
     /// Runs the head on row-major vectors (`n × input_dim`), in chunks.
     pub fn apply(&self, vectors: &[f32]) -> Result<Vec<f32>> {
         let d = self.cfg.input_dim;
-        if vectors.len() % d != 0 {
+        if !vectors.len().is_multiple_of(d) {
             return Err(EmbedError::Input(format!(
                 "{} values are not whole {d}-d vectors",
                 vectors.len()
@@ -227,7 +227,7 @@ impl HeadEmbedder {
             ),
             dim: loaded.head.config().output_dim,
             metric: Metric::Cosine,
-            preprocessing: b.preprocessing.clone(),
+            preprocessing: b.preprocessing,
         };
         Ok(HeadEmbedder {
             base,

@@ -746,31 +746,42 @@ pub fn supcon_loss(z: &Tensor, labels: &[u32], temperature: f64) -> Result<Tenso
         .neg()?)
 }
 
-/// Trains a head on `data` in folder `out`, resuming the run saved there
-/// when `resume`, until [`HeadTrainer::finished`]; saves after every
-/// epoch. Returns the final record.
+/// What [`fit`] trains.
+#[derive(Debug, Clone, Copy)]
+pub struct Run<'a> {
+    /// The labelled base vectors.
+    pub data: LabelledVectors<'a>,
+    /// The base they came from.
+    pub base: &'a HeadBase,
+    /// What they are (a folder, `fashion-mnist`), for the record.
+    pub dataset: &'a str,
+    /// Hyper-parameters.
+    pub opts: &'a HeadOptions,
+    /// The head's folder.
+    pub out: &'a Path,
+    /// Continue the training saved in `out` (if any) instead of starting anew.
+    pub resume: bool,
+}
+
+/// Trains a head as `run` says, until [`HeadTrainer::finished`], saving
+/// after every epoch through `storage`. Returns the final record.
 pub fn fit(
-    data: LabelledVectors<'_>,
-    base: HeadBase,
-    dataset: &str,
-    opts: &HeadOptions,
-    out: &Path,
-    resume: bool,
+    run: Run<'_>,
     storage: &dyn Storage,
     on_event: &mut dyn FnMut(HeadEvent),
 ) -> Result<HeadRecord> {
-    let mut trainer = if resume && out.join(LAST_FILE).exists() {
-        HeadTrainer::resume(out, data, &base, opts)?
+    let mut trainer = if run.resume && run.out.join(LAST_FILE).exists() {
+        HeadTrainer::resume(run.out, run.data, run.base, run.opts)?
     } else {
-        HeadTrainer::new(data, base, dataset, opts)?
+        HeadTrainer::new(run.data, run.base.clone(), run.dataset, run.opts)?
     };
     while !trainer.finished() {
-        trainer.run_epoch(data, on_event)?;
-        trainer.save(storage, out)?;
+        trainer.run_epoch(run.data, on_event)?;
+        trainer.save(storage, run.out)?;
     }
     if trainer.epochs_done() > 0 && !trainer.record.training.finished {
         trainer.record.training.finished = true;
-        trainer.save(storage, out)?;
+        trainer.save(storage, run.out)?;
     }
     Ok(trainer.record)
 }
@@ -828,6 +839,24 @@ mod tests {
             patience: 100,
             ..HeadOptions::default()
         }
+    }
+
+    fn fit_in(
+        data: LabelledVectors<'_>,
+        o: &HeadOptions,
+        out: &Path,
+        resume: bool,
+    ) -> Result<HeadRecord> {
+        let b = base();
+        let run = Run {
+            data,
+            base: &b,
+            dataset: "c",
+            opts: o,
+            out,
+            resume,
+        };
+        fit(run, &imgsim_common::LocalFs, &mut |_| {})
     }
 
     fn digest_of(dir: &Path) -> String {
@@ -906,30 +935,10 @@ mod tests {
         let again = tempfile::tempdir().unwrap();
         let parts = tempfile::tempdir().unwrap();
         for dir in [whole.path(), again.path()] {
-            fit(
-                data,
-                base(),
-                "c",
-                &opts(4),
-                dir,
-                false,
-                &storage,
-                &mut |_| {},
-            )
-            .unwrap();
+            fit_in(data, &opts(4), dir, false).unwrap();
         }
         assert_eq!(digest_of(whole.path()), digest_of(again.path()));
-        fit(
-            data,
-            base(),
-            "c",
-            &opts(2),
-            parts.path(),
-            false,
-            &storage,
-            &mut |_| {},
-        )
-        .unwrap();
+        fit_in(data, &opts(2), parts.path(), false).unwrap();
         // The schedule follows max_epochs: resuming to 4 continues as a
         // 4-epoch run would only if it was one from the start.
         let mut t = HeadTrainer::new(data, base(), "c", &opts(4)).unwrap();
@@ -937,17 +946,7 @@ mod tests {
             t.run_epoch(data, &mut |_| {}).unwrap();
         }
         t.save(&storage, parts.path()).unwrap();
-        let r = fit(
-            data,
-            base(),
-            "c",
-            &opts(4),
-            parts.path(),
-            true,
-            &storage,
-            &mut |_| {},
-        )
-        .unwrap();
+        let r = fit_in(data, &opts(4), parts.path(), true).unwrap();
         assert_eq!(r.training.history.len(), 4);
         assert!(r.training.finished);
         assert_eq!(digest_of(whole.path()), digest_of(parts.path()));
@@ -960,18 +959,7 @@ mod tests {
         let (v, l, n) = clusters(3, 10, 4);
         let data = view(&v, &l, &n, 4);
         let dir = tempfile::tempdir().unwrap();
-        let storage = imgsim_common::LocalFs;
-        fit(
-            data,
-            base(),
-            "c",
-            &opts(1),
-            dir.path(),
-            false,
-            &storage,
-            &mut |_| {},
-        )
-        .unwrap();
+        fit_in(data, &opts(1), dir.path(), false).unwrap();
         let fewer = view(&v[..4 * 29], &l[..29], &n, 4);
         let e = HeadTrainer::resume(dir.path(), fewer, &base(), &opts(2))
             .err()
@@ -1022,18 +1010,7 @@ mod tests {
     fn a_head_on_another_base_is_refused() {
         let (v, l, n) = clusters(2, 6, 3);
         let dir = tempfile::tempdir().unwrap();
-        let storage = imgsim_common::LocalFs;
-        fit(
-            view(&v, &l, &n, 3),
-            base(),
-            "c",
-            &opts(1),
-            dir.path(),
-            false,
-            &storage,
-            &mut |_| {},
-        )
-        .unwrap();
+        fit_in(view(&v, &l, &n, 3), &opts(1), dir.path(), false).unwrap();
         let loaded = checkpoint::load(dir.path()).unwrap();
         assert_eq!(loaded.head.config().input_dim, 3);
         // Trained on features that are no image embedder's: it runs on
