@@ -61,13 +61,13 @@ pub struct HeadArgs {
     #[arg(long, default_value = "512")]
     pub hidden: String,
     /// Epochs at most.
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = 30)]
     pub epochs: usize,
     /// Share of each label held out for early stopping (0: none, train all epochs).
     #[arg(long, default_value_t = 0.2)]
     pub val: f64,
     /// Epochs without a better held-out precision@10 before stopping.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 10)]
     pub patience: usize,
     /// Mini-batch size.
     #[arg(long, default_value_t = 256)]

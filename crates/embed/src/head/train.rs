@@ -51,13 +51,13 @@ impl Default for HeadOptions {
         HeadOptions {
             hidden: vec![512],
             output_dim: 128,
-            max_epochs: 60,
+            max_epochs: 30,
             batch_size: 256,
             learning_rate: 1e-3,
             weight_decay: 1e-4,
             temperature: 0.1,
             val_fraction: 0.2,
-            patience: 8,
+            patience: 10,
             seed: 42,
         }
     }
