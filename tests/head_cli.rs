@@ -96,6 +96,24 @@ fn train_a_head_on_a_folder_resume_it_evaluate_it_and_index_with_it() {
     );
     assert_eq!(e["architecture"], "mobilenetv4-small+head");
 
+    // `imgsim embed --head`: one 8-d unit vector.
+    let o = imgsim(&["embed", "set/red/0.png", "--head", "h", "--json"], d);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines[0]["embedder"]["architecture"],
+        "mobilenetv4-small+head"
+    );
+    let v = &lines[1];
+    let vector = v["embedding"].as_array().unwrap();
+    assert_eq!(vector.len(), 8, "{v}");
+    let norm: f64 = vector.iter().map(|x| x.as_f64().unwrap().powi(2)).sum();
+    assert!((norm - 1.0).abs() < 1e-4, "{v}");
+
     // Indexed with base + head: the head is copied into the collection
     // and the base comes from the head's record.
     let o = imgsim(&["index", "set", "--head", "h", "--collection", "c"], d);
