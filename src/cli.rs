@@ -108,9 +108,10 @@ pub enum Command {
     /// Train a model.
     #[command(subcommand)]
     Train(commands::train::TrainCommand),
-    /// Retrieval quality with labels (precision@10, mAP@100) on Fashion-MNIST.
+    /// Retrieval quality with labels (precision@10, mAP@100, chance) on a
+    /// labelled folder or CSV file (leave-one-out), or on Fashion-MNIST.
     #[command(
-        after_help = "Examples:\n  imgsim eval --embedder raw\n  imgsim eval --embedder pca:64\n  imgsim eval --embedder autoencoder:ae/ --json eval.json"
+        after_help = "Examples:\n  imgsim eval --images ~/labelled --embedder colour-histogram --baselines\n  imgsim eval --images ~/labelled --embedder backbone:dinov2-small --json q.json\n  imgsim eval --images ~/labelled --embedder collection:family --markdown q.md\n  imgsim eval --labels labels.csv --images ~/photos --embedder autoencoder:ae/\n  imgsim eval --embedder pca:64                     (Fashion-MNIST)\n  imgsim eval --embedder autoencoder:ae/ --json eval.json\n\nIn a labelled folder each sub-folder is a label; every image is a query\nagainst all the others. A labels CSV has path,label lines."
     )]
     Eval(commands::eval::EvalArgs),
     /// Print a shell completion script.

@@ -15,6 +15,7 @@ pub mod cli;
 pub mod collections;
 pub mod commands;
 pub mod config;
+pub mod embedders;
 pub mod exit;
 pub mod output;
 pub mod remote;

@@ -390,8 +390,7 @@ fn a_contrastive_encoder_is_trained_on_the_collection_when_no_weights_are_availa
     // The offline default: contrastive, pooled features beside colour, cosine.
     let i = index_offline_and_query(None);
     assert_eq!(
-        i["embedder"]["identity"]["architecture"],
-        "contrastive-cnn",
+        i["embedder"]["identity"]["architecture"], "contrastive-cnn",
         "{i}"
     );
     assert_eq!(i["embedder"]["identity"]["metric"], "cosine", "{i}");
@@ -401,7 +400,10 @@ fn a_contrastive_encoder_is_trained_on_the_collection_when_no_weights_are_availa
 #[test]
 fn the_reconstruction_autoencoder_stays_available_offline() {
     let i = index_offline_and_query(Some("reconstruction"));
-    assert_eq!(i["embedder"]["identity"]["architecture"], "autoencoder", "{i}");
+    assert_eq!(
+        i["embedder"]["identity"]["architecture"], "autoencoder",
+        "{i}"
+    );
     assert_eq!(i["embedder"]["identity"]["metric"], "l2", "{i}");
     assert_eq!(i["dim"], 64);
 }

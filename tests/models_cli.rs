@@ -3,62 +3,8 @@
 //! tests (a Fashion-MNIST-shaped IDX set, images, weight files).
 
 mod common;
+use common::labelled::{colour_folder, tiny_fashion};
 use common::{imgsim, text};
-
-use std::io::Write;
-use std::path::Path;
-
-/// Writes an IDX file (gzip) of u8 data with the given dimensions.
-fn idx(path: &Path, dims: &[u32], data: &[u8]) {
-    let f = std::fs::File::create(path).unwrap();
-    let mut gz = flate2::write::GzEncoder::new(f, flate2::Compression::fast());
-    gz.write_all(&[0, 0, 0x08, dims.len() as u8]).unwrap();
-    for d in dims {
-        gz.write_all(&d.to_be_bytes()).unwrap();
-    }
-    gz.write_all(data).unwrap();
-    gz.finish().unwrap();
-}
-
-/// A tiny labelled set shaped like Fashion-MNIST: class `c` is a bright
-/// square at a class-specific place, with per-image jitter.
-fn tiny_fashion(dir: &Path, train: usize, test: usize) {
-    let make = |n: usize, salt: usize| {
-        let mut px = Vec::with_capacity(n * 784);
-        let mut labels = Vec::with_capacity(n);
-        for i in 0..n {
-            let c = (i * 7 + salt) % 10;
-            labels.push(c as u8);
-            let (cx, cy) = (4 + (c % 5) * 5, 6 + (c / 5) * 12);
-            let j = (i * 31 + salt) % 3;
-            for y in 0..28 {
-                for x in 0..28 {
-                    let on = x >= cx + j && x < cx + j + 6 && y >= cy && y < cy + 8;
-                    px.push(if on {
-                        200 + ((x * y + i) % 50) as u8
-                    } else {
-                        ((x + y + i) % 13) as u8
-                    });
-                }
-            }
-        }
-        (px, labels)
-    };
-    let (p, l) = make(train, 0);
-    idx(
-        &dir.join("train-images-idx3-ubyte.gz"),
-        &[train as u32, 28, 28],
-        &p,
-    );
-    idx(&dir.join("train-labels-idx1-ubyte.gz"), &[train as u32], &l);
-    let (p, l) = make(test, 3);
-    idx(
-        &dir.join("t10k-images-idx3-ubyte.gz"),
-        &[test as u32, 28, 28],
-        &p,
-    );
-    idx(&dir.join("t10k-labels-idx1-ubyte.gz"), &[test as u32], &l);
-}
 
 #[test]
 fn train_autoencoder_then_eval_it_against_raw_and_pca() {
@@ -176,7 +122,7 @@ fn train_autoencoder_then_eval_it_against_raw_and_pca() {
         &["eval", "--data-path", dp, "--embedder", "vgg"],
         dir.path(),
     );
-    assert!(!o.status.success() && text(&o).contains("raw, pca:D or autoencoder:PATH"));
+    assert!(!o.status.success() && text(&o).contains("raw, pca:D, autoencoder:PATH or head:PATH"));
     let o = imgsim(
         &[
             "eval",
@@ -293,4 +239,240 @@ fn bench_embed_reports_images_per_second() {
         "{}",
         text(&o)
     );
+}
+
+/// A labelled folder: `red`, `green` and `blue`, 4 noisy images each
+/// (PNG and JPEG), made with a fixed seed.
+#[test]
+fn eval_a_labelled_folder_with_the_colour_histogram_and_baselines() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let set = d.join("set");
+    colour_folder(&set);
+    // A truncated JPEG: reported, not fatal.
+    let mut jpeg = Vec::new();
+    image::RgbImage::from_pixel(64, 64, image::Rgb([200, 30, 30]))
+        .write_to(
+            &mut std::io::Cursor::new(&mut jpeg),
+            image::ImageFormat::Jpeg,
+        )
+        .unwrap();
+    std::fs::write(set.join("red/cut.jpg"), &jpeg[..jpeg.len() / 2]).unwrap();
+    let o = imgsim(
+        &[
+            "eval",
+            "--images",
+            "set",
+            "--embedder",
+            "colour-histogram",
+            "--baselines",
+            "--json",
+            "q.json",
+            "--markdown",
+            "q.md",
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("q.json")).unwrap()).unwrap();
+    assert_eq!(r["images"], 12, "{r}");
+    assert_eq!(r["labels"], 3, "{r}");
+    assert_eq!(
+        (r["dim"].as_u64(), r["metric"].as_str()),
+        (Some(512), Some("l2"))
+    );
+    // Each image's 3 same-coloured ones come first among its 11 others:
+    // AP 1, and 3 of its 10 nearest relevant; chance is 3/11.
+    let close = |v: &serde_json::Value, x: f64| (v.as_f64().unwrap() - x).abs() < 1e-9;
+    assert!(close(&r["precision_at_10"], 0.3), "{r}");
+    assert!(close(&r["map_at_100"], 1.0), "{r}");
+    assert!(close(&r["chance_precision_at_10"], 3.0 / 11.0), "{r}");
+    let per = r["per_label"].as_array().unwrap();
+    let labels: Vec<&str> = per.iter().map(|l| l["label"].as_str().unwrap()).collect();
+    assert_eq!(labels, ["blue", "green", "red"]);
+    assert!(
+        per.iter()
+            .all(|l| l["images"] == 4 && close(&l["chance"], 3.0 / 11.0)),
+        "{r}"
+    );
+    let failed = r["failed"].as_array().unwrap();
+    assert_eq!(failed.len(), 1, "{r}");
+    assert!(
+        failed[0]["path"].as_str().unwrap().ends_with("cut.jpg"),
+        "{r}"
+    );
+    assert!(text(&o).contains("cut.jpg"), "{}", text(&o));
+    let names: Vec<&str> = r["baselines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["embedder"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["tiny", "colour-histogram"]);
+    assert!(close(&r["baselines"][0]["map_at_100"], 1.0), "{r}");
+    let table = std::fs::read_to_string(d.join("q.md")).unwrap();
+    assert!(
+        table.contains("| tiny P@10 | colour-histogram P@10 |"),
+        "{table}"
+    );
+    assert!(
+        table.contains("| all | 12 | 0.3000 | 1.0000 | 0.2727 |"),
+        "{table}"
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains(&table),
+        "{}",
+        text(&o)
+    );
+
+    // The same images listed in a CSV file, relative to --images.
+    std::fs::write(
+        d.join("labels.csv"),
+        "path,label\nred/0.png,warm\nred/1.jpg,warm\ngreen/0.png,cold\ngreen/2.png,cold\n",
+    )
+    .unwrap();
+    let o = imgsim(
+        &[
+            "eval",
+            "--labels",
+            "labels.csv",
+            "--images",
+            "set",
+            "--embedder",
+            "tiny",
+            "--json",
+            "c.json",
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("c.json")).unwrap()).unwrap();
+    assert_eq!(
+        (r["images"].as_u64(), r["dim"].as_u64()),
+        (Some(4), Some(768)),
+        "{r}"
+    );
+    assert!(close(&r["map_at_100"], 1.0), "{r}");
+}
+
+#[test]
+fn eval_refuses_one_label_an_empty_label_and_a_bad_embedder() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    colour_folder(&d.join("set"));
+    let run = |args: &[&str]| {
+        let o = imgsim(args, d);
+        (o.status.code(), text(&o))
+    };
+    let eval =
+        |images: &str, embedder: &str| run(&["eval", "--images", images, "--embedder", embedder]);
+    std::fs::create_dir_all(d.join("one")).unwrap();
+    std::fs::rename(d.join("set/red"), d.join("one/red")).unwrap();
+    let (code, out) = eval("one", "tiny");
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("one label only: red"), "{out}");
+
+    std::fs::create_dir(d.join("set/empty")).unwrap();
+    std::fs::write(d.join("set/empty/notes.txt"), "no image").unwrap();
+    let (code, out) = eval("set", "tiny");
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains("label `empty`") && out.contains("no images"),
+        "{out}"
+    );
+    std::fs::remove_dir_all(d.join("set/empty")).unwrap();
+
+    let (code, out) = eval("nowhere", "tiny");
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("nowhere"), "{out}");
+    let (code, out) = eval("set", "raw");
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("collection:NAME"), "{out}");
+    let (code, out) = run(&[
+        "--data-dir",
+        "data",
+        "eval",
+        "--images",
+        "set",
+        "--embedder",
+        "collection:absent",
+    ]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("no collection `absent`"), "{out}");
+    let (code, out) = run(&["eval", "--embedder", "raw", "--baselines"]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("--baselines applies to --images"), "{out}");
+}
+
+#[test]
+fn eval_with_a_collections_embedder_equals_eval_with_that_backbone() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    colour_folder(&d.join("set"));
+    let o = imgsim(
+        &[
+            "--data-dir",
+            "data",
+            "index",
+            "set",
+            "--collection",
+            "c",
+            "--backbone",
+            "mobilenetv4-small",
+            "--weights",
+            "synthetic:1",
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let eval = |embedder: &str, extra: &[&str], json: &str| -> serde_json::Value {
+        let mut args = vec![
+            "--data-dir",
+            "data",
+            "eval",
+            "--images",
+            "set",
+            "--embedder",
+            embedder,
+            "--json",
+            json,
+        ];
+        args.extend(extra);
+        let o = imgsim(&args, d);
+        assert!(o.status.success(), "{embedder}: {}", text(&o));
+        serde_json::from_slice(&std::fs::read(d.join(json)).unwrap()).unwrap()
+    };
+    let from_collection = eval("collection:c", &[], "c.json");
+    let direct = eval(
+        "backbone:mobilenetv4-small",
+        &["--weights", "synthetic:1"],
+        "b.json",
+    );
+    assert_eq!(from_collection["architecture"], "mobilenetv4-small");
+    assert_eq!(from_collection["metric"], "cosine");
+    for key in [
+        "dim",
+        "images",
+        "precision_at_10",
+        "map_at_100",
+        "per_label",
+    ] {
+        assert_eq!(from_collection[key], direct[key], "{key}");
+    }
+    // --weights only goes with a backbone.
+    let o = imgsim(
+        &[
+            "eval",
+            "--images",
+            "set",
+            "--embedder",
+            "tiny",
+            "--weights",
+            "synthetic:1",
+        ],
+        d,
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
 }

@@ -34,11 +34,18 @@ pub struct EmbedderArgs {
     /// .safetensors; contrastive or reconstruction) instead of a backbone.
     #[arg(long)]
     pub autoencoder: Option<PathBuf>,
+    /// Put this projection head (`imgsim train head`) on the base it was
+    /// trained on (recorded in the head).
+    #[arg(long, conflicts_with_all = ["autoencoder", "weights"])]
+    pub head: Option<PathBuf>,
 }
 
 impl EmbedderArgs {
     /// Loads the chosen embedder.
-    pub fn load(&self) -> Result<Box<dyn Embedder>> {
+    pub fn load(&self, settings: &Settings) -> Result<Box<dyn Embedder>> {
+        if let Some(p) = &self.head {
+            return crate::embedders::load(&format!("head:{}", p.display()), None, settings);
+        }
         if let Some(p) = &self.autoencoder {
             return Ok(load_embedder(p)?);
         }
@@ -79,7 +86,7 @@ pub struct EmbedArgs {
 
 /// `imgsim embed`: prints the embedding of each image.
 pub fn run(args: &EmbedArgs, settings: &Settings) -> Result<()> {
-    let e = args.embedder.load()?;
+    let e = args.embedder.load(settings)?;
     let limits = settings.limits;
     if args.json {
         println!("{}", serde_json::json!({ "embedder": e.identity() }));

@@ -48,6 +48,12 @@ pub struct IndexArgs {
     /// the objective `[embed] offline` names (default contrastive).
     #[arg(long)]
     pub train_autoencoder: bool,
+    /// Put this projection head (from `imgsim train head`) on the embedder:
+    /// its base is the one the head records, or the one --backbone/--weights
+    /// or --autoencoder name (it must be the base the head was trained on).
+    /// The head is copied into the collection.
+    #[arg(long, conflicts_with = "train_autoencoder")]
+    pub head: Option<PathBuf>,
     /// Re-embed everything with the embedder asked for, replacing the
     /// collection's (the old one stays usable until the new one is complete).
     #[arg(long)]
@@ -79,6 +85,47 @@ pub struct IndexArgs {
 }
 
 fn embedder_choice(args: &IndexArgs, settings: &Settings) -> Result<EmbedderChoice> {
+    if let Some(head) = &args.head {
+        let base =
+            if args.autoencoder.is_some() || args.backbone.is_some() || args.weights.is_some() {
+                base_choice(args, settings)?
+            } else {
+                head_base_choice(head)?
+            };
+        return Ok(EmbedderChoice::WithHead {
+            base: Box::new(base),
+            head: head.clone(),
+        });
+    }
+    base_choice(args, settings)
+}
+
+/// The base a head records, as a choice for `imgsim index`.
+fn head_base_choice(head: &std::path::Path) -> Result<EmbedderChoice> {
+    let base = imgsim_embed::head::checkpoint::load(head)?.record.base;
+    if let Some(p) = base.spec.strip_prefix("autoencoder:") {
+        return Ok(EmbedderChoice::Autoencoder(PathBuf::from(p)));
+    }
+    if let Some(name) = base.spec.strip_prefix("backbone:") {
+        return Ok(EmbedderChoice::Backbone {
+            backbone: Backbone::parse(name)?,
+            weights: base
+                .weights
+                .as_deref()
+                .map(WeightsSource::parse)
+                .transpose()?,
+        });
+    }
+    Err(exit::usage(format!(
+        "the head in {} was trained on `{}`; a collection can be indexed with a head on a \
+         backbone (--backbone NAME --weights FILE) or an autoencoder (--autoencoder PATH)",
+        head.display(),
+        base.spec
+    )))
+}
+
+/// The embedder the flags and the config choose (without a head).
+fn base_choice(args: &IndexArgs, settings: &Settings) -> Result<EmbedderChoice> {
     if let Some(p) = &args.autoencoder {
         return Ok(EmbedderChoice::Autoencoder(p.clone()));
     }
@@ -209,6 +256,7 @@ fn run_remote(args: &IndexArgs, settings: &Settings, quiet: bool, r: &Remote) ->
         ("--weights", args.weights.is_some()),
         ("--autoencoder", args.autoencoder.is_some()),
         ("--train-autoencoder", args.train_autoencoder),
+        ("--head", args.head.is_some()),
         ("--reindex", args.reindex),
         ("--exact-decode", args.exact_decode),
     ];

@@ -17,6 +17,7 @@ pub mod remove;
 pub mod serve;
 pub mod tag;
 pub mod train;
+pub mod train_head;
 
 use std::process::ExitCode;
 
@@ -125,7 +126,10 @@ fn execute(cli: Cli) -> Result<u8> {
         Command::Train(train::TrainCommand::Autoencoder(args)) => {
             ok(train::autoencoder(&args, &settings, !quiet))
         }
-        Command::Eval(args) => ok(eval::run(&args, &settings)),
+        Command::Train(train::TrainCommand::Head(args)) => {
+            ok(train_head::run(&args, &settings, !quiet))
+        }
+        Command::Eval(args) => ok(eval::run(&args, &settings, !quiet)),
         Command::Completions(_) => Ok(exit::OK),
     }
 }

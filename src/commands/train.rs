@@ -1,6 +1,7 @@
-//! `imgsim train autoencoder`: train the convolutional encoder on
-//! Fashion-MNIST or on a folder of images, to rebuild its inputs (with a
-//! grid of reconstructions) or contrastively, with a loss plot.
+//! `imgsim train`: the subcommands, and `imgsim train autoencoder`: train
+//! the convolutional encoder on Fashion-MNIST or on a folder of images, to
+//! rebuild its inputs (with a grid of reconstructions) or contrastively,
+//! with a loss plot.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -27,6 +28,11 @@ pub enum TrainCommand {
         after_help = "Examples:\n  imgsim train autoencoder --dataset fashion-mnist --out ae/\n  imgsim train autoencoder --images ~/Pictures --out ae/ --epochs 20\n  imgsim train autoencoder --images ~/Pictures --out cl/ --objective contrastive --epochs 16\n  imgsim train autoencoder --images ~/Pictures --out ae/ --epochs 5 --resume"
     )]
     Autoencoder(Box<TrainArgs>),
+    /// A projection head on a frozen base embedder, with labels (transfer learning).
+    #[command(
+        after_help = "Examples:\n  imgsim train head --dataset fashion-mnist --base raw --out head-raw/\n  imgsim train head --dataset fashion-mnist --base autoencoder:ae/ --out head-ae/"
+    )]
+    Head(Box<crate::commands::train_head::HeadArgs>),
 }
 
 /// Training data sources.

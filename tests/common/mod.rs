@@ -6,6 +6,8 @@
 pub mod corpus;
 #[allow(dead_code)]
 pub mod formats;
+#[allow(dead_code)]
+pub mod labelled;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

@@ -1,13 +1,21 @@
 //! Retrieval quality with class labels: precision@10 and mAP@100 of exact
-//! k-nearest-neighbour search, queries against a labelled base set, for any
-//! embedding (raw pixels, PCA, an autoencoder's bottleneck...). A neighbour
-//! is relevant when it has the query's label.
+//! k-nearest-neighbour search, for any embedding (raw pixels, PCA, an
+//! autoencoder's bottleneck, a backbone, a colour histogram...). A
+//! neighbour is relevant when it has the query's label.
 //!
 //! - precision@k: the fraction of the k nearest with the query's label,
-//!   averaged over queries.
+//!   averaged over queries (of the `min(k, candidates)` nearest when fewer
+//!   than k images can be returned).
 //! - AP@k: `Σᵢ P@i · relᵢ / (relevant among the top k)` over `i ≤ k` (0 when
 //!   none is relevant), the mAP@k of the deep-hashing literature; mAP@k is
 //!   its mean over queries.
+//! - chance: the expected precision of images drawn at random from the
+//!   candidates, the level an embedding that knows nothing reaches.
+//!
+//! Two protocols: [`retrieval_quality`], queries against a separate base
+//! set (Fashion-MNIST's test set against its training set), and
+//! [`leave_one_out`], every image of one labelled set a query against all
+//! the others (itself excluded), overall and per label.
 //!
 //! Also [`Pca`], the linear baseline an embedding has to beat.
 
@@ -34,6 +42,10 @@ pub struct QualityReport {
     pub precision_at_10: f64,
     /// Mean average precision over the top 100.
     pub map_at_100: f64,
+    /// precision@10 of a random ranking: the mean over queries of the share
+    /// of the base with the query's label.
+    #[serde(default)]
+    pub chance_precision_at_10: f64,
     /// Seconds to embed base and queries.
     pub embed_seconds: f64,
     /// Seconds of exact search.
@@ -71,17 +83,7 @@ pub fn retrieval_quality(
                 .iter()
                 .map(|h| base_labels[h.id as usize] == label)
                 .collect();
-            let p10 = rel.iter().take(10).filter(|r| **r).count() as f64 / 10.0;
-            let mut found = 0usize;
-            let mut sum = 0.0;
-            for (i, r) in rel.iter().enumerate() {
-                if *r {
-                    found += 1;
-                    sum += found as f64 / (i + 1) as f64;
-                }
-            }
-            let ap = if found > 0 { sum / found as f64 } else { 0.0 };
-            (p10, ap)
+            precision_and_ap(&rel)
         })
         .collect();
     let q = per_query.len() as f64;
@@ -89,6 +91,174 @@ pub fn retrieval_quality(
         per_query.iter().map(|p| p.0).sum::<f64>() / q,
         per_query.iter().map(|p| p.1).sum::<f64>() / q,
     ))
+}
+
+/// Neighbours precision is measured on.
+pub const PRECISION_K: usize = 10;
+/// Neighbours average precision is measured on.
+pub const MAP_K: usize = 100;
+
+/// precision@[`PRECISION_K`] and AP@[`MAP_K`] of one query, from the
+/// relevance of its nearest neighbours in order (at most [`MAP_K`] of
+/// them). Precision divides by [`PRECISION_K`], or by the number of
+/// neighbours when fewer were returned.
+fn precision_and_ap(rel: &[bool]) -> (f64, f64) {
+    let rel = &rel[..rel.len().min(MAP_K)];
+    let top = rel.len().min(PRECISION_K);
+    let p = if top == 0 {
+        0.0
+    } else {
+        rel[..top].iter().filter(|r| **r).count() as f64 / top as f64
+    };
+    let mut found = 0usize;
+    let mut sum = 0.0;
+    for (i, r) in rel.iter().enumerate() {
+        if *r {
+            found += 1;
+            sum += found as f64 / (i + 1) as f64;
+        }
+    }
+    let ap = if found > 0 { sum / found as f64 } else { 0.0 };
+    (p, ap)
+}
+
+/// The chance level of [`retrieval_quality`]: the mean over queries of the
+/// share of `base_labels` equal to the query's label (0.1 for ten balanced
+/// classes).
+pub fn chance_precision(base_labels: &[u8], query_labels: &[u8]) -> f64 {
+    if base_labels.is_empty() || query_labels.is_empty() {
+        return 0.0;
+    }
+    let mut counts = [0usize; 256];
+    for &l in base_labels {
+        counts[usize::from(l)] += 1;
+    }
+    let sum: usize = query_labels.iter().map(|&l| counts[usize::from(l)]).sum();
+    sum as f64 / (base_labels.len() as f64 * query_labels.len() as f64)
+}
+
+/// The figures of one label in [`leave_one_out`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabelQuality {
+    /// The label's name.
+    pub label: String,
+    /// Its images (each one a query).
+    pub images: usize,
+    /// Mean precision@10 of its queries.
+    pub precision_at_10: f64,
+    /// Mean AP@100 of its queries.
+    pub map_at_100: f64,
+    /// Chance precision of its queries: `(images − 1) / (N − 1)`, the share
+    /// of the other images that carry the label.
+    pub chance: f64,
+}
+
+/// Leave-one-out retrieval quality of a labelled set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeaveOneOut {
+    /// Images (N), each a query against the N − 1 others.
+    pub images: usize,
+    /// Labels.
+    pub labels: usize,
+    /// Mean precision@10 over all queries.
+    pub precision_at_10: f64,
+    /// Mean AP@100 over all queries.
+    pub map_at_100: f64,
+    /// Chance precision: the mean over queries of their label's chance.
+    pub chance_precision_at_10: f64,
+    /// The same per label, in label order.
+    pub per_label: Vec<LabelQuality>,
+}
+
+/// Leave-one-out quality of `vectors` (row-major, `dim` columns) labelled
+/// `labels` (indices into `names`): each row is a query against all the
+/// other rows by exact search under `metric` (itself excluded, whatever
+/// the ties), scored by precision@10 and AP@100, averaged over all queries
+/// and per label, with the chance level beside them.
+///
+/// Every label must have at least 2 rows (a query needs a relevant
+/// neighbour) and there must be at least 2 labels with rows.
+pub fn leave_one_out(
+    vectors: &[f32],
+    dim: usize,
+    labels: &[usize],
+    names: &[String],
+    metric: Metric,
+) -> Result<LeaveOneOut> {
+    if dim == 0 || !vectors.len().is_multiple_of(dim) || vectors.len() / dim != labels.len() {
+        return Err(BenchError::Invalid(format!(
+            "leave-one-out needs one label per {dim}-d vector: {} values, {} labels",
+            vectors.len(),
+            labels.len()
+        )));
+    }
+    if let Some(&l) = labels.iter().find(|&&l| l >= names.len()) {
+        return Err(BenchError::Invalid(format!(
+            "label index {l} but only {} label names",
+            names.len()
+        )));
+    }
+    let n = labels.len();
+    let mut counts = vec![0usize; names.len()];
+    for &l in labels {
+        counts[l] += 1;
+    }
+    if let Some((l, c)) = counts.iter().enumerate().find(|(_, &c)| c == 1) {
+        return Err(BenchError::Invalid(format!(
+            "label `{}` has {c} image; leave-one-out needs at least 2 per label",
+            names[l]
+        )));
+    }
+    if counts.iter().filter(|&&c| c > 0).count() < 2 {
+        return Err(BenchError::Invalid(format!(
+            "leave-one-out needs at least 2 labels with images, not {}",
+            counts.iter().filter(|&&c| c > 0).count()
+        )));
+    }
+    let set = VectorSet::from_parts(dim, (0..n as u64).collect(), vectors.to_vec(), metric)?;
+    let index = ExactIndex::new(metric, set);
+    // One more than needed: the query itself is among the nearest.
+    let hits = index.search_batch(vectors, (MAP_K + 1).min(n))?;
+    let per_query: Vec<(f64, f64)> = hits
+        .par_iter()
+        .enumerate()
+        .map(|(q, nn)| {
+            let rel: Vec<bool> = nn
+                .iter()
+                .filter(|h| h.id as usize != q)
+                .take(MAP_K)
+                .map(|h| labels[h.id as usize] == labels[q])
+                .collect();
+            precision_and_ap(&rel)
+        })
+        .collect();
+    let chance_of = |l: usize| (counts[l] - 1) as f64 / (n - 1) as f64;
+    let mut sums = vec![(0f64, 0f64); names.len()];
+    for (&l, &(p, ap)) in labels.iter().zip(&per_query) {
+        sums[l].0 += p;
+        sums[l].1 += ap;
+    }
+    let per_label = names
+        .iter()
+        .enumerate()
+        .filter(|(l, _)| counts[*l] > 0)
+        .map(|(l, name)| LabelQuality {
+            label: name.clone(),
+            images: counts[l],
+            precision_at_10: sums[l].0 / counts[l] as f64,
+            map_at_100: sums[l].1 / counts[l] as f64,
+            chance: chance_of(l),
+        })
+        .collect();
+    let nf = n as f64;
+    Ok(LeaveOneOut {
+        images: n,
+        labels: counts.iter().filter(|&&c| c > 0).count(),
+        precision_at_10: per_query.iter().map(|p| p.0).sum::<f64>() / nf,
+        map_at_100: per_query.iter().map(|p| p.1).sum::<f64>() / nf,
+        chance_precision_at_10: labels.iter().map(|&l| chance_of(l)).sum::<f64>() / nf,
+        per_label,
+    })
 }
 
 /// Principal component analysis: the mean and the top components of a
@@ -357,6 +527,110 @@ mod tests {
         assert!(pca.variances[0] > pca.variances[1]);
         let proj = pca.transform(&data[0..4]);
         assert_eq!(proj.len(), 2);
+    }
+
+    fn names(n: &[&str]) -> Vec<String> {
+        n.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-12
+    }
+
+    #[test]
+    fn leave_one_out_on_a_line_by_hand() {
+        // 1-d points 0, 1, 3, 10 labelled A, A, B, B. Others by distance:
+        //   0 → 1 (A), 3, 10         rel T F F   P 1/3  AP 1
+        //   1 → 0 (A), 3, 10         rel T F F   P 1/3  AP 1
+        //   3 → 1, 0, 10 (B)         rel F F T   P 1/3  AP 1/3
+        //  10 → 3 (B), 1, 0          rel T F F   P 1/3  AP 1
+        // (Precision divides by the 3 neighbours there are.) Were the query
+        // not excluded, it would be its own relevant nearest neighbour.
+        let r = leave_one_out(
+            &[0.0, 1.0, 3.0, 10.0],
+            1,
+            &[0, 0, 1, 1],
+            &names(&["A", "B"]),
+            Metric::L2,
+        )
+        .unwrap();
+        assert_eq!((r.images, r.labels), (4, 2));
+        assert!(close(r.precision_at_10, 1.0 / 3.0), "{r:?}");
+        assert!(close(r.map_at_100, (3.0 + 1.0 / 3.0) / 4.0), "{r:?}");
+        assert!(close(r.chance_precision_at_10, 1.0 / 3.0), "{r:?}");
+        let (a, b) = (&r.per_label[0], &r.per_label[1]);
+        assert_eq!((a.label.as_str(), a.images), ("A", 2));
+        assert!(
+            close(a.map_at_100, 1.0) && close(b.map_at_100, 2.0 / 3.0),
+            "{r:?}"
+        );
+        assert!(close(b.chance, 1.0 / 3.0));
+    }
+
+    #[test]
+    fn leave_one_out_weighs_queries_and_counts_ten_neighbours() {
+        // 8 points of A at 0..8, 4 of B at 100..104 (N = 12). An A query's
+        // 10 nearest: the 7 other As, then 3 Bs (P 0.7); a B query's: the 3
+        // other Bs, then 7 As (P 0.3); every AP is 1 (relevant ones first).
+        let mut v: Vec<f32> = (0..8).map(|i| i as f32).collect();
+        v.extend((0..4).map(|i| 100.0 + i as f32));
+        let labels = [0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1];
+        let r = leave_one_out(&v, 1, &labels, &names(&["A", "B"]), Metric::L2).unwrap();
+        assert!(close(r.per_label[0].precision_at_10, 0.7), "{r:?}");
+        assert!(close(r.per_label[1].precision_at_10, 0.3), "{r:?}");
+        // Overall: a mean over the 12 queries, not over the 2 labels.
+        assert!(
+            close(r.precision_at_10, (8.0 * 0.7 + 4.0 * 0.3) / 12.0),
+            "{r:?}"
+        );
+        assert!(close(r.map_at_100, 1.0));
+        // Chance: (n_l − 1)/(N − 1) per label, its mean over queries overall.
+        assert!(close(r.per_label[0].chance, 7.0 / 11.0));
+        assert!(close(r.per_label[1].chance, 3.0 / 11.0));
+        assert!(close(
+            r.chance_precision_at_10,
+            (8.0 * 7.0 + 4.0 * 3.0) / 132.0
+        ));
+    }
+
+    #[test]
+    fn leave_one_out_follows_the_metric() {
+        // a1 (1,0), a2 (10,0.5), b1 (1,2), b2 (0,1.2). By angle every
+        // nearest neighbour has the query's label. By L2, a1's nearest are
+        // b2 (d² 2.44) and b1 (4) before a2 (81.25): its AP is 1/3.
+        let v = [1.0, 0.0, 10.0, 0.5, 1.0, 2.0, 0.0, 1.2];
+        let labels = [0, 0, 1, 1];
+        let n = names(&["a", "b"]);
+        let cos = leave_one_out(&v, 2, &labels, &n, Metric::Cosine).unwrap();
+        assert!(close(cos.map_at_100, 1.0), "{cos:?}");
+        let l2 = leave_one_out(&v, 2, &labels, &n, Metric::L2).unwrap();
+        assert!(
+            close(l2.per_label[0].map_at_100, (1.0 / 3.0 + 1.0) / 2.0),
+            "{l2:?}"
+        );
+        assert!(close(l2.per_label[1].map_at_100, 1.0), "{l2:?}");
+    }
+
+    #[test]
+    fn leave_one_out_refuses_what_it_cannot_score() {
+        let n = names(&["a", "b"]);
+        let one_b = leave_one_out(&[0.0, 1.0, 2.0], 1, &[0, 0, 1], &n, Metric::L2);
+        assert!(matches!(one_b, Err(BenchError::Invalid(m)) if m.contains("`b`")));
+        let one_label = leave_one_out(&[0.0, 1.0], 1, &[0, 0], &n, Metric::L2);
+        assert!(matches!(one_label, Err(BenchError::Invalid(_))));
+        assert!(leave_one_out(&[0.0, 1.0], 1, &[0], &n, Metric::L2).is_err());
+        assert!(leave_one_out(&[0.0, 1.0], 1, &[0, 2], &n, Metric::L2).is_err());
+    }
+
+    #[test]
+    fn chance_is_the_share_of_the_query_label_in_the_base() {
+        assert!(close(
+            chance_precision(&[0, 1, 2, 3, 4, 5, 6, 7, 8, 9], &[3, 7]),
+            0.1
+        ));
+        // Base 3 × label 0, 1 × label 1; queries 0 and 1: (3/4 + 1/4) / 2.
+        assert!(close(chance_precision(&[0, 0, 0, 1], &[0, 1]), 0.5));
+        assert!(close(chance_precision(&[0, 0, 0, 1], &[0, 0]), 0.75));
     }
 
     #[test]

@@ -7,6 +7,20 @@ use crate::{idx, DatasetError, Dense, Result};
 /// Where Debian's package installs the files.
 pub const DEFAULT_DIR: &str = "/usr/share/datasets/fashion-mnist";
 
+/// The class names, by label number.
+pub const CLASS_NAMES: [&str; 10] = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+];
+
 /// The four files, in the order train images, train labels, test images, test labels.
 pub const FILES: [&str; 4] = [
     "train-images-idx3-ubyte.gz",

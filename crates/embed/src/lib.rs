@@ -17,8 +17,13 @@
 //!   ViT-B/32 image tower) with
 //!   weights from a local safetensors file or the Hugging Face Hub
 //!   ([`WeightsSource`]).
+//! - [`baselines`]: the tiny image and the colour histogram, embedders
+//!   without weights that a model has to beat on a labelled set.
 //! - [`autoencoder`]: a convolutional autoencoder trained here on unlabelled
 //!   images; its bottleneck is the embedding ([`AutoencoderEmbedder`]).
+//! - [`head`]: a projection head trained with labels on a frozen base
+//!   embedder's vectors (supervised contrastive loss), and the embedder
+//!   that runs base then head ([`HeadEmbedder`]).
 //! - [`text`]: CLIP's tokenizer and text tower ([`TextEncoder`]): texts
 //!   into the CLIP image space, for search by words and zero-shot labels.
 //! - [`synthetic`]: deterministic weights shared with the PyTorch reference
@@ -29,11 +34,13 @@
 
 pub mod autoencoder;
 pub mod backbones;
+pub mod baselines;
 pub(crate) mod blas;
 pub(crate) mod colour;
 pub mod embedder;
 pub mod error;
 pub mod format;
+pub mod head;
 pub(crate) mod heif;
 pub mod isolate;
 pub(crate) mod jxl;
@@ -52,10 +59,12 @@ pub use autoencoder::{
     load_embedder, Autoencoder, AutoencoderConfig, AutoencoderEmbedder, Objective,
 };
 pub use backbones::{Backbone, Network};
+pub use baselines::{baseline, ColourHistogramEmbedder, TinyImageEmbedder, BASELINES};
 pub use embedder::{Embedder, EmbedderIdentity, Metric, PretrainedEmbedder};
 pub use error::{EmbedError, Result};
 pub use format::Format;
+pub use head::{HeadEmbedder, HeadOptions};
 pub use load::{decode_rgb, decode_rgb_reduced, load_rgb, load_rgb_reduced, ImageLimits};
 pub use text::{ClipTokenizer, TextEncoder};
-pub use transform::{Interpolation, Transform};
+pub use transform::{Fit, Interpolation, Transform};
 pub use weights::{Weights, WeightsSource};

@@ -1,4 +1,5 @@
-//! Pillow's antialiased resampling (`Image.resize` with BILINEAR or BICUBIC),
+//! Pillow's antialiased resampling (`Image.resize` with BILINEAR, BICUBIC
+//! or BOX),
 //! reproduced exactly: the same filter support scaled by the reduction
 //! factor, the same coefficients normalised and rounded to 22-bit fixed
 //! point, a horizontal pass then a vertical pass, each rounded to 8 bits.
@@ -12,6 +13,10 @@ use crate::transform::Interpolation;
 const PRECISION_BITS: u32 = 32 - 8 - 2;
 
 fn filter(interp: Interpolation, x: f64) -> f64 {
+    if interp == Interpolation::Box {
+        // Pillow's box_filter: the half-open interval (-0.5, 0.5].
+        return if x > -0.5 && x <= 0.5 { 1.0 } else { 0.0 };
+    }
     let x = x.abs();
     match interp {
         Interpolation::Bilinear => {
@@ -22,6 +27,7 @@ fn filter(interp: Interpolation, x: f64) -> f64 {
             }
         }
         Interpolation::Bicubic => bicubic(x),
+        Interpolation::Box => 0.0,
     }
 }
 
@@ -41,6 +47,7 @@ pub(crate) fn bicubic(x: f64) -> f64 {
 
 fn support(interp: Interpolation) -> f64 {
     match interp {
+        Interpolation::Box => 0.5,
         Interpolation::Bilinear => 1.0,
         Interpolation::Bicubic => 2.0,
     }
@@ -167,7 +174,11 @@ mod tests {
     #[test]
     fn uniform_stays_uniform_and_identity_is_exact() {
         let src = vec![77u8; 40 * 30 * 3];
-        for interp in [Interpolation::Bilinear, Interpolation::Bicubic] {
+        for interp in [
+            Interpolation::Bilinear,
+            Interpolation::Bicubic,
+            Interpolation::Box,
+        ] {
             let out = resize_rgb8(&src, 40, 30, 13, 7, interp);
             assert_eq!(out.len(), 13 * 7 * 3);
             assert!(out.iter().all(|&v| v == 77));
@@ -179,5 +190,16 @@ mod tests {
             resize_rgb8(&ramp, 10, 4, 10, 4, Interpolation::Bilinear),
             ramp
         );
+    }
+
+    #[test]
+    fn box_reduction_by_a_whole_factor_is_the_block_mean() {
+        // 4 × 1 pixels, grey levels 0, 40, 80, 200: halved, each output is
+        // the mean of its two inputs (20 and 140), rounded.
+        let src: Vec<u8> = [0u8, 40, 80, 200].iter().flat_map(|&v| [v; 3]).collect();
+        let out = resize_rgb8(&src, 4, 1, 2, 1, Interpolation::Box);
+        assert_eq!(out, [20, 20, 20, 140, 140, 140]);
+        // A bilinear reduction weighs neighbours in too.
+        assert_ne!(resize_rgb8(&src, 4, 1, 2, 1, Interpolation::Bilinear), out);
     }
 }

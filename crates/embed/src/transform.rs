@@ -19,6 +19,33 @@ pub enum Interpolation {
     Bilinear,
     /// Keys cubic, a = −0.5 (`InterpolationMode.BICUBIC`), timm's usual choice.
     Bicubic,
+    /// Box filter (Pillow's `BOX`): when reducing, each output pixel is the
+    /// mean of the input area it covers (area averaging).
+    Box,
+}
+
+/// How the image is brought to the square `crop × crop` input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Fit {
+    /// Resize the shorter side to `resize_shorter` (aspect ratio kept), then
+    /// take the centre `crop × crop` square: torchvision's evaluation
+    /// transform, what every pretrained model expects.
+    #[default]
+    CentreCrop,
+    /// Resize the whole image to `crop × crop` (aspect ratio not kept,
+    /// nothing cut off): the baselines' view of an image. `resize_shorter`
+    /// then only bounds the reduced JPEG decode.
+    Whole,
+}
+
+impl Fit {
+    /// Whether this is the default, [`Fit::CentreCrop`] (left out of the
+    /// serialised form, so that records written before `fit` existed read
+    /// and compare the same).
+    pub fn is_centre_crop(&self) -> bool {
+        *self == Fit::CentreCrop
+    }
 }
 
 /// ImageNet channel means (torchvision's constants).
@@ -43,6 +70,9 @@ pub struct Transform {
     /// Output channels: 3 (RGB) or 1 (grey, ITU-R 601 luma as PIL's `L`).
     #[serde(default = "three")]
     pub channels: usize,
+    /// Centre crop after resizing the shorter side, or the whole image.
+    #[serde(default, skip_serializing_if = "Fit::is_centre_crop")]
+    pub fit: Fit,
 }
 
 fn three() -> usize {
@@ -59,6 +89,7 @@ impl Transform {
             std: IMAGENET_STD,
             interpolation: Interpolation::Bilinear,
             channels: 3,
+            fit: Fit::CentreCrop,
         }
     }
 
@@ -80,6 +111,17 @@ impl Transform {
             std: [1.0; 3],
             interpolation: Interpolation::Bilinear,
             channels,
+            fit: Fit::CentreCrop,
+        }
+    }
+
+    /// The whole image resized to `side × side` with `interpolation`,
+    /// scaled to `[0, 1]`, RGB (see [`Fit::Whole`]).
+    pub fn whole(side: u32, interpolation: Interpolation) -> Self {
+        Transform {
+            fit: Fit::Whole,
+            interpolation,
+            ..Transform::unit(side, 3)
         }
     }
 
@@ -117,9 +159,13 @@ impl Transform {
         Ok(())
     }
 
-    /// Size of the image after the resize step, as torchvision computes it
-    /// (the longer side is truncated, not rounded).
+    /// Size of the image after the resize step: `crop × crop` for
+    /// [`Fit::Whole`]; otherwise as torchvision computes it (the longer
+    /// side is truncated, not rounded).
     pub fn resized_dims(&self, w: u32, h: u32) -> (u32, u32) {
+        if self.fit == Fit::Whole {
+            return (self.crop, self.crop);
+        }
         let s = self.resize_shorter as u64;
         if w <= h {
             (
@@ -248,5 +294,26 @@ mod tests {
         assert_eq!(&v[0..2], &[0.0, 1.0]);
         assert!(Transform { crop: 0, ..t }.apply(&img).is_err());
         assert!(Transform { std: [0.0; 3], ..t }.apply(&img).is_err());
+    }
+
+    #[test]
+    fn whole_fit_keeps_the_edges_a_centre_crop_cuts_off() {
+        // 8 × 4: only the first column red, the rest black.
+        let img = RgbImage::from_fn(8, 4, |x, _| {
+            image::Rgb(if x == 0 { [255, 0, 0] } else { [0; 3] })
+        });
+        let whole = Transform::whole(4, Interpolation::Box).apply(&img).unwrap();
+        // Column 0 of 4 averages input columns 0 and 1: half red.
+        assert!((whole[0] - 128.0 / 255.0).abs() < 1e-6, "{whole:?}");
+        let crop = Transform::unit(4, 3).apply(&img).unwrap();
+        assert!(crop[..16].iter().all(|&v| v == 0.0), "{crop:?}");
+        // The default fit is left out of the serialised form.
+        let json = serde_json::to_value(Transform::unit(4, 3)).unwrap();
+        assert!(json.get("fit").is_none(), "{json}");
+        let back: Transform = serde_json::from_value(
+            serde_json::to_value(Transform::whole(4, Interpolation::Box)).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(back.fit, Fit::Whole);
     }
 }

@@ -81,7 +81,11 @@ fn two_runs_with_one_seed_give_bit_identical_weights() {
     assert!(la.iter().all(|l| l.is_finite() && *l > 0.0), "{la:?}");
     let ta = tensors(a.path());
     assert!(ta.keys().any(|k| k.starts_with("head.")), "{:?}", ta.keys());
-    assert_eq!(ta, tensors(b.path()), "same seed: same weights, bit for bit");
+    assert_eq!(
+        ta,
+        tensors(b.path()),
+        "same seed: same weights, bit for bit"
+    );
     train(c.path(), 8, 2, &px);
     assert_ne!(ta, tensors(c.path()), "another seed: other weights");
 }
@@ -113,7 +117,10 @@ fn training_resumes_from_the_saved_epoch() {
     resumed.save(dir.path()).unwrap();
     let ck = checkpoint::read_config(dir.path()).unwrap();
     assert_eq!(ck.training.history.len(), 3);
-    let record = ck.training.contrastive.expect("contrastive settings recorded");
+    let record = ck
+        .training
+        .contrastive
+        .expect("contrastive settings recorded");
     assert_eq!(record.temperature, opts(3).temperature);
 }
 
@@ -128,7 +135,9 @@ fn contrastive_checkpoints_embed_by_cosine_and_are_told_apart() {
     assert_eq!(id.architecture, "contrastive-cnn");
     assert_eq!(id.metric, Metric::Cosine);
     assert_eq!(id.dim, 4 + 8 + 8);
-    let inputs: Vec<Vec<f32>> = (0..3).map(|i| px[i * 768..(i + 1) * 768].to_vec()).collect();
+    let inputs: Vec<Vec<f32>> = (0..3)
+        .map(|i| px[i * 768..(i + 1) * 768].to_vec())
+        .collect();
     let v = e.embed_batch(&inputs).unwrap();
     assert_eq!((v.len(), v[0].len()), (3, id.dim));
     for row in &v {

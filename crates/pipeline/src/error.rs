@@ -80,6 +80,53 @@ pub enum PipelineError {
         /// The roots, listed.
         roots: String,
     },
+    /// A labelled set has no label, or a single one: retrieval quality
+    /// needs at least two.
+    #[error("{source_path}: {}; a labelled set needs at least 2 labels (one sub-folder, or one CSV label, per class)", match label { Some(l) => format!("one label only: {l}"), None => "no labels found".to_string() })]
+    TooFewLabels {
+        /// The folder or CSV file.
+        source_path: PathBuf,
+        /// The one label found, if any.
+        label: Option<String>,
+    },
+    /// A label folder of a labelled set holds no image.
+    #[error("label `{label}` ({path}) holds no images")]
+    EmptyLabel {
+        /// The label.
+        label: String,
+        /// Its folder.
+        path: PathBuf,
+    },
+    /// A line of a labels CSV file that does not parse.
+    #[error("{file}:{line}: {reason}")]
+    LabelsLine {
+        /// The CSV file.
+        file: PathBuf,
+        /// Line number, from 1.
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A file listed in a labels CSV file does not exist.
+    #[error("{file}:{line}: {path} does not exist")]
+    ListedFileMissing {
+        /// The CSV file.
+        file: PathBuf,
+        /// Line number, from 1.
+        line: usize,
+        /// The listed file, resolved.
+        path: PathBuf,
+    },
+    /// After unreadable images were left out, a label has fewer than two.
+    #[error("label `{label}` has {kept} readable image(s) ({failed} failed); every label needs at least 2")]
+    TooFewImages {
+        /// The label.
+        label: String,
+        /// Images embedded.
+        kept: usize,
+        /// Images that failed.
+        failed: usize,
+    },
 }
 
 impl PipelineError {
@@ -104,6 +151,11 @@ impl PipelineError {
             PipelineError::Invalid(_) => ErrorKind::Invalid,
             PipelineError::Served { .. } => ErrorKind::Locked,
             PipelineError::OutsideRoots { .. } => ErrorKind::PermissionDenied,
+            PipelineError::TooFewLabels { .. }
+            | PipelineError::EmptyLabel { .. }
+            | PipelineError::LabelsLine { .. }
+            | PipelineError::TooFewImages { .. } => ErrorKind::Invalid,
+            PipelineError::ListedFileMissing { .. } => ErrorKind::NotFound,
         }
     }
 }

@@ -248,7 +248,7 @@ struct Commit {
     tally: Tally,
 }
 
-fn reason_without_path(e: &imgsim_embed::EmbedError, path: &Path) -> String {
+pub(crate) fn reason_without_path(e: &imgsim_embed::EmbedError, path: &Path) -> String {
     let msg = e.to_string();
     let prefix = format!("{}: ", path.display());
     msg.strip_prefix(&prefix).unwrap_or(&msg).to_string()

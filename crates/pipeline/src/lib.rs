@@ -9,7 +9,9 @@
 pub mod dups;
 pub mod error;
 pub mod files;
+pub mod head;
 pub mod indexer;
+pub mod labelled;
 pub mod model;
 pub mod owner;
 pub mod report;
@@ -28,6 +30,7 @@ pub mod watch;
 pub use error::{PipelineError, Result};
 pub use files::{walk, walk_with, Failure, FoundFile, Walk, WalkOptions};
 pub use indexer::{index_files, Catalog, IndexOptions, IndexProgress, Summary};
+pub use labelled::{embed_labelled, LabelledImage, LabelledSet, LabelledVectors};
 pub use model::{EmbedderChoice, EmbedderRecord, EmbedderSpec};
 pub use search::{Answer, DupGroup, Hit};
 pub use store::{collection_dir, open, open_for_query, ready_for_indexing, CreateSettings, Ready};

@@ -4,9 +4,10 @@
 use std::path::{Path, PathBuf};
 
 use imgsim_embed::autoencoder::checkpoint;
+use imgsim_embed::head::checkpoint as head_checkpoint;
 use imgsim_embed::{
-    load_embedder, Backbone, EmbedError, Embedder, EmbedderIdentity, PretrainedEmbedder,
-    WeightsSource,
+    load_embedder, Backbone, EmbedError, Embedder, EmbedderIdentity, HeadEmbedder,
+    PretrainedEmbedder, WeightsSource,
 };
 use imgsim_index::Collection;
 use serde::{Deserialize, Serialize};
@@ -18,6 +19,8 @@ pub const EMBEDDER_PROPERTY: &str = "imgsim.embedder";
 /// Folder, inside a collection, of an embedder checkpoint trained for it or
 /// copied into it (a contrastive encoder or a reconstruction autoencoder).
 pub const AUTOENCODER_DIR: &str = "autoencoder";
+/// Folder, inside a collection, of the projection head copied into it.
+pub const HEAD_DIR: &str = "head";
 
 /// How to rebuild an embedder.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -36,6 +39,13 @@ pub enum EmbedderSpec {
         /// The checkpoint folder.
         checkpoint: PathBuf,
     },
+    /// A base embedder followed by a projection head trained on it.
+    Head {
+        /// The base.
+        base: Box<EmbedderSpec>,
+        /// The head's folder; a relative path is inside the collection.
+        head: PathBuf,
+    },
 }
 
 impl EmbedderSpec {
@@ -49,6 +59,10 @@ impl EmbedderSpec {
             EmbedderSpec::Autoencoder { checkpoint } => {
                 load_embedder(&collection_dir.join(checkpoint))?
             }
+            EmbedderSpec::Head { base, head } => Box::new(HeadEmbedder::load(
+                base.load(collection_dir)?,
+                &collection_dir.join(head),
+            )?),
         })
     }
 
@@ -64,6 +78,14 @@ impl EmbedderSpec {
             ),
             EmbedderSpec::Autoencoder { checkpoint } => {
                 format!("the checkpoint in {}", checkpoint.display())
+            }
+            EmbedderSpec::Head { base, head } if head.is_relative() => format!(
+                "{} with the head kept in the collection ({}/)",
+                base.describe(),
+                head.display()
+            ),
+            EmbedderSpec::Head { base, head } => {
+                format!("{} with the head in {}", base.describe(), head.display())
             }
         }
     }
@@ -122,7 +144,7 @@ impl EmbedderRecord {
             EmbedderSpec::Backbone { backbone, .. } => {
                 Backbone::parse(backbone).is_ok_and(Backbone::has_text)
             }
-            EmbedderSpec::Autoencoder { .. } => false,
+            EmbedderSpec::Autoencoder { .. } | EmbedderSpec::Head { .. } => false,
         }
     }
 
@@ -163,6 +185,14 @@ pub enum EmbedderChoice {
     /// An embedder trained on the collection's own images, with the
     /// objective of [`crate::train::AutoTrainOptions::objective`].
     TrainAutoencoder,
+    /// A projection head (its folder) on a base embedder; both are
+    /// checked to belong together, and the head is copied into the collection.
+    WithHead {
+        /// The base it was trained on.
+        base: Box<EmbedderChoice>,
+        /// The head's folder.
+        head: PathBuf,
+    },
 }
 
 /// The outcome of resolving a choice for a new collection.
@@ -231,7 +261,58 @@ pub fn resolve(choice: &EmbedderChoice, collection_dir: &Path) -> Result<Resolve
         EmbedderChoice::TrainAutoencoder => Ok(Resolved::Train {
             reason: "an embedder trained on the collection was asked for".into(),
         }),
+        EmbedderChoice::WithHead { base, head } => {
+            let (base, spec) = match resolve(base, collection_dir)? {
+                Resolved::Ready(e, spec) => (e, spec),
+                Resolved::Train { reason } => {
+                    return Err(PipelineError::Invalid(format!(
+                        "the head in {} needs the base it was trained on, which is not available ({reason})",
+                        head.display()
+                    )))
+                }
+            };
+            // Checked on the original first: a head for another base is
+            // refused before anything is copied.
+            let e = HeadEmbedder::load(base, head)?;
+            let dest = collection_dir.join(HEAD_DIR);
+            copy_head(head, &dest)?;
+            let identity = e.identity().clone();
+            let e = HeadEmbedder::load(e.into_base(), &dest)?;
+            if !e.identity().compatible(&identity) {
+                return Err(PipelineError::Invalid(format!(
+                    "the head copied into {} differs from {}",
+                    dest.display(),
+                    head.display()
+                )));
+            }
+            Ok(Resolved::Ready(
+                Box::new(e),
+                EmbedderSpec::Head {
+                    base: Box::new(spec),
+                    head: PathBuf::from(HEAD_DIR),
+                },
+            ))
+        }
     }
+}
+
+/// Copies a head's weights and readable config into folder `dest`,
+/// durably (see [`copy_checkpoint`]).
+fn copy_head(src: &Path, dest: &Path) -> Result<()> {
+    use imgsim_common::Storage;
+    let storage = imgsim_common::LocalFs;
+    let weights = head_checkpoint::weights_path(src);
+    let config = weights.with_file_name(head_checkpoint::CONFIG_FILE);
+    storage
+        .create_dir_all(dest)
+        .map_err(crate::error::io(dest))?;
+    let to = dest.join(head_checkpoint::WEIGHTS_FILE);
+    storage.copy(&weights, &to).map_err(crate::error::io(&to))?;
+    if config.exists() {
+        let to = dest.join(head_checkpoint::CONFIG_FILE);
+        storage.copy(&config, &to).map_err(crate::error::io(&to))?;
+    }
+    Ok(())
 }
 
 /// Copies a checkpoint (weights and config) into folder `dest`, durably

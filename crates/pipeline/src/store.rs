@@ -155,6 +155,10 @@ fn requested_embedder(choice: &EmbedderChoice) -> Result<Option<Box<dyn Embedder
             )?))
         }
         EmbedderChoice::Autoencoder(p) => Some(imgsim_embed::load_embedder(p)?),
+        EmbedderChoice::WithHead { base, head } => match requested_embedder(base)? {
+            Some(b) => Some(Box::new(imgsim_embed::HeadEmbedder::load(b, head)?)),
+            None => None,
+        },
     })
 }
 
