@@ -325,8 +325,9 @@ fn another_embedder_is_refused_unless_reindex() {
 
 /// Indexes ten generated pictures offline (no weights can be had), with
 /// the `[embed] offline` objective `objective` (`None`: the default), and
-/// queries one: returns the collection's `info --json`.
-fn index_offline_and_query(objective: Option<&str>) -> serde_json::Value {
+/// queries one, which must come first: returns the collection's `info
+/// --json` and the query's score against itself.
+fn index_offline_and_query(objective: Option<&str>) -> (serde_json::Value, f64) {
     let dir = tempfile::tempdir().unwrap();
     let cwd = dir.path();
     let photos = cwd.join("photos");
@@ -375,20 +376,20 @@ fn index_offline_and_query(objective: Option<&str>) -> serde_json::Value {
         q["results"][0]["path"].as_str().unwrap().ends_with("3.png"),
         "{q}"
     );
-    let d = q["results"][0]["score"].as_f64().unwrap();
-    assert!(d < 1e-3, "distance to itself: {d}");
+    let score = q["results"][0]["score"].as_f64().unwrap();
     let i = json(&imgsim(
         &["--data-dir", data.to_str().unwrap(), "info", "--json"],
         cwd,
     ));
     assert_eq!(i["embedder"]["spec"]["kind"], "autoencoder");
-    i
+    (i, score)
 }
 
 #[test]
 fn a_contrastive_encoder_is_trained_on_the_collection_when_no_weights_are_available() {
     // The offline default: contrastive, pooled features beside colour, cosine.
-    let i = index_offline_and_query(None);
+    let (i, score) = index_offline_and_query(None);
+    assert!(score > 1.0 - 1e-3, "cosine similarity to itself: {score}");
     assert_eq!(
         i["embedder"]["identity"]["architecture"], "contrastive-cnn",
         "{i}"
@@ -399,7 +400,8 @@ fn a_contrastive_encoder_is_trained_on_the_collection_when_no_weights_are_availa
 
 #[test]
 fn the_reconstruction_autoencoder_stays_available_offline() {
-    let i = index_offline_and_query(Some("reconstruction"));
+    let (i, score) = index_offline_and_query(Some("reconstruction"));
+    assert!(score < 1e-3, "L2 distance to itself: {score}");
     assert_eq!(
         i["embedder"]["identity"]["architecture"], "autoencoder",
         "{i}"
