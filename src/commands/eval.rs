@@ -16,7 +16,7 @@ use imgsim_bench::eval::{
     chance_precision, leave_one_out, retrieval_quality, LeaveOneOut, Pca, QualityReport,
 };
 use imgsim_datasets::fashion_mnist::FashionMnist;
-use imgsim_embed::{baseline, AutoencoderEmbedder, Embedder, BASELINES};
+use imgsim_embed::{baseline, Embedder, BASELINES};
 use imgsim_index::Metric;
 use imgsim_pipeline::{embed_labelled, Failure, LabelledSet, LabelledVectors};
 use serde::Serialize;
@@ -334,9 +334,9 @@ fn run_fashion(args: &EvalArgs, settings: &Settings) -> Result<()> {
             k,
         )
     } else if let Some(p) = args.embedder.strip_prefix("autoencoder:") {
-        let e = AutoencoderEmbedder::load(Path::new(p))?;
-        let b = imgsim_pipeline::head::fashion_vectors(&e, &fm.train.data)?;
-        let q = imgsim_pipeline::head::fashion_vectors(&e, &fm.test.data)?;
+        let e = imgsim_embed::autoencoder::load_embedder(Path::new(p))?;
+        let b = imgsim_pipeline::head::fashion_vectors(e.as_ref(), &fm.train.data)?;
+        let q = imgsim_pipeline::head::fashion_vectors(e.as_ref(), &fm.test.data)?;
         (b, q, e.dim())
     } else if let Some(p) = args.embedder.strip_prefix("head:") {
         let loaded = imgsim_embed::head::checkpoint::load(Path::new(p))?;

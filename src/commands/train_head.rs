@@ -12,7 +12,7 @@ use imgsim_datasets::fashion_mnist::FashionMnist;
 use imgsim_embed::head::checkpoint::{HeadEpoch, LAST_FILE};
 use imgsim_embed::head::train::{fit, HeadEvent, HeadOptions, Run};
 use imgsim_embed::head::HeadBase;
-use imgsim_embed::{AutoencoderEmbedder, Embedder};
+use imgsim_embed::Embedder;
 use imgsim_pipeline::head::{cached, fashion_key, fashion_vectors, files_key, Features};
 use imgsim_pipeline::{embed_labelled, LabelledSet};
 
@@ -276,13 +276,13 @@ pub fn fashion_base(spec: &str) -> Result<(Option<Box<dyn Embedder>>, HeadBase)>
     }
     if let Some(p) = spec.strip_prefix("autoencoder:") {
         let path = std::path::absolute(Path::new(p)).with_context(|| format!("{p}: bad path"))?;
-        let e = AutoencoderEmbedder::load(&path)?;
+        let e = imgsim_embed::autoencoder::load_embedder(&path)?;
         let base = HeadBase {
             spec: format!("autoencoder:{}", path.display()),
             weights: None,
             identity: Some(e.identity().clone()),
         };
-        return Ok((Some(Box::new(e)), base));
+        return Ok((Some(e), base));
     }
     Err(usage(format!(
         "--base for Fashion-MNIST must be raw or autoencoder:PATH, not `{spec}`"
