@@ -360,6 +360,14 @@ pub fn run(args: &HeadArgs, settings: &Settings, progress: bool) -> Result<()> {
             .unwrap_or_default(),
         args.out.display()
     );
+    if let Some(p) = t.base_val_precision_at_10 {
+        eprintln!(
+            "the base's own vectors: held-out precision@10 {p:.4} (same split, {})",
+            t.best_val_precision_at_10
+                .map(|h| format!("{:+.4} with the head", h - p))
+                .unwrap_or_default()
+        );
+    }
     Ok(())
 }
 

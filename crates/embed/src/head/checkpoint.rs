@@ -72,6 +72,11 @@ pub struct HeadTraining {
     pub max_epochs: usize,
     /// Epochs without a better held-out precision before stopping.
     pub patience: usize,
+    /// precision@10 of the held-out base vectors among the training ones,
+    /// before any training (by the base's own metric): what the head has to
+    /// beat.
+    #[serde(default)]
+    pub base_val_precision_at_10: Option<f64>,
     /// The epoch whose weights are in [`WEIGHTS_FILE`].
     pub best_epoch: usize,
     /// Its held-out precision@10.

@@ -309,6 +309,25 @@ impl HeadTrainer {
                 vec![0.0; n]
             }
         };
+        let mut record = record;
+        if !val.is_empty() {
+            let queries: Vec<usize> = val.iter().copied().take(MAX_VAL_QUERIES).collect();
+            let labels =
+                |idx: &[usize]| -> Vec<u32> { idx.iter().map(|&i| data.labels[i]).collect() };
+            let l2 = record
+                .base
+                .identity
+                .as_ref()
+                .is_none_or(|i| i.metric == crate::embedder::Metric::L2);
+            record.training.base_val_precision_at_10 = Some(precision_at_10(
+                &gather(data, &queries),
+                &labels(&queries),
+                &gather(data, &train),
+                &labels(&train),
+                data.dim,
+                l2,
+            )?);
+        }
         let mut trainer = Self::assemble(
             record,
             opts.clone(),
@@ -596,34 +615,18 @@ impl HeadTrainer {
     /// precision@10 of (at most [`MAX_VAL_QUERIES`]) held-out vectors
     /// searched by cosine among the training vectors, through the head.
     fn val_precision(&self, data: LabelledVectors<'_>) -> Result<f64> {
-        let gather = |idx: &[usize]| -> Vec<f32> {
-            idx.iter()
-                .flat_map(|&i| data.row(i).iter().copied())
-                .collect()
-        };
-        let base = self.head.apply(&gather(&self.train))?;
         let queries: Vec<usize> = self.val.iter().copied().take(MAX_VAL_QUERIES).collect();
-        let q = self.head.apply(&gather(&queries))?;
-        let d = self.record.model.output_dim;
-        let base_t = Tensor::from_vec(base, (self.train.len(), d), &Device::Cpu)?
-            .t()?
-            .contiguous()?;
-        let k = 10.min(self.train.len());
-        let mut hits = 0usize;
-        for (c, chunk) in q.chunks(d * 256).enumerate() {
-            let qt = Tensor::from_slice(chunk, (chunk.len() / d, d), &Device::Cpu)?;
-            let sims = qt.matmul(&base_t)?.to_vec2::<f32>()?;
-            for (r, row) in sims.iter().enumerate() {
-                let label = data.labels[queries[c * 256 + r]];
-                let mut idx: Vec<usize> = (0..row.len()).collect();
-                idx.select_nth_unstable_by(k - 1, |&a, &b| row[b].total_cmp(&row[a]));
-                hits += idx[..k]
-                    .iter()
-                    .filter(|&&j| data.labels[self.train[j]] == label)
-                    .count();
-            }
-        }
-        Ok(hits as f64 / (queries.len() * k) as f64)
+        let base = self.head.apply(&gather(data, &self.train))?;
+        let q = self.head.apply(&gather(data, &queries))?;
+        let labels = |idx: &[usize]| -> Vec<u32> { idx.iter().map(|&i| data.labels[i]).collect() };
+        precision_at_10(
+            &q,
+            &labels(&queries),
+            &base,
+            &labels(&self.train),
+            self.record.model.output_dim,
+            false,
+        )
     }
 
     /// Saves the epoch in folder `dir`: [`LAST_FILE`] (to resume), then the
@@ -650,6 +653,62 @@ impl HeadTrainer {
         let digest = checkpoint::digest(&self.record.model, &map)?;
         checkpoint::write_config(storage, dir, &self.record, &digest)
     }
+}
+
+/// The rows `idx` of `data`, one after another.
+fn gather(data: LabelledVectors<'_>, idx: &[usize]) -> Vec<f32> {
+    idx.iter()
+        .flat_map(|&i| data.row(i).iter().copied())
+        .collect()
+}
+
+/// precision@10 (or @n for fewer than 10 base vectors) of `queries`
+/// searched exactly among `base` (row-major, `d` columns): by Euclidean
+/// distance when `l2`, else by dot product (cosine for unit vectors).
+fn precision_at_10(
+    queries: &[f32],
+    query_labels: &[u32],
+    base: &[f32],
+    base_labels: &[u32],
+    d: usize,
+    l2: bool,
+) -> Result<f64> {
+    let n = base_labels.len();
+    let k = 10.min(n);
+    if k == 0 || query_labels.is_empty() {
+        return Ok(0.0);
+    }
+    let base_t = Tensor::from_slice(base, (n, d), &Device::Cpu)?
+        .t()?
+        .contiguous()?;
+    // ‖q − b‖² ranks as ‖b‖² − 2 q·b.
+    let norms: Vec<f32> = base
+        .chunks_exact(d)
+        .map(|b| b.iter().map(|v| v * v).sum())
+        .collect();
+    let mut hits = 0usize;
+    for (c, chunk) in queries.chunks(d * 256).enumerate() {
+        let qt = Tensor::from_slice(chunk, (chunk.len() / d, d), &Device::Cpu)?;
+        let dots = qt.matmul(&base_t)?.to_vec2::<f32>()?;
+        for (r, row) in dots.iter().enumerate() {
+            let score: Vec<f32> = if l2 {
+                row.iter()
+                    .zip(&norms)
+                    .map(|(dot, nb)| 2.0 * dot - nb)
+                    .collect()
+            } else {
+                row.clone()
+            };
+            let label = query_labels[c * 256 + r];
+            let mut idx: Vec<usize> = (0..n).collect();
+            idx.select_nth_unstable_by(k - 1, |&a, &b| score[b].total_cmp(&score[a]));
+            hits += idx[..k]
+                .iter()
+                .filter(|&&j| base_labels[j] == label)
+                .count();
+        }
+    }
+    Ok(hits as f64 / (query_labels.len() * k) as f64)
 }
 
 fn check_options(opts: &HeadOptions) -> Result<()> {
