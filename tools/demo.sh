@@ -9,8 +9,8 @@
 # looks for it: $IMGSIM_DATA_DIR when set, else the platform data directory
 # (~/.local/share/imgsim on Linux), so a plain `imgsim query` afterwards
 # finds it.
-# Offline, with no pretrained weights, `imgsim index` trains an autoencoder on
-# the folder first (about a minute for the default folder); online it
+# Offline, with no pretrained weights, `imgsim index` trains an embedder on
+# the folder first (three minutes for the default folder on 2 cores); online it
 # downloads DINOv2-S weights once. Running it again is incremental.
 set -euo pipefail
 # Paths given relative to where the script was started from stay so after
