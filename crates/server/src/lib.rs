@@ -107,6 +107,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(routes::search::search)),
     )
     .service(
+        resource("/collections/{collection}/search/batch", "POST")
+            .route(web::post().to(routes::search::search_batch)),
+    )
+    .service(
         resource("/collections/{collection}/images", "GET, POST")
             .route(web::get().to(routes::images::list_images))
             .route(web::post().to(routes::images::add_image)),
