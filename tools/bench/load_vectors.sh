@@ -52,6 +52,7 @@ port="${PORT:-18090}"
 server=$!
 trap 'kill $server 2>/dev/null' EXIT
 for _ in $(seq 100); do curl -sf "127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.2; done
+curl -sf "127.0.0.1:$port/readyz" >/dev/null || { cat "$work/serve-vectors.log" >&2; exit 1; }
 base="http://127.0.0.1:$port/collections/fashion-mnist"
 params="k=10&ef=$ef"
 # Recall@10 through each path, and the binary answers against the JSON ones.
