@@ -131,7 +131,7 @@ pub(crate) fn check_vectors(
             dim * 4
         )));
     }
-    if values.len() % dim != 0 {
+    if !values.len().is_multiple_of(dim) {
         return Err(ApiError::invalid(format!(
             "the body holds {} f32 values, not a whole number of vectors of dimension \
              {dim} (collection `{collection}`): {} vectors and {} values over",

@@ -107,6 +107,9 @@ pub async fn offload<T: Send + 'static>(
 /// one such chunk per worker, not for the whole batch.
 pub const BATCH_CHUNK: usize = 8;
 
+/// Where a batch's answer goes: its answers in order, or its error.
+type Answer<T> = tokio::sync::oneshot::Sender<Result<Vec<T>, ApiError>>;
+
 /// A batch in progress: the items not yet claimed, the answers so far,
 /// and where the whole answer goes.
 struct Batch<I, T, F> {
@@ -121,7 +124,7 @@ struct Batch<I, T, F> {
     /// Lanes still running; the last one to finish answers.
     lanes: AtomicUsize,
     /// Where the answer goes (taken by the last lane).
-    tx: Mutex<Option<tokio::sync::oneshot::Sender<Result<Vec<T>, ApiError>>>>,
+    tx: Mutex<Option<Answer<T>>>,
     /// The work, item by item.
     f: F,
     /// The batch's place among the requests using the pool (one, like a

@@ -461,7 +461,7 @@ async fn a_batch_takes_turns_with_requests_that_arrive_meanwhile() {
         out,
         (0..4 * BATCH_CHUNK).map(|i| i * 10).collect::<Vec<_>>()
     );
-    let log = log.lock().unwrap();
+    let log = log.lock().unwrap().clone();
     assert_eq!(log.len(), 4 * BATCH_CHUNK + 1);
     assert_eq!(
         log.iter().position(|e| e == "single"),
