@@ -107,4 +107,18 @@ for round in $(seq "$rounds"); do
     run "batch, JSON" "$per" search.lua BODIES="$work/batches.json.lines"
     run "batch, binary f32" "$per" vectors.lua VECTORS="$work/vectors.f32" DIM=784 PER="$per"
 done
+# Single searches beside batches: one connection of JSON single searches,
+# alone and then while binary batches load the server at $conns connections.
+single() { # wrk output of $secs s of JSON single searches on one connection
+    BODIES="$work/vectors.json.lines" wrk -t1 -c1 -d"${secs}s" --latency -s tools/bench/load/search.lua "$base/search?$params" 2>&1
+}
+lat() { awk '/Requests\/sec/ {q=$2} $1 == "50%" {p50=$2} $1 == "99%" {p99=$2} END {printf "%.0f queries/s, p50 %s, p99 %s", q, p50, p99}'; }
+echo
+echo "single JSON searches, 1 connection, alone: $(single | lat)"
+VECTORS="$work/vectors.f32" DIM=784 PER="$per" wrk -t2 -c"$conns" -d"$((secs + 2))s" -s tools/bench/load/vectors.lua "$base/search/batch?$params" >"$work/batches-beside.txt" 2>&1 &
+batches=$!
+sleep 1
+echo "single JSON searches, 1 connection, beside binary batches of $per at $conns connections: $(single | lat)"
+wait $batches
+echo "  (the batches meanwhile: $(awk -v n="$per" '/Requests\/sec/ {printf "%.0f queries/s", $2 * n}' "$work/batches-beside.txt"))"
 curl -s "http://127.0.0.1:$port/metrics" | grep -E "busy|timeouts|recall_estimate" || true

@@ -16,7 +16,7 @@ use crate::state::AppState;
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
 /// The threads that run requests' heavy work: plain threads taking jobs
-/// from a queue, deliberately not a rayon pool. A request's work holds
+/// from two queues, deliberately not a rayon pool. A request's work holds
 /// locks (the collection's writer, the upload table) while it uses rayon
 /// for its own parallel parts (matrix products, HNSW construction when an
 /// insert seals a segment); on a rayon worker thread, waiting inside such a
@@ -24,9 +24,39 @@ type Job = Box<dyn FnOnce() + Send + 'static>;
 /// thread and block on the lock that thread already holds (a deadlock the
 /// soak test hit). From a plain thread, rayon work runs in the global pool
 /// while the caller simply waits.
+///
+/// Requests' jobs ([`WorkerPool::spawn`]) and batches' chunks
+/// ([`WorkerPool::spawn_batch`]) wait in separate queues, and a worker
+/// that finds both waiting alternates between them: a request arriving
+/// while batches keep the pool busy waits for the chunks running now, not
+/// for every chunk queued before it, and batches still get half the
+/// workers' turns while requests keep coming.
 pub struct WorkerPool {
-    queue: Mutex<std::sync::mpsc::Sender<Job>>,
+    shared: Arc<(Mutex<Queues>, std::sync::Condvar)>,
     threads: usize,
+}
+
+/// The jobs waiting for a worker.
+#[derive(Default)]
+struct Queues {
+    /// Requests' jobs.
+    requests: std::collections::VecDeque<Job>,
+    /// Batches' chunks.
+    batches: std::collections::VecDeque<Job>,
+    /// Set when the pool is dropped: the workers finish what is queued,
+    /// then stop.
+    closed: bool,
+}
+
+impl Queues {
+    /// The next job for a worker whose last job was a request's
+    /// (`batch_turn`: a batch's chunk goes first if one waits).
+    fn next(&mut self, batch_turn: bool) -> Option<(Job, bool)> {
+        if !self.batches.is_empty() && (batch_turn || self.requests.is_empty()) {
+            return self.batches.pop_front().map(|j| (j, true));
+        }
+        self.requests.pop_front().map(|j| (j, false))
+    }
 }
 
 impl WorkerPool {
@@ -37,24 +67,34 @@ impl WorkerPool {
         } else {
             threads
         };
-        let (tx, rx) = std::sync::mpsc::channel::<Job>();
-        let rx = Arc::new(Mutex::new(rx));
+        let shared = Arc::new((Mutex::new(Queues::default()), std::sync::Condvar::new()));
         for i in 0..threads {
-            let rx = rx.clone();
+            let shared = shared.clone();
             std::thread::Builder::new()
                 .name(format!("imgsim-worker-{i}"))
-                .spawn(move || loop {
-                    let job = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
-                    match job {
-                        Ok(job) => job(),
-                        Err(_) => return, // the pool was dropped
+                .spawn(move || {
+                    let (queues, ready) = &*shared;
+                    // Whether a batch's chunk goes first next time.
+                    let mut batch_turn = false;
+                    loop {
+                        let job = {
+                            let mut q = lock(queues);
+                            loop {
+                                if let Some((job, was_batch)) = q.next(batch_turn) {
+                                    batch_turn = !was_batch;
+                                    break job;
+                                }
+                                if q.closed {
+                                    return; // the pool was dropped
+                                }
+                                q = ready.wait(q).unwrap_or_else(|p| p.into_inner());
+                            }
+                        };
+                        job();
                     }
                 })?;
         }
-        Ok(WorkerPool {
-            queue: Mutex::new(tx),
-            threads,
-        })
+        Ok(WorkerPool { shared, threads })
     }
 
     /// How many workers it runs.
@@ -62,13 +102,35 @@ impl WorkerPool {
         self.threads
     }
 
-    /// Queues `job` (run by the next free worker).
+    /// Queues a request's `job` (run by the next free worker).
     pub fn spawn(&self, job: impl FnOnce() + Send + 'static) {
-        let _ = self
-            .queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .send(Box::new(job));
+        self.push(Box::new(job), false);
+    }
+
+    /// Queues a chunk of a batch (see [`offload_batch`]): it takes turns
+    /// with requests' jobs.
+    pub fn spawn_batch(&self, job: impl FnOnce() + Send + 'static) {
+        self.push(Box::new(job), true);
+    }
+
+    fn push(&self, job: Job, batch: bool) {
+        let (queues, ready) = &*self.shared;
+        let mut q = lock(queues);
+        if batch {
+            q.batches.push_back(job);
+        } else {
+            q.requests.push_back(job);
+        }
+        drop(q);
+        ready.notify_one();
+    }
+}
+
+impl Drop for WorkerPool {
+    fn drop(&mut self) {
+        let (queues, ready) = &*self.shared;
+        lock(queues).closed = true;
+        ready.notify_all();
     }
 }
 
@@ -103,8 +165,8 @@ pub async fn offload<T: Send + 'static>(
 }
 
 /// Items of a batch one worker job runs before it goes back to the end of
-/// the queue: a single request queued behind a batch waits for at most
-/// one such chunk per worker, not for the whole batch.
+/// the batches' queue: a request arriving meanwhile waits for at most the
+/// chunks running now (one per worker), not for the whole batch.
 pub const BATCH_CHUNK: usize = 8;
 
 /// Where a batch's answer goes: its answers in order, or its error.
@@ -185,7 +247,7 @@ where
             }
         }
         let st = state.clone();
-        state.pool.spawn(move || self.turn(st));
+        state.pool.spawn_batch(move || self.turn(st));
     }
 
     /// Sends the answers in order, or the first error.
@@ -219,8 +281,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// as one request in the queue (503 at once when it is full, like
 /// [`offload`]) and runs on at most one worker per pool thread at a time,
 /// [`BATCH_CHUNK`] items per job, each lane going back to the end of the
-/// queue after its chunk: single requests arriving meanwhile take turns
-/// with the batch instead of waiting for all of it. 504 when the whole
+/// batches' queue after its chunk, which takes turns with the requests'
+/// queue ([`WorkerPool`]): single requests arriving meanwhile wait for the
+/// chunks running now, not for this batch or others. 504 when the whole
 /// batch has not finished within `request_timeout_s` (the chunks not yet
 /// started are then dropped).
 pub async fn offload_batch<I, T, F>(
@@ -255,7 +318,7 @@ where
     });
     for _ in 0..lanes {
         let (b, st) = (batch.clone(), state.clone());
-        state.pool.spawn(move || b.turn(st));
+        state.pool.spawn_batch(move || b.turn(st));
     }
     drop(batch);
     let secs = state.options.request_timeout_s.max(1);

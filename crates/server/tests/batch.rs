@@ -431,10 +431,10 @@ async fn batches_over_the_cap_empty_or_with_a_bad_search_are_answered_clearly() 
     assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
 }
 
-/// A single request arriving while a batch runs is served after the
-/// batch's current chunk, not after the whole batch: with one worker, a
-/// job queued during the batch's first item runs right after that first
-/// chunk.
+/// Requests arriving while batches run are served between the batches'
+/// chunks, not after every chunk queued before them, and batches keep
+/// their turns: with one worker, requests and other batches' chunks queued
+/// during a batch's first item alternate right after that first chunk.
 #[actix_web::test]
 async fn a_batch_takes_turns_with_requests_that_arrive_meanwhile() {
     let dir = tempfile::tempdir().unwrap();
@@ -448,9 +448,18 @@ async fn a_batch_takes_turns_with_requests_that_arrive_meanwhile() {
     let (st, lg) = (state.clone(), log.clone());
     let out = offload_batch(&state, items, move |i, item| {
         if i == 0 {
-            let lg = lg.clone();
-            st.pool
-                .spawn(move || lg.lock().unwrap().push("single".to_string()));
+            // Other batches' chunks first, then requests: what arrives
+            // while this batch's first chunk runs.
+            for j in 1..=3 {
+                let lg = lg.clone();
+                st.pool
+                    .spawn_batch(move || lg.lock().unwrap().push(format!("other{j}")));
+            }
+            for j in 1..=3 {
+                let lg = lg.clone();
+                st.pool
+                    .spawn(move || lg.lock().unwrap().push(format!("single{j}")));
+            }
         }
         lg.lock().unwrap().push(format!("b{item}"));
         Ok::<_, ApiError>(item * 10)
@@ -462,12 +471,16 @@ async fn a_batch_takes_turns_with_requests_that_arrive_meanwhile() {
         (0..4 * BATCH_CHUNK).map(|i| i * 10).collect::<Vec<_>>()
     );
     let log = log.lock().unwrap().clone();
-    assert_eq!(log.len(), 4 * BATCH_CHUNK + 1);
-    assert_eq!(
-        log.iter().position(|e| e == "single"),
-        Some(BATCH_CHUNK),
-        "{log:?}"
+    assert_eq!(log.len(), 4 * BATCH_CHUNK + 6);
+    let mut want: Vec<String> = (0..BATCH_CHUNK).map(|i| format!("b{i}")).collect();
+    want.extend(
+        [
+            "single1", "other1", "single2", "other2", "single3", "other3",
+        ]
+        .map(String::from),
     );
+    want.extend((BATCH_CHUNK..4 * BATCH_CHUNK).map(|i| format!("b{i}")));
+    assert_eq!(log, want);
 
     // The first failure (by index) is the answer; what follows is not run.
     let ran = Arc::new(Mutex::new(0usize));
