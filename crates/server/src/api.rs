@@ -11,6 +11,10 @@ pub const DEFAULT_K: usize = 10;
 pub use imgsim_pipeline::MAX_EF;
 /// Largest k a search may ask for (the CLI's limit too).
 pub use imgsim_pipeline::MAX_K;
+/// The media type of a body of query vectors: little-endian IEEE-754 f32
+/// values, one vector of the collection's dimension after the other, no
+/// header (`application/octet-stream` stays the raw bytes of an image).
+pub const VECTORS_MEDIA_TYPE: &str = "application/x-imgsim-f32le";
 /// Largest page of `GET /collections/{c}/images`.
 pub const MAX_PAGE: usize = 500;
 /// Largest offset of `GET /collections/{c}/images`.
@@ -87,6 +91,45 @@ pub struct SearchRequest {
     /// Also exact search, and recall@k.
     pub with_recall: Option<bool>,
 }
+
+/// Several searches in one request (`POST /collections/{c}/search/batch`),
+/// answered in order.
+#[derive(Debug, Default, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    /// The searches, each what `POST /collections/{c}/search` takes as
+    /// JSON; the query parameters of the batch request are their defaults.
+    pub searches: Vec<SearchRequest>,
+}
+
+/// The answers to a batch of searches.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BatchResponse {
+    /// One answer per search, in the order of the request.
+    pub results: Vec<SearchResponse>,
+    /// Total time in the service for the whole batch, milliseconds.
+    pub took_ms: f64,
+}
+
+/// Query vectors as the raw request body ([`VECTORS_MEDIA_TYPE`]).
+#[derive(Debug)]
+pub struct VectorBytes(pub Vec<u8>);
+
+impl utoipa::PartialSchema for VectorBytes {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+            .description(Some(
+                "Little-endian IEEE-754 f32 values, no header: the collection's dimension \
+                 of them per vector (4 bytes each), finite",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for VectorBytes {}
 
 /// An uploaded image as a multipart form (other fields are not part of it).
 #[derive(Debug, Deserialize, ToSchema)]

@@ -1,14 +1,14 @@
-//! Reading request bodies: JSON, multipart (field `image`) or raw image
-//! bytes, within the size limit and the request timeout, never letting a
-//! parser's panic through; and parsing a search request into the
-//! pipeline's query ([`parse_search`] does it without a collection, for
-//! tests and fuzzing).
+//! Reading request bodies: JSON, multipart (field `image`), query vectors
+//! (little-endian f32) or raw image bytes, within the size limit and the
+//! request timeout, never letting a parser's panic through; and parsing a
+//! search request (or a batch of them) into the pipeline's queries
+//! ([`parse_search`] does it without a collection, for tests and fuzzing).
 
 use actix_web::{web, HttpRequest};
 use futures_util::StreamExt;
 use imgsim_pipeline::search::Query;
 
-use crate::api::{SearchParams, SearchRequest, MAX_EF, MAX_K};
+use crate::api::{BatchRequest, SearchParams, SearchRequest, MAX_EF, MAX_K, VECTORS_MEDIA_TYPE};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -32,6 +32,9 @@ impl<S> Body for S where
 pub(crate) enum Input {
     /// A JSON search request (or a form without an image).
     Json(SearchRequest),
+    /// Query vectors ([`VECTORS_MEDIA_TYPE`]): f32 values, not yet checked
+    /// against the collection's dimension (see [`check_vectors`]).
+    Vectors(Vec<f32>),
     /// An image, with the file name the client gave (or `upload`), and the
     /// other fields of its form.
     Image {
@@ -73,19 +76,94 @@ async fn read_limited<S: Body>(mut payload: S, limit: usize) -> Result<Vec<u8>, 
     Ok(body)
 }
 
-/// Reads a JSON search request, a multipart upload (field `image`) or a raw
-/// image body.
+/// The request's content type, lower case ("" when it has none).
+fn content_type(headers: &actix_web::http::header::HeaderMap) -> String {
+    headers
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase()
+}
+
+/// Whether a (lower-case) content type is [`VECTORS_MEDIA_TYPE`]
+/// (parameters after `;` aside).
+fn is_vectors(ctype: &str) -> bool {
+    ctype.split(';').next().map(str::trim) == Some(VECTORS_MEDIA_TYPE)
+}
+
+/// Reads a body of little-endian f32 values within `limit` bytes; 400
+/// when its length is not a whole number of them.
+async fn read_f32<S: Body>(payload: S, limit: usize) -> Result<Vec<f32>, ApiError> {
+    let bytes = read_limited(payload, limit).await?;
+    if bytes.len() % 4 != 0 {
+        return Err(ApiError::invalid(format!(
+            "the body is {} bytes, not a whole number of 4-byte f32 values \
+             ({VECTORS_MEDIA_TYPE}: little-endian f32, the collection's dimension \
+             of them per vector)",
+            bytes.len()
+        )));
+    }
+    Ok(bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect())
+}
+
+/// Checks query vectors sent as f32 values against collection
+/// `collection` of dimension `dim`: a whole number of vectors (exactly one
+/// when `one`), every value finite. Returns how many vectors they are.
+pub(crate) fn check_vectors(
+    values: &[f32],
+    dim: usize,
+    collection: &str,
+    one: bool,
+) -> Result<usize, ApiError> {
+    if dim == 0 {
+        return Err(ApiError::internal(format!(
+            "collection `{collection}` has dimension 0"
+        )));
+    }
+    if one && values.len() != dim {
+        return Err(ApiError::invalid(format!(
+            "the body holds {} f32 values; collection `{collection}` has dimension {dim}: \
+             send one vector of {dim} values ({} bytes), or several to /search/batch",
+            values.len(),
+            dim * 4
+        )));
+    }
+    if !values.len().is_multiple_of(dim) {
+        return Err(ApiError::invalid(format!(
+            "the body holds {} f32 values, not a whole number of vectors of dimension \
+             {dim} (collection `{collection}`): {} vectors and {} values over",
+            values.len(),
+            values.len() / dim,
+            values.len() % dim
+        )));
+    }
+    for (i, v) in values.chunks_exact(dim).enumerate() {
+        imgsim_index::distance::check_finite(v, i)?;
+    }
+    Ok(values.len() / dim)
+}
+
+/// Reads a JSON search request, query vectors, a multipart upload (field
+/// `image`) or a raw image body. `allow_json` (the search endpoint) allows
+/// the first two, and form fields beside `image`.
 pub(crate) async fn read_input<S: Body>(
     headers: &actix_web::http::header::HeaderMap,
     payload: S,
     limit: usize,
     allow_json: bool,
 ) -> Result<Input, ApiError> {
-    let ctype = headers
-        .get(actix_web::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
+    let ctype = content_type(headers);
+    if is_vectors(&ctype) {
+        if !allow_json {
+            return Err(ApiError::unsupported(
+                "this endpoint takes an image (multipart field `image`, or the raw bytes)",
+            ));
+        }
+        return Ok(Input::Vectors(read_f32(payload, limit).await?));
+    }
     if ctype.starts_with("application/json") {
         if !allow_json {
             return Err(ApiError::unsupported(
@@ -206,6 +284,89 @@ pub(crate) async fn read_input<S: Body>(
     })
 }
 
+/// What a batch request's body carried.
+pub(crate) enum BatchInput {
+    /// `{"searches": [...]}`.
+    Json(Vec<SearchRequest>),
+    /// Query vectors ([`VECTORS_MEDIA_TYPE`]), not yet checked against the
+    /// collection's dimension.
+    Vectors(Vec<f32>),
+}
+
+/// Reads the body of a batch of searches: JSON `{"searches": [...]}` or
+/// query vectors; any other content type is 415.
+pub(crate) async fn read_batch<S: Body>(
+    headers: &actix_web::http::header::HeaderMap,
+    payload: S,
+    limit: usize,
+) -> Result<BatchInput, ApiError> {
+    let ctype = content_type(headers);
+    if is_vectors(&ctype) {
+        return Ok(BatchInput::Vectors(read_f32(payload, limit).await?));
+    }
+    if ctype.starts_with("application/json") {
+        let body = read_limited(payload, limit).await?;
+        let r: BatchRequest = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::invalid(format!("malformed JSON: {e}")))?;
+        return Ok(BatchInput::Json(r.searches));
+    }
+    Err(ApiError::unsupported(format!(
+        "a batch is JSON {{\"searches\": [...]}} (application/json) or query vectors \
+         ({VECTORS_MEDIA_TYPE}), not {:?}",
+        ctype.chars().take(60).collect::<String>()
+    )))
+}
+
+/// The searches of a batch, each with its parameters (`base`, the query
+/// string's, overridden by each JSON search's own fields), checked as
+/// single searches are; 413 over `max` searches. A JSON search's error
+/// names its place (`searches[3]: ...`), a vector's names its index.
+pub(crate) fn batch_queries(
+    input: BatchInput,
+    base: &SearchParams,
+    dim: usize,
+    collection: &str,
+    max: usize,
+) -> Result<Vec<(Query, SearchParams)>, ApiError> {
+    let too_many = |n: usize| {
+        ApiError::TooLarge(format!(
+            "the batch holds {n} searches; at most {max} are allowed in one request \
+             (server.max_batch): split it"
+        ))
+    };
+    match input {
+        BatchInput::Json(searches) => {
+            if searches.len() > max {
+                return Err(too_many(searches.len()));
+            }
+            searches
+                .into_iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    let mut p = base.clone();
+                    let q = to_query(Input::Json(r), &mut p)
+                        .map_err(|e| e.context(&format!("searches[{i}]")))?;
+                    Ok((q, p))
+                })
+                .collect()
+        }
+        BatchInput::Vectors(values) => {
+            let n = check_vectors(&values, dim, collection, false)?;
+            if n > max {
+                return Err(too_many(n));
+            }
+            values
+                .chunks_exact(dim)
+                .map(|v| {
+                    let mut p = base.clone();
+                    let q = to_query(Input::Vectors(v.to_vec()), &mut p)?;
+                    Ok((q, p))
+                })
+                .collect()
+        }
+    }
+}
+
 /// Reads a request body within `request_timeout_s`: a client sending its
 /// body slowly (slowloris) is answered 408 and dropped instead of holding
 /// its connection forever. (Slow headers are cut by actix's
@@ -258,7 +419,7 @@ pub(crate) async fn read_image(
             debug_assert!(form.is_empty(), "fields beside `image` are refused here");
             Ok((bytes, name))
         }
-        Input::Json(_) => Err(ApiError::unsupported(
+        Input::Json(_) | Input::Vectors(_) => Err(ApiError::unsupported(
             "this endpoint takes an image (multipart field `image`, or the raw bytes)",
         )),
     }
@@ -285,6 +446,7 @@ pub(crate) fn to_query(input: Input, p: &mut SearchParams) -> Result<Query, ApiE
                 }
             }
         }
+        Input::Vectors(v) => Some(Query::Vector(v)),
         Input::Image { bytes, name, form } => {
             p.text = form.text.or(p.text.take());
             p.text_weight = form.text_weight.or(p.text_weight);
@@ -352,7 +514,8 @@ pub enum ParsedQuery {
 
 /// Parses a search request exactly as `POST /collections/{c}/search` does
 /// before any work is done: the query string, then the body by its
-/// content type (JSON, multipart with field `image`, or raw bytes), with
+/// content type (JSON, query vectors, multipart with field `image`, or raw
+/// bytes), with
 /// the body limit. For tests and fuzzing: no collection is involved.
 pub fn parse_search(
     content_type: &str,

@@ -105,6 +105,26 @@ impl ApiError {
         ApiError::failed(ErrorKind::Internal, message)
     }
 
+    /// The same error with `context` before its message (which search of
+    /// a batch failed); the status does not change. Only messages a
+    /// client's input caused are prefixed; the fixed ones (401, 503, 504)
+    /// are left as they are.
+    pub fn context(self, context: &str) -> ApiError {
+        match self {
+            ApiError::Failed { kind, message } => ApiError::Failed {
+                kind,
+                message: format!("{context}: {message}"),
+            },
+            ApiError::Forbidden(m) => ApiError::Forbidden(format!("{context}: {m}")),
+            ApiError::TooLarge(m) => ApiError::TooLarge(format!("{context}: {m}")),
+            e @ (ApiError::Unauthorized
+            | ApiError::MethodNotAllowed(_)
+            | ApiError::BodyTimeout(_)
+            | ApiError::Busy
+            | ApiError::GatewayTimeout(_)) => e,
+        }
+    }
+
     /// The HTTP status: the one place it is decided.
     pub fn status(&self) -> StatusCode {
         match self {
@@ -220,6 +240,12 @@ mod tests {
         assert_eq!(ApiError::Busy.status().as_u16(), 503);
         assert_eq!(ApiError::TooLarge("x".into()).status().as_u16(), 413);
         assert_eq!(ApiError::BodyTimeout("x".into()).status().as_u16(), 408);
+        let e = ApiError::invalid("k must be between 1 and 1000, not 0").context("searches[2]");
+        assert_eq!(
+            (e.status().as_u16(), e.to_string().as_str()),
+            (400, "searches[2]: k must be between 1 and 1000, not 0")
+        );
+        assert_eq!(ApiError::Busy.context("searches[2]").status().as_u16(), 503);
         assert_eq!(
             ApiError::GatewayTimeout(3).to_string(),
             "the work did not finish within 3 s (server.request_timeout_s)"

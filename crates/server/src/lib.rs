@@ -9,14 +9,18 @@
 //!
 //! - `lib.rs`: the routes ([`configure`]), CORS, extractor errors, [`serve`];
 //! - [`api`]: the request and response types (and their limits);
-//! - [`body`]: reading request bodies (JSON, multipart, raw bytes) within
-//!   the size limit and timeout; [`body::parse_search`];
-//! - [`offload`]: the worker pool and [`offload::offload`];
+//! - [`body`]: reading request bodies (JSON, multipart, binary f32 query
+//!   vectors, raw bytes) within the size limit and timeout;
+//!   [`body::parse_search`];
+//! - [`offload`]: the worker pool, [`offload::offload`] and
+//!   [`offload::offload_batch`] (a batch's searches in chunks that take
+//!   turns with requests);
 //! - [`error`]: [`ApiError`] and the one mapping from an error's kind to
 //!   its HTTP status;
 //! - [`state`]: the collections served, options, counters, the live recall
 //!   estimate and ef controller;
-//! - [`routes`]: the handlers, one file per resource: `search`, `images`
+//! - [`routes`]: the handlers, one file per resource: `search` (and
+//!   `search/batch`), `images`
 //!   (list, get, add, delete, thumbnail), `service` (health, readiness,
 //!   metrics, embed, benchmark, collections, stats);
 //! - [`openapi`]: the OpenAPI document, from the handlers' annotations;
@@ -105,6 +109,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         resource("/collections/{collection}/search", "POST")
             .route(web::post().to(routes::search::search)),
+    )
+    .service(
+        resource("/collections/{collection}/search/batch", "POST")
+            .route(web::post().to(routes::search::search_batch)),
     )
     .service(
         resource("/collections/{collection}/images", "GET, POST")

@@ -23,16 +23,16 @@ impl Modify for ApiKeyScheme {
 /// The API.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "imgsim", description = "Image similarity search: search by image, vector or id, with recall against exact search."),
+    info(title = "imgsim", description = "Image similarity search: search by image, vector (JSON or binary f32) or id, one at a time or in batches, with recall against exact search."),
     paths(
-        search::search, images::add_image, images::delete_image, images::get_image,
+        search::search, search::search_batch, images::add_image, images::delete_image, images::get_image,
         images::list_images, images::thumbnail, service::collections, service::stats, service::labels,
         service::embed, service::healthz, service::readyz, service::metrics, service::benchmark,
         library::info, library::check, library::remove, library::compact, library::dups,
         library::tag, library::index
     ),
     components(schemas(
-        api::SearchRequest, api::ImageUpload, api::SearchForm, api::TextInput, api::LabelList, api::LabelCount, api::ImageBytes, api::SearchResponse, api::ResultItem, api::Timings,
+        api::SearchRequest, api::ImageUpload, api::SearchForm, api::TextInput, api::LabelList, api::LabelCount, api::ImageBytes, api::VectorBytes, api::BatchRequest, api::BatchResponse, api::SearchResponse, api::ResultItem, api::Timings,
         api::Added, api::ImageInfo, api::ImagePage, api::CollectionList,
         api::Stats, api::RecallEstimate, api::Embedding,
         api::CollectionSummary, crate::error::ErrorResponse, crate::error::ErrorDetail,

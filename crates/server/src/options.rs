@@ -24,6 +24,9 @@ pub struct ServerOptions {
     pub queue: usize,
     /// Largest request body, bytes.
     pub max_upload_bytes: usize,
+    /// Most searches one request to `POST /collections/{c}/search/batch`
+    /// may carry; more are refused with 413.
+    pub max_batch: usize,
     /// Seconds a request may take: a body not received by then is answered
     /// 408, work not finished by then 504.
     pub request_timeout_s: u64,
@@ -83,6 +86,7 @@ impl Default for ServerOptions {
             workers: 0,
             queue: 64,
             max_upload_bytes: 32 << 20,
+            max_batch: 1000,
             request_timeout_s: 30,
             recall_sample: 0.1,
             recall_window: 200,
@@ -140,6 +144,7 @@ impl ServerOptions {
         for (key, v) in [
             ("queue", self.queue as u64),
             ("max_upload_bytes", self.max_upload_bytes as u64),
+            ("max_batch", self.max_batch as u64),
             ("request_timeout_s", self.request_timeout_s),
             ("recall_window", self.recall_window as u64),
             ("watch_rescan_s", self.watch_rescan_s),
