@@ -10,7 +10,7 @@ use imgsim_bench::data::Source;
 use imgsim_bench::plot::{plot_svg, Curve};
 use imgsim_bench::{peers, report, AnnBenchConfig};
 use imgsim_embed::{Backbone, Embedder, PretrainedEmbedder, WeightsSource};
-use imgsim_index::Metric;
+use imgsim_index::{GraphBuilder, Metric};
 
 use crate::config::Settings;
 use crate::exit::usage;
@@ -72,6 +72,9 @@ pub struct AnnArgs {
     /// HNSW ef_construction.
     #[arg(long)]
     pub ef_construction: Option<usize>,
+    /// Graph builder: native or hnsw_rs (default: the config's `[index] builder`).
+    #[arg(long)]
+    pub builder: Option<String>,
     /// Timed passes per ef (the fastest is kept).
     #[arg(long)]
     pub runs: Option<usize>,
@@ -159,6 +162,9 @@ fn ann(settings: &Settings, args: AnnArgs, progress: bool) -> Result<()> {
     }
     if let Some(e) = args.ef_construction {
         params.ef_construction = e;
+    }
+    if let Some(b) = &args.builder {
+        params.builder = GraphBuilder::parse(b)?;
     }
     params.validate()?;
     let cfg = AnnBenchConfig {

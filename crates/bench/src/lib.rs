@@ -139,6 +139,10 @@ pub struct AnnReport {
     pub m: usize,
     /// HNSW ef_construction.
     pub ef_construction: usize,
+    /// The graph builder (`native` or `hnsw_rs`); empty in reports written
+    /// before there was a choice (they were all `hnsw_rs`).
+    #[serde(default)]
+    pub builder: String,
     /// Threads in the pool.
     pub threads: usize,
     /// SIMD kernel in use.
@@ -363,6 +367,7 @@ pub fn run_ann(data: BenchData, cfg: &AnnBenchConfig) -> Result<AnnReport> {
         k: cfg.k,
         m: cfg.params.m,
         ef_construction: cfg.params.ef_construction,
+        builder: cfg.params.builder.as_str().to_string(),
         threads: rayon::current_num_threads(),
         kernel: imgsim_index::distance::kernel_name().to_string(),
         build_seconds,

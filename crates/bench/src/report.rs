@@ -14,15 +14,16 @@ pub fn write_json(report: &AnnReport, path: &Path) -> Result<()> {
 /// Writes the sweep as CSV, one row per ef, the build figures repeated on each row.
 pub fn write_csv(report: &AnnReport, path: &Path) -> Result<()> {
     let mut s = String::from(
-        "dataset,m,ef_construction,ef,recall_at_10,recall_at_10_ab,qps_single_thread,qps_all_threads,p50_ms,p99_ms,build_seconds,reopen_seconds,disk_bytes,rss_bytes\n",
+        "dataset,m,ef_construction,builder,ef,recall_at_10,recall_at_10_ab,qps_single_thread,qps_all_threads,p50_ms,p99_ms,build_seconds,reopen_seconds,disk_bytes,rss_bytes\n",
     );
     for r in &report.runs {
         let _ = writeln!(
             s,
-            "{},{},{},{},{:.5},{:.5},{:.1},{:.1},{:.4},{:.4},{:.3},{:.3},{},{}",
+            "{},{},{},{},{},{:.5},{:.5},{:.1},{:.1},{:.4},{:.4},{:.3},{:.3},{},{}",
             report.dataset,
             report.m,
             report.ef_construction,
+            report.builder,
             r.ef,
             r.recall_at_10,
             r.recall_at_10_ab,
@@ -48,7 +49,7 @@ pub fn render(report: &AnnReport) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{}: {} base x {} queries, {}-d {}, k={}, M={}, ef_construction={}, {} threads, kernel {}",
+        "{}: {} base x {} queries, {}-d {}, k={}, M={}, ef_construction={}, builder {}, {} threads, kernel {}",
         report.dataset,
         report.n_base,
         report.n_queries,
@@ -57,6 +58,7 @@ pub fn render(report: &AnnReport) -> String {
         report.k,
         report.m,
         report.ef_construction,
+        report.builder,
         report.threads,
         report.kernel
     );

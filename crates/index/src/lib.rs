@@ -1,8 +1,9 @@
 //! The vector half of imgsim: approximate and exact k-nearest-neighbour
 //! search, recall, and a persistent collection.
 //!
-//! - [`AnnIndex`]: HNSW (Malkov & Yashunin 2016). Built with `hnsw_rs`'s
-//!   parallel insertion, then frozen into flat arrays that a lock-free,
+//! - [`AnnIndex`]: HNSW (Malkov & Yashunin 2016). Built by imgsim's own
+//!   parallel insertion (or `hnsw_rs`'s, [`GraphBuilder`]) into flat arrays
+//!   that a lock-free,
 //!   allocation-free search walks (see the [`hnsw`] module for why).
 //! - [`ExactIndex`]: brute force with SIMD kernels and rayon; the ground truth.
 //! - [`recall_at_k`]: how much of the exact answer an approximate one found.
@@ -32,7 +33,7 @@ pub use collection::{
 pub use distance::Metric;
 pub use error::{IndexError, Result};
 pub use exact::ExactIndex;
-pub use hnsw::{AnnIndex, HnswParams};
+pub use hnsw::{AnnIndex, GraphBuilder, HnswParams};
 pub use maintainer::{Maintainer, MaintenanceReport};
 pub use recall::{mean_recall, recall_at_k, recall_at_k_by_distance};
 pub use vectors::{IdFilter, Neighbor, VectorSet};

@@ -2,17 +2,21 @@
 //! robust approximate nearest neighbor search using Hierarchical Navigable
 //! Small World graphs", 2016, arXiv:1603.09320).
 //!
-//! # Build with hnsw_rs, search on a frozen flat graph
+//! # Two builders, one frozen flat graph
 //!
-//! The graph is *built* by [`hnsw_rs`] (parallel insertion with rayon). Two
-//! things are done differently from using hnsw_rs directly:
+//! The graph is *built* by one of two builders, chosen by
+//! [`HnswParams::builder`]; both leave the same frozen graph:
 //!
-//! 1. **No second copy of the vectors.** hnsw_rs copies every inserted vector
-//!    into its own point structure. We insert *row numbers* (`u32`) instead and
-//!    give hnsw_rs a distance (`RowDistance`) that looks the rows up in our
-//!    one contiguous array, through our SIMD kernel.
-//! 2. **Searching is ours.** Once built, the graph's adjacency is copied out of
-//!    hnsw_rs into flat arrays (`Graph`): layer 0 as one `u32` table with a
+//! - [`GraphBuilder::Native`] (the default, `build_native`): imgsim's own
+//!   parallel insertion, written straight into the flat arrays, with the
+//!   neighbour heuristic re-run when a reverse link overflows (as hnswlib).
+//! - [`GraphBuilder::HnswRs`] (`build_hnsw_rs`): [`hnsw_rs`]'s parallel
+//!   insertion of *row numbers* (`u32`, with a distance that looks the rows
+//!   up in our one contiguous array: no second copy of the vectors), whose
+//!   adjacency is then copied out.
+//!
+//! **Searching is ours** whichever builder ran. The graph lives in flat
+//! arrays (`Graph`): layer 0 as one `u32` table with a
 //!    fixed stride, upper layers in a side table. hnsw_rs' own search allocates
 //!    per visited node (a `HashMap` of visited points, an `Arc` per candidate,
 //!    a lock per adjacency read), which made it several times slower than
@@ -28,15 +32,19 @@ use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use hnsw_rs::anndists::dist::Distance;
-use hnsw_rs::hnsw::Hnsw;
 use serde::{Deserialize, Serialize};
 
 use crate::distance::{prefetch_vector, DistFn, Metric};
 use crate::error::{IndexError, Result};
 use crate::vectors::{prepare_query, Cand, IdFilter, Neighbor, VectorSet};
 
-/// Most layers hnsw_rs will create.
+mod build_hnsw_rs;
+mod build_native;
+mod graph;
+
+use graph::Graph;
+
+/// Most layers a graph may have.
 const MAX_LAYERS: usize = 16;
 /// Rows inserted into hnsw_rs per parallel call (progress granularity).
 const BUILD_CHUNK: usize = 8192;
@@ -64,6 +72,42 @@ pub struct HnswParams {
     /// Default candidate list size while searching (overridable per query).
     /// At least 1; default 64.
     pub ef_search: usize,
+    /// Which code builds the graph; both write the same frozen graph.
+    pub builder: GraphBuilder,
+}
+
+/// The code that builds a graph (`[index] builder`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GraphBuilder {
+    /// imgsim's own parallel insertion (the default): the heuristic on
+    /// every overflowing list, no per-node allocation.
+    #[default]
+    Native,
+    /// hnsw_rs' parallel insertion, copied out into the frozen graph.
+    HnswRs,
+}
+
+impl GraphBuilder {
+    /// The configuration spelling: `native` or `hnsw_rs`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GraphBuilder::Native => "native",
+            GraphBuilder::HnswRs => "hnsw_rs",
+        }
+    }
+
+    /// Parses the configuration spelling; the error names both choices.
+    pub fn parse(s: &str) -> Result<GraphBuilder> {
+        match s {
+            "native" => Ok(GraphBuilder::Native),
+            "hnsw_rs" => Ok(GraphBuilder::HnswRs),
+            other => Err(IndexError::InvalidParameter {
+                name: "builder",
+                reason: format!("must be \"native\" or \"hnsw_rs\", not {other:?}"),
+            }),
+        }
+    }
 }
 
 impl Default for HnswParams {
@@ -72,6 +116,7 @@ impl Default for HnswParams {
             m: 16,
             ef_construction: 200,
             ef_search: 64,
+            builder: GraphBuilder::Native,
         }
     }
 }
@@ -101,220 +146,6 @@ impl HnswParams {
             });
         }
         Ok(())
-    }
-}
-
-/// hnsw_rs distance over row numbers: each "point" hnsw_rs sees is a single
-/// `u32`, the row of the vector in our array.
-struct RowDistance<'a> {
-    set: &'a VectorSet,
-    kernel: DistFn,
-}
-
-impl Distance<u32> for RowDistance<'_> {
-    fn eval(&self, va: &[u32], vb: &[u32]) -> f32 {
-        (self.kernel)(self.set.row(va[0] as usize), self.set.row(vb[0] as usize)).max(0.0)
-    }
-}
-
-/// The frozen adjacency of an HNSW graph, as flat arrays.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub(crate) struct Graph {
-    /// Max links per node in upper layers.
-    m: u32,
-    /// Max links per node in layer 0 (= 2m).
-    m0: u32,
-    /// Layer of the entry point.
-    max_level: u32,
-    /// Entry point row (meaningless when empty).
-    entry: u32,
-    /// Layer 0: for each row, `[count, link_0, .., link_{m0-1}]`.
-    links0: Vec<u32>,
-    /// Level of each row (0 for most).
-    levels: Vec<u8>,
-    /// Per row, index into `upper` of its layer-1 block, or `u32::MAX` for level 0.
-    upper_start: Vec<u32>,
-    /// Upper layers: for a node of level L, L blocks of `[count, links ..m]`.
-    upper: Vec<u32>,
-}
-
-impl Graph {
-    #[inline]
-    fn links0(&self, row: u32) -> &[u32] {
-        let stride = self.m0 as usize + 1;
-        let base = row as usize * stride;
-        let count = self.links0[base] as usize;
-        &self.links0[base + 1..base + 1 + count]
-    }
-
-    #[inline]
-    fn links_upper(&self, row: u32, level: u32) -> &[u32] {
-        if level == 0 || level > u32::from(self.levels[row as usize]) {
-            return &[];
-        }
-        let stride = self.m as usize + 1;
-        let base = self.upper_start[row as usize] as usize + (level as usize - 1) * stride;
-        let count = self.upper[base] as usize;
-        &self.upper[base + 1..base + 1 + count]
-    }
-
-    /// Serialises to little-endian bytes.
-    fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(
-            64 + self.levels.len()
-                + 4 * (self.links0.len() + self.upper_start.len() + self.upper.len()),
-        );
-        out.extend_from_slice(GRAPH_MAGIC);
-        for v in [self.m, self.m0, self.max_level, self.entry] {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-        out.extend_from_slice(&(self.levels.len() as u64).to_le_bytes());
-        out.extend_from_slice(&self.levels);
-        for arr in [&self.links0, &self.upper_start, &self.upper] {
-            out.extend_from_slice(&(arr.len() as u64).to_le_bytes());
-            for v in arr.iter() {
-                out.extend_from_slice(&v.to_le_bytes());
-            }
-        }
-        out
-    }
-
-    fn decode(bytes: &[u8], rows: usize) -> Result<Graph> {
-        let corrupt = |what: &str| IndexError::Corrupt(format!("HNSW graph: {what}"));
-        let mut r = ByteReader { bytes, pos: 0 };
-        if r.take(GRAPH_MAGIC.len())
-            .ok_or_else(|| corrupt("truncated header"))?
-            != GRAPH_MAGIC
-        {
-            return Err(corrupt("bad magic"));
-        }
-        let mut hdr = [0u32; 4];
-        for h in hdr.iter_mut() {
-            *h = r.u32().ok_or_else(|| corrupt("truncated header"))?;
-        }
-        let [m, m0, max_level, entry] = hdr;
-        let nlev = r.u64().ok_or_else(|| corrupt("truncated levels"))? as usize;
-        let levels = r
-            .take(nlev)
-            .ok_or_else(|| corrupt("truncated levels"))?
-            .to_vec();
-        let mut arrays: [Vec<u32>; 3] = Default::default();
-        for a in arrays.iter_mut() {
-            let len = r.u64().ok_or_else(|| corrupt("truncated array length"))? as usize;
-            let raw = r
-                .take(
-                    len.checked_mul(4)
-                        .ok_or_else(|| corrupt("array length overflow"))?,
-                )
-                .ok_or_else(|| corrupt("truncated array"))?;
-            *a = raw
-                .chunks_exact(4)
-                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect();
-        }
-        if r.pos != bytes.len() {
-            return Err(corrupt("trailing bytes"));
-        }
-        let [links0, upper_start, upper] = arrays;
-        let g = Graph {
-            m,
-            m0,
-            max_level,
-            entry,
-            links0,
-            levels,
-            upper_start,
-            upper,
-        };
-        g.check(rows).map_err(|e| corrupt(&e))?;
-        Ok(g)
-    }
-
-    /// Structural checks so that a damaged graph is an error, not a panic.
-    fn check(&self, rows: usize) -> std::result::Result<(), String> {
-        let stride0 = self.m0 as usize + 1;
-        let stride = self.m as usize + 1;
-        if self.m.checked_mul(2) != Some(self.m0) {
-            return Err("layer-0 width is not 2m".into());
-        }
-        if self.links0.len() != rows * stride0 {
-            return Err(format!(
-                "layer 0 has {} slots, expected {}",
-                self.links0.len(),
-                rows * stride0
-            ));
-        }
-        if self.upper_start.len() != rows || self.levels.len() != rows {
-            return Err("per-row tables have the wrong length".into());
-        }
-        if rows > 0
-            && (self.entry as usize >= rows
-                || u32::from(self.levels[self.entry as usize]) != self.max_level)
-        {
-            return Err("entry point out of range or not on the top layer".into());
-        }
-        if self.max_level as usize >= MAX_LAYERS {
-            return Err("too many layers".into());
-        }
-        let in_range = |ls: &[u32]| ls.iter().all(|&l| (l as usize) < rows);
-        for row in 0..rows {
-            let base = row * stride0;
-            let count = self.links0[base] as usize;
-            if count > self.m0 as usize || !in_range(&self.links0[base + 1..base + 1 + count]) {
-                return Err(format!("row {row} has damaged layer-0 links"));
-            }
-            let level = self.levels[row] as usize;
-            if level > self.max_level as usize {
-                return Err(format!("row {row} is above the top layer"));
-            }
-            if level == 0 {
-                continue;
-            }
-            let start = self.upper_start[row] as usize;
-            if self.upper_start[row] == u32::MAX || start + level * stride > self.upper.len() {
-                return Err(format!("row {row} has a damaged upper-layer index"));
-            }
-            for l in 0..level {
-                let b = start + l * stride;
-                let count = self.upper[b] as usize;
-                if count > self.m as usize || !in_range(&self.upper[b + 1..b + 1 + count]) {
-                    return Err(format!("row {row} has damaged links in layer {}", l + 1));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn heap_bytes(&self) -> usize {
-        self.levels.capacity()
-            + 4 * (self.links0.capacity() + self.upper_start.capacity() + self.upper.capacity())
-    }
-}
-
-const GRAPH_MAGIC: &[u8; 8] = b"IMGSIMG1";
-
-struct ByteReader<'a> {
-    bytes: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> ByteReader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        let end = self.pos.checked_add(n)?;
-        let s = self.bytes.get(self.pos..end)?;
-        self.pos = end;
-        Some(s)
-    }
-    fn u32(&mut self) -> Option<u32> {
-        self.take(4)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    }
-    fn u64(&mut self) -> Option<u64> {
-        self.take(8).map(|b| {
-            let mut a = [0u8; 8];
-            a.copy_from_slice(b);
-            u64::from_le_bytes(a)
-        })
     }
 }
 
@@ -376,7 +207,7 @@ impl std::fmt::Debug for AnnIndex {
 
 impl AnnIndex {
     /// Builds the graph over `vectors` (already prepared for `metric`) with
-    /// hnsw_rs' parallel insertion on the current rayon pool. `progress` is
+    /// the parameters' builder on the current rayon pool. `progress` is
     /// called with the number of rows inserted so far.
     pub fn build(
         metric: Metric,
@@ -400,7 +231,10 @@ impl AnnIndex {
                 ..Graph::default()
             }
         } else {
-            build_graph(&vectors, params, kernel, progress)
+            match params.builder {
+                GraphBuilder::Native => build_native::build(&vectors, params, kernel, progress),
+                GraphBuilder::HnswRs => build_hnsw_rs::build(&vectors, params, kernel, progress),
+            }
         };
         Ok(AnnIndex {
             metric,
@@ -640,110 +474,6 @@ impl AnnIndex {
     }
 }
 
-fn build_graph(
-    vectors: &VectorSet,
-    params: HnswParams,
-    kernel: DistFn,
-    progress: &(dyn Fn(usize) + Sync),
-) -> Graph {
-    let n = vectors.len();
-    let rows: Vec<u32> = (0..n as u32).collect();
-    let hnsw: Hnsw<u32, RowDistance> = Hnsw::new(
-        params.m,
-        n,
-        MAX_LAYERS,
-        params.ef_construction,
-        RowDistance {
-            set: vectors,
-            kernel,
-        },
-    );
-    // The first point becomes the entry point; insert it alone.
-    hnsw.insert_slice((&rows[0..1], 0));
-    progress(1);
-    let mut done = 1;
-    while done < n {
-        let end = (done + BUILD_CHUNK).min(n);
-        let batch: Vec<(&[u32], usize)> = (done..end).map(|r| (&rows[r..r + 1], r)).collect();
-        hnsw.parallel_insert_slice(&batch);
-        done = end;
-        progress(done);
-    }
-    freeze(&hnsw, n, params.m)
-}
-
-/// Copies the adjacency out of hnsw_rs into flat arrays.
-fn freeze(hnsw: &Hnsw<u32, RowDistance>, n: usize, m: usize) -> Graph {
-    let m0 = 2 * m;
-    let stride0 = m0 + 1;
-    let stride = m + 1;
-    let mut links0 = vec![0u32; n * stride0];
-    let mut levels = vec![0u8; n];
-    let mut upper_lists: Vec<(u32, Vec<Vec<u32>>)> = Vec::new();
-    let pi = hnsw.get_point_indexation();
-    for point in pi {
-        let row = point.get_origin_id();
-        let level = point.get_point_id().0 as usize;
-        levels[row] = level as u8;
-        let hood = point.get_neighborhood_id();
-        let l0: Vec<u32> = hood
-            .first()
-            .map(|l| {
-                l.iter()
-                    .map(|nb| nb.get_origin_id() as u32)
-                    .take(m0)
-                    .collect()
-            })
-            .unwrap_or_default();
-        let base = row * stride0;
-        links0[base] = l0.len() as u32;
-        links0[base + 1..base + 1 + l0.len()].copy_from_slice(&l0);
-        if level > 0 {
-            let ups = (1..=level)
-                .map(|l| {
-                    hood.get(l)
-                        .map(|ls| {
-                            ls.iter()
-                                .map(|nb| nb.get_origin_id() as u32)
-                                .take(m)
-                                .collect()
-                        })
-                        .unwrap_or_default()
-                })
-                .collect();
-            upper_lists.push((row as u32, ups));
-        }
-    }
-    upper_lists.sort_by_key(|(row, _)| *row);
-    let mut upper_start = vec![u32::MAX; n];
-    let mut upper = Vec::new();
-    for (row, layers) in upper_lists {
-        upper_start[row as usize] = upper.len() as u32;
-        for list in layers {
-            let base = upper.len();
-            upper.resize(base + stride, 0);
-            upper[base] = list.len() as u32;
-            upper[base + 1..base + 1 + list.len()].copy_from_slice(&list);
-        }
-    }
-    let max_level = hnsw.get_max_level_observed() as u32;
-    let entry = pi
-        .get_layer_iterator(max_level as usize)
-        .next()
-        .map(|p| p.get_origin_id() as u32)
-        .unwrap_or(0);
-    Graph {
-        m: m as u32,
-        m0: m0 as u32,
-        max_level,
-        entry,
-        links0,
-        levels,
-        upper_start,
-        upper,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -795,11 +525,13 @@ mod tests {
                 m: MIN_M,
                 ef_construction: 1,
                 ef_search: 1,
+                builder: GraphBuilder::HnswRs,
             },
             HnswParams {
                 m: MAX_M,
                 ef_construction: MAX_EF_CONSTRUCTION,
                 ef_search: 100_000,
+                builder: GraphBuilder::Native,
             },
         ] {
             ok.validate().unwrap();
@@ -848,16 +580,63 @@ mod tests {
         let ids: Vec<u64> = (0..n as u64).collect();
         let set = VectorSet::from_parts(dim, ids, data, Metric::L2).unwrap();
         let exact = ExactIndex::new(Metric::L2, set.clone());
-        let idx = AnnIndex::build(Metric::L2, HnswParams::default(), set, &|_| {}).unwrap();
         let queries = clustered(200, dim, 7);
-        let mut total = 0.0;
-        for q in queries.chunks_exact(dim) {
-            let a = idx.search(q, 10, 64).unwrap();
-            let e = exact.search(q, 10, None).unwrap();
-            total += recall_at_k(&a, &e, 10);
+        for builder in [GraphBuilder::Native, GraphBuilder::HnswRs] {
+            let params = HnswParams {
+                builder,
+                ..HnswParams::default()
+            };
+            let idx = AnnIndex::build(Metric::L2, params, set.clone(), &|_| {}).unwrap();
+            assert_eq!(idx.unreachable_rows(), 0, "{builder:?}");
+            // The frozen graph passes the checks a decoded one must pass.
+            idx.graph.check(n).unwrap();
+            let mut total = 0.0;
+            for q in queries.chunks_exact(dim) {
+                let a = idx.search(q, 10, 64).unwrap();
+                let e = exact.search(q, 10, None).unwrap();
+                total += recall_at_k(&a, &e, 10);
+            }
+            let recall = total / 200.0;
+            assert!(recall >= 0.95, "{builder:?}: recall {recall}");
         }
-        let recall = total / 200.0;
-        assert!(recall >= 0.95, "recall {recall}");
+    }
+
+    #[test]
+    fn native_build_keeps_links_within_bounds_and_reports_progress() {
+        let (n, dim) = (20_000, 8);
+        let set = VectorSet::from_parts(
+            dim,
+            (0..n as u64).collect(),
+            clustered(n, dim, 11),
+            Metric::Cosine,
+        )
+        .unwrap();
+        let seen = std::sync::Mutex::new(Vec::new());
+        let params = HnswParams {
+            m: 4,
+            ef_construction: 40,
+            ..HnswParams::default()
+        };
+        let idx = AnnIndex::build(Metric::Cosine, params, set, &|d| {
+            seen.lock().unwrap().push(d)
+        })
+        .unwrap();
+        let seen = seen.into_inner().unwrap();
+        assert_eq!(seen.first(), Some(&1));
+        assert_eq!(seen.last(), Some(&n));
+        assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+        let g = &idx.graph;
+        g.check(n).unwrap();
+        assert!(g.max_level >= 2, "levels drawn with m = 4 reach layer 2");
+        // No self links and no duplicate links.
+        for row in 0..n as u32 {
+            let mut ls = g.links0(row).to_vec();
+            assert!(!ls.contains(&row));
+            ls.sort_unstable();
+            ls.dedup();
+            assert_eq!(ls.len(), g.links0(row).len(), "row {row}");
+        }
+        assert_eq!(idx.unreachable_rows(), 0);
     }
 
     #[test]
