@@ -15,6 +15,9 @@ use super::{
     flush_through, Collection, ItemMeta, Loc, Manifest, NewItem, Phase, Progress, SegmentRef,
 };
 
+/// Items per sled batch when a bulk insert writes its metadata.
+const METADATA_BATCH: usize = 512;
+
 impl Collection {
     /// Adds items; returns their new ids. All-or-nothing: a bad vector
     /// anywhere refuses the whole call and writes nothing. Durable on return.
@@ -95,7 +98,10 @@ impl Collection {
         if rows == 0 {
             return Ok(Vec::new());
         }
-        // Step 1: metadata under uncommitted ids.
+        // Step 1: metadata under uncommitted ids, in sled batches of 512:
+        // sled keeps the page versions a batch replaces until the batch
+        // ends, and batches of 8,192 made it hold about 3 KB per item
+        // (3 GiB for a million) where 512 hold a few MB in all.
         let t0 = std::time::Instant::now();
         let mut batch = sled::Batch::default();
         for i in 0..rows {
@@ -103,7 +109,7 @@ impl Collection {
                 &key(ITEM, first + i as u64),
                 serde_json::to_vec(&meta(i)).expect("meta serialises"),
             );
-            if (i + 1) % 8192 == 0 || i + 1 == rows {
+            if (i + 1) % METADATA_BATCH == 0 || i + 1 == rows {
                 self.db.apply_batch(std::mem::take(&mut batch))?;
                 progress(Phase::Writing, i + 1, rows);
             }
