@@ -60,7 +60,7 @@ done
 echo "== peers (hnswlib, faiss)"
 "$venv/bin/python" "$peers/peer_npy.py" --base "$data/base.npy" --queries "$data/queries.npy" --ef "$ef" | tee "$data/peers.jsonl"
 
-"$venv/bin/python" - "$data" $builders <<'PY'
+"$venv/bin/python" - "$data" $builders <<'PY' | tee "$data/summary.md"
 import json, sys
 data, builders = sys.argv[1], sys.argv[2:]
 rows = []
