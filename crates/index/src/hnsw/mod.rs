@@ -745,3 +745,60 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod self_search {
+    use super::tests::clustered;
+    use super::*;
+
+    /// Rows of a graph over `n` clustered vectors (each base vector repeated
+    /// `dup` times with a small offset) that a search for their own vector,
+    /// k = 10 at ef = 64, does not return.
+    fn misses(builder: GraphBuilder, n: usize, seed: u64, dup: usize) -> usize {
+        let dim = 16;
+        let base = clustered(n / dup, dim, seed);
+        let mut data = Vec::with_capacity(n * dim);
+        for i in 0..n {
+            let src = &base[(i % (n / dup)) * dim..(i % (n / dup) + 1) * dim];
+            data.extend(
+                src.iter()
+                    .enumerate()
+                    .map(|(d, x)| x + ((i * 31 + d * 7) % 13) as f32 * 1e-4),
+            );
+        }
+        let ids = (0..n as u64).collect();
+        let set = VectorSet::from_parts(dim, ids, data.clone(), Metric::Cosine).unwrap();
+        let params = HnswParams {
+            builder,
+            ..HnswParams::default()
+        };
+        let idx = AnnIndex::build(Metric::Cosine, params, set, &|_| {}).unwrap();
+        (0..n)
+            .filter(|&i| {
+                let q = &data[i * dim..(i + 1) * dim];
+                !idx.search(q, 10, 64)
+                    .unwrap()
+                    .iter()
+                    .any(|h| h.id == i as u64)
+            })
+            .count()
+    }
+
+    /// A row is found by a search for its own vector at ef = 64, but for
+    /// rare exceptions (HNSW is approximate): at most 3 of the 14,280 rows
+    /// of these 12 graphs, for either builder. Without keeping pruned links
+    /// the native builder missed about 1 row in 10,000 on 2,000-row graphs,
+    /// and 1 in 750 on 300-row graphs.
+    #[test]
+    fn rows_are_found_by_their_own_vector() {
+        for builder in [GraphBuilder::Native, GraphBuilder::HnswRs] {
+            let mut total = 0;
+            for (n, dup) in [(300, 1), (460, 4), (2000, 1), (2000, 4)] {
+                for seed in 0..3 {
+                    total += misses(builder, n, seed, dup);
+                }
+            }
+            assert!(total <= 3, "{builder:?}: {total} rows not found");
+        }
+    }
+}
