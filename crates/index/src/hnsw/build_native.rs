@@ -8,9 +8,8 @@
 //! overflows during the reverse-link update it sorts the list and drops the
 //! farthest link instead of re-running the diversity heuristic. On 200k
 //! clustered vectors that gave a graph with lower recall at equal `ef`
-//! than hnswlib's, built in 3.7x its time, and a build of 1M × 128 peaked at
-//! 6x the size of the vectors. This builder follows the algorithm as the
-//! paper and hnswlib run it:
+//! than hnswlib's, built in 3.5x its time (docs/BENCHMARKS.md). This
+//! builder follows the algorithm as the paper and hnswlib run it:
 //!
 //! - levels drawn up front (seeded, so they are the same on every run), which
 //!   lets the upper-layer table be laid out before the first insertion;
@@ -19,7 +18,8 @@
 //!   neighbour heuristic (keep a candidate only if it is closer to the new
 //!   node than to every neighbour kept so far) to choose `m` links, and
 //!   reverse links that, on overflow, re-run the heuristic over the old
-//!   links plus the new node;
+//!   links plus the new node; lists are then topped up with the nearest
+//!   candidates the heuristic dropped, so they stay full;
 //! - the adjacency lives in the final layout from the start (`[count,
 //!   links..]` per node, `2m` wide in layer 0, `m` above), as `AtomicU32`s:
 //!   writers hold the node's mutex, readers copy a list without locking.
@@ -397,13 +397,12 @@ impl<'a> Builder<'a> {
         seen
     }
 
-    /// Links back every row that no search could reach. The heuristic, run
-    /// when a full list takes a new link, can drop a row's last incoming
-    /// link (about one row in 5,000 at m = 16): such a row is searched for
-    /// like a new one among the reachable rows, and linked from the nearest
-    /// one with room in its list, or else put in place of a link whose
-    /// target has another incoming link. A few rounds, each checked by a
-    /// walk of layer 0.
+    /// Links back every row that no layer-0 walk from the entry point
+    /// reaches. Pruning a full list can drop a row's last incoming link
+    /// (rare at m = 16, a whole cluster at times at m = 4): such a row is
+    /// searched for among the reached rows, and linked from the nearest one
+    /// with room in its list, or else put in place of a link whose target
+    /// has other incoming links. Rounds until a walk reaches every row.
     fn reconnect(&self, s: &mut Scratch) {
         let n = self.set.len();
         for _round in 0..RECONNECT_ROUNDS {
