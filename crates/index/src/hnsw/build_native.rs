@@ -240,24 +240,9 @@ impl<'a> Builder<'a> {
             Self::write_links(block, s.selected.iter().map(|c| c.row));
             return;
         }
-        s.pool.clear();
-        s.pool.extend_from_slice(&s.selected);
-        for slot in &block[1..1 + count] {
-            let other = slot.load(Relaxed);
-            if s.pool.iter().all(|c| c.row != other) {
-                s.pool.push(Cand {
-                    dist: self.dist(row, other),
-                    row: other,
-                });
-            }
-        }
-        s.pool.sort_unstable();
-        let pool = std::mem::take(&mut s.pool);
-        let mut kept = std::mem::take(&mut s.kept);
-        self.select(&pool, cap, &mut kept);
-        Self::write_links(block, kept.iter().map(|c| c.row));
-        s.pool = pool;
-        s.kept = kept;
+        let selected = std::mem::take(&mut s.selected);
+        self.merge_links(row, block, &selected, cap, s);
+        s.selected = selected;
     }
 
     /// Adds `row` (at distance `d`) to the links of `nb` in `level`; when the
@@ -272,14 +257,31 @@ impl<'a> Builder<'a> {
             block[0].store(count as u32 + 1, Relaxed);
             return;
         }
+        self.merge_links(nb, block, &[Cand { dist: d, row }], cap, s);
+    }
+
+    /// Re-chooses the links of `owner`'s `block` (its lock held) among its
+    /// current links and `new` (their distances to `owner` given): the
+    /// heuristic, then the nearest of the rest, up to `cap`.
+    fn merge_links(
+        &self,
+        owner: u32,
+        block: &[AtomicU32],
+        new: &[Cand],
+        cap: usize,
+        s: &mut Scratch,
+    ) {
+        let count = block[0].load(Relaxed) as usize;
         s.pool.clear();
-        s.pool.push(Cand { dist: d, row });
+        s.pool.extend_from_slice(new);
         for slot in &block[1..1 + count] {
             let other = slot.load(Relaxed);
-            s.pool.push(Cand {
-                dist: self.dist(nb, other),
-                row: other,
-            });
+            if s.pool.iter().all(|c| c.row != other) {
+                s.pool.push(Cand {
+                    dist: self.dist(owner, other),
+                    row: other,
+                });
+            }
         }
         s.pool.sort_unstable();
         let pool = std::mem::take(&mut s.pool);
