@@ -87,10 +87,11 @@ pub fn run(args: &InfoArgs, settings: &Settings, remote: Option<&Remote>) -> Res
         );
     }
     println!(
-        "index       HNSW m={} ef_construction={} ef_search={}; {} graph segments ({} vectors), {} recent vectors searched exactly",
+        "index       HNSW m={} ef_construction={} ef_search={} builder={}; {} graph segments ({} vectors), {} recent vectors searched exactly",
         info.index.m,
         info.index.ef_construction,
         info.index.ef_search,
+        info.index.builder.as_str(),
         info.segments,
         info.sealed_rows,
         info.appendable_rows
