@@ -165,18 +165,23 @@ impl Codes {
                 Coder::Binary { mean }
             }
         };
+        // Sized exactly up front: growing by doubling would leave the
+        // allocator holding up to twice the codes' memory.
+        let n = data.len() / dim.max(1);
+        let (bytes, words) = match kind {
+            Quantization::Sq8 => (n * dim, 0),
+            _ => (0, n * dim.div_ceil(64)),
+        };
         let mut codes = Codes {
             dim,
             metric,
             coder,
-            bytes: Vec::new(),
-            words: Vec::new(),
+            bytes: Vec::with_capacity(bytes),
+            words: Vec::with_capacity(words),
         };
         for r in rows() {
             codes.push(r);
         }
-        codes.bytes.shrink_to_fit();
-        codes.words.shrink_to_fit();
         Some(codes)
     }
 
