@@ -503,7 +503,13 @@ impl Collection {
     fn item<'py>(&self, py: Python<'py>, id: u64) -> PyResult<Bound<'py, PyAny>> {
         let c = self.get()?;
         let meta = py.detach(|| c.item(id)).py_err()?;
-        json_to_py(py, &serde_json::to_string(&meta).map_err(json_error)?)
+        let item = json_to_py(py, &serde_json::to_string(&meta).map_err(json_error)?)?;
+        // The stored form leaves empty attributes out; a dict always has them.
+        let dict = item.cast::<PyDict>()?;
+        if !dict.contains("attrs")? {
+            dict.set_item("attrs", PyDict::new(py))?;
+        }
+        Ok(item)
     }
 
     /// The embedder that indexed this collection (``imgsim index``), loaded

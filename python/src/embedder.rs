@@ -131,10 +131,10 @@ impl Embedder {
     /// metric, preprocessing), as ``imgsim embed --json`` prints it.
     #[getter]
     fn identity<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        json_to_py(
-            py,
-            &serde_json::to_string(self.inner.identity()).map_err(json_error)?,
-        )
+        // Through a JSON value, as the CLI prints it (f32 fields widened to
+        // f64, so that both read back the same numbers).
+        let value = serde_json::to_value(self.inner.identity()).map_err(json_error)?;
+        json_to_py(py, &value.to_string())
     }
 
     /// Whether JPEGs are decoded at full size when ``exact_decode`` is not

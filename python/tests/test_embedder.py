@@ -1,0 +1,66 @@
+"""Embedder from Python: the vectors of `imgsim embed`, bit for bit, on
+real photos, from files and from bytes, in any batch size."""
+
+import json
+import subprocess
+
+import numpy as np
+import pytest
+
+import imgsim
+
+WEIGHTS = "synthetic:1"
+
+
+def cli_vectors(imgsim_bin, args):
+    out = subprocess.run(
+        [imgsim_bin, "embed", *args, "--json"], capture_output=True, text=True, check=True
+    )
+    lines = out.stdout.splitlines()
+    head = json.loads(lines[0])["embedder"]
+    rows = [json.loads(line) for line in lines[1:]]
+    return head, rows
+
+
+@pytest.mark.parametrize("backbone", ["resnet18", "mobilenetv4-small"])
+def test_backbone_vectors_equal_the_cli_bit_for_bit(imgsim_bin, photos, backbone):
+    head, rows = cli_vectors(imgsim_bin, [*photos, "--backbone", backbone, "--weights", WEIGHTS])
+    cli = np.array([r["embedding"] for r in rows], dtype=np.float32)
+    assert [r["path"] for r in rows] == photos
+    e = imgsim.Embedder(backbone, weights=WEIGHTS)
+    assert e.identity == head
+    assert (e.dim, e.metric, e.name) == (head["dim"], "cosine", backbone)
+    v = e.embed_files(photos, batch_size=4)
+    assert v.dtype == np.float32 and v.shape == (len(photos), e.dim)
+    assert v.flags["C_CONTIGUOUS"]
+    np.testing.assert_array_equal(v, cli)
+    np.testing.assert_array_equal(e.embed_files(photos, batch_size=1), cli)
+    blobs = [open(p, "rb").read() for p in photos]
+    np.testing.assert_array_equal(e.embed_bytes(blobs), cli)
+    # Unit vectors, different for different photos.
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, rtol=1e-5)
+    assert len({row.tobytes() for row in v}) == len(photos)
+
+
+def test_other_weights_give_other_vectors(photos):
+    a = imgsim.Embedder("resnet18", weights="synthetic:1").embed_files(photos[:2])
+    b = imgsim.Embedder("resnet18", weights="synthetic:2").embed_files(photos[:2])
+    assert not np.array_equal(a, b)
+
+
+def test_empty_input_gives_an_empty_matrix():
+    e = imgsim.Embedder("resnet18", weights=WEIGHTS)
+    assert e.embed_files([]).shape == (0, 512)
+    assert e.embed_bytes([]).shape == (0, 512)
+    assert "resnet18" in imgsim.Embedder.backbones()
+
+
+def test_photos_found_by_their_own_vectors(tmp_path, photos):
+    e = imgsim.Embedder("resnet18", weights=WEIGHTS)
+    v = e.embed_files(photos)
+    c = imgsim.Collection.create(tmp_path / "photos", dim=e.dim, metric=e.metric)
+    ids = c.add(v, external_ids=photos)
+    found, dist = c.search(e.embed_files(photos[::-1]), k=1)
+    np.testing.assert_array_equal(found[:, 0], ids[::-1])
+    np.testing.assert_allclose(dist[:, 0], 0.0, atol=1e-6)
+    assert c.item(int(found[0, 0]))["external_id"] == photos[-1]
