@@ -1,6 +1,7 @@
 """Type stubs of imgsim's Rust extension (``imgsim._imgsim``)."""
 
 import os
+import pathlib
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -113,7 +114,8 @@ class Collection:
     def len(self) -> int:
         """Number of live items."""
     @property
-    def path(self) -> str: ...
+    def path(self) -> pathlib.Path:
+        """The collection's folder (a pathlib.Path)."""
     @property
     def dim(self) -> int: ...
     @property
