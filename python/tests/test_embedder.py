@@ -2,6 +2,7 @@
 real photos, from files and from bytes, in any batch size."""
 
 import json
+import pathlib
 import subprocess
 
 import numpy as np
@@ -64,3 +65,29 @@ def test_photos_found_by_their_own_vectors(tmp_path, photos):
     np.testing.assert_array_equal(found[:, 0], ids[::-1])
     np.testing.assert_allclose(dist[:, 0], 0.0, atol=1e-6)
     assert c.item(int(found[0, 0]))["external_id"] == photos[-1]
+
+
+@pytest.mark.parametrize("objective", ["reconstruction", "contrastive"])
+def test_trained_checkpoint_vectors_equal_the_cli_bit_for_bit(
+    tmp_path, imgsim_bin, photos, objective
+):
+    # A checkpoint made here by `imgsim train autoencoder` on the photos.
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for p in photos:
+        (folder / pathlib.Path(p).name).symlink_to(p)
+    ckpt = tmp_path / objective
+    subprocess.run(
+        [imgsim_bin, "train", "autoencoder", "--images", str(folder), "--image-size", "32",
+         "--epochs", "1", "--dim", "16", "--seed", "1", "--objective", objective,
+         "--out", str(ckpt), "--quiet"],
+        capture_output=True, text=True, check=True,
+    )
+    head, rows = cli_vectors(imgsim_bin, [*photos, "--autoencoder", str(ckpt)])
+    cli = np.array([r["embedding"] for r in rows], dtype=np.float32)
+    for path in (ckpt, ckpt / "model.safetensors"):
+        e = imgsim.Embedder.autoencoder(path)
+        assert e.identity == head
+        v = e.embed_files(photos, batch_size=3)
+        np.testing.assert_array_equal(v, cli)
+    assert v.shape == (len(photos), head["dim"])
