@@ -120,3 +120,26 @@ def test_embedder_errors(tmp_path, photos):
         e.embed_bytes([b"x"], batch_size=0)
     with pytest.raises(imgsim.Error, match="text"):
         e.embed_texts(["a dog"])
+
+
+def test_a_bad_image_fails_with_the_cli_message(tmp_path, imgsim_bin, photos):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 truncated jpeg")
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    text = tmp_path / "notes.jpg"
+    text.write_text("not an image at all\n")
+    e = imgsim.Embedder("resnet18", weights="synthetic:1")
+    for path in (bad, empty, text):
+        out = subprocess.run(
+            [imgsim_bin, "embed", str(path), "--backbone", "resnet18", "--weights", "synthetic:1"],
+            capture_output=True, text=True,
+        )
+        assert out.returncode == 1, out.stderr
+        cli = [line[len("error: "):] for line in out.stderr.splitlines()
+               if line.startswith("error: ") and str(path) in line]
+        assert len(cli) == 1, out.stderr
+        with pytest.raises(imgsim.Error) as err:
+            e.embed_files([photos[0], path])
+        assert str(err.value) == cli[0]
+        assert isinstance(err.value, ValueError), type(err.value)
