@@ -10,7 +10,7 @@ use imgsim_bench::data::Source;
 use imgsim_bench::plot::{plot_svg, Curve};
 use imgsim_bench::{peers, report, AnnBenchConfig};
 use imgsim_embed::{Backbone, Embedder, PretrainedEmbedder, WeightsSource};
-use imgsim_index::{GraphBuilder, Metric};
+use imgsim_index::{GraphBuilder, Metric, Quantization};
 
 use crate::config::Settings;
 use crate::exit::usage;
@@ -75,6 +75,9 @@ pub struct AnnArgs {
     /// Graph builder: native or hnsw_rs (default: the config's `[index] builder`).
     #[arg(long)]
     pub builder: Option<String>,
+    /// Quantization: none, sq8 or binary (default: the config's `[index] quantization`).
+    #[arg(long)]
+    pub quantization: Option<String>,
     /// Timed passes per ef (the fastest is kept).
     #[arg(long)]
     pub runs: Option<usize>,
@@ -102,6 +105,22 @@ pub struct AnnArgs {
     /// Peer results (the ann_peers harness' fashion_mnist.json) to draw and compare.
     #[arg(long)]
     pub peers: Option<PathBuf>,
+    /// Earlier imgsim reports (JSON) to draw on the same plot, e.g. the
+    /// other quantizations or builders on the same data; repeatable.
+    #[arg(long)]
+    pub also: Vec<PathBuf>,
+}
+
+/// A plot label naming what differs between imgsim's curves.
+fn curve_label(r: &imgsim_bench::AnnReport) -> String {
+    let mut parts = vec!["imgsim".to_string()];
+    if !r.builder.is_empty() && r.builder != "native" {
+        parts.push(r.builder.clone());
+    }
+    if !r.quantization.is_empty() && r.quantization != "none" {
+        parts.push(r.quantization.clone());
+    }
+    format!("{} (1 thread)", parts.join(" "))
 }
 
 /// `imgsim bench ...`.
@@ -166,6 +185,9 @@ fn ann(settings: &Settings, args: AnnArgs, progress: bool) -> Result<()> {
     if let Some(b) = &args.builder {
         params.builder = GraphBuilder::parse(b)?;
     }
+    if let Some(q) = &args.quantization {
+        params.quantization = Quantization::parse(q)?;
+    }
     params.validate()?;
     let cfg = AnnBenchConfig {
         params,
@@ -197,7 +219,14 @@ fn ann(settings: &Settings, args: AnnArgs, progress: bool) -> Result<()> {
         .unwrap_or_else(|| out.join(format!("{name}.svg")));
     report::write_json(&report, &json)?;
     report::write_csv(&report, &csv)?;
-    let mut curves = vec![Curve::from_report("imgsim (1 thread)", &report)];
+    let mut curves = vec![Curve::from_report(&curve_label(&report), &report)];
+    for path in &args.also {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the report {}", path.display()))?;
+        let earlier: imgsim_bench::AnnReport = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not an imgsim bench report", path.display()))?;
+        curves.push(Curve::from_report(&curve_label(&earlier), &earlier));
+    }
     for p in peers.iter().flatten() {
         curves.push(Curve {
             label: format!("{} (1 thread, from Python)", p.name),

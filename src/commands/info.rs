@@ -87,11 +87,12 @@ pub fn run(args: &InfoArgs, settings: &Settings, remote: Option<&Remote>) -> Res
         );
     }
     println!(
-        "index       HNSW m={} ef_construction={} ef_search={} builder={}; {} graph segments ({} vectors), {} recent vectors searched exactly",
+        "index       HNSW m={} ef_construction={} ef_search={} builder={} quantization={}; {} graph segments ({} vectors), {} recent vectors searched exactly",
         info.index.m,
         info.index.ef_construction,
         info.index.ef_search,
         info.index.builder.as_str(),
+        info.index.quantization,
         info.segments,
         info.sealed_rows,
         info.appendable_rows
@@ -103,9 +104,18 @@ pub fn run(args: &InfoArgs, settings: &Settings, remote: Option<&Remote>) -> Res
         100.0 * settings.storage.compact_tombstone_share
     );
     println!(
-        "disk        {:.1} MiB; memory {:.1} MiB",
+        "disk        {:.1} MiB; memory {:.1} MiB ({:.0} bytes per vector){}",
         info.disk_bytes as f64 / (1 << 20) as f64,
-        info.memory_bytes as f64 / (1 << 20) as f64
+        info.memory_bytes as f64 / (1 << 20) as f64,
+        info.memory_bytes_per_vector,
+        if info.mapped_bytes > 0 {
+            format!(
+                "; {:.1} MiB of f32 vectors memory-mapped for rescoring",
+                info.mapped_bytes as f64 / (1 << 20) as f64
+            )
+        } else {
+            String::new()
+        }
     );
     Ok(())
 }

@@ -143,6 +143,10 @@ pub struct AnnReport {
     /// before there was a choice (they were all `hnsw_rs`).
     #[serde(default)]
     pub builder: String,
+    /// The quantization searched (`none`, `sq8`, `binary`); empty in
+    /// reports written before quantization existed (they were all `none`).
+    #[serde(default)]
+    pub quantization: String,
     /// Threads in the pool.
     pub threads: usize,
     /// SIMD kernel in use.
@@ -159,8 +163,21 @@ pub struct AnnReport {
     pub disk_bytes_per_vector: f64,
     /// Resident memory after reopening, bytes (whole process, queries included).
     pub rss_bytes: u64,
-    /// Heap bytes the reopened collection holds for vectors and graphs.
+    /// Heap bytes the reopened collection holds for vectors, codes and graphs.
     pub index_memory_bytes: u64,
+    /// Bytes of f32 vectors memory-mapped rather than held (quantized).
+    #[serde(default)]
+    pub mapped_bytes: u64,
+    /// Resident memory after the sweep, in a collection reopened after the
+    /// ground truth (so that exact search's pages do not count): what
+    /// searching alone keeps resident, mapped pages read by rescoring
+    /// included.
+    #[serde(default)]
+    pub search_rss_bytes: u64,
+    /// The part of `search_rss_bytes` that is file pages (memory-mapped
+    /// vectors and the program's own code), which the kernel can drop.
+    #[serde(default)]
+    pub search_rss_file_bytes: u64,
     /// Peak resident memory of the process, bytes.
     pub peak_rss_bytes: u64,
     /// The sweep.
@@ -169,17 +186,19 @@ pub struct AnnReport {
 
 /// Resident and peak resident memory of this process (Linux; 0 elsewhere).
 pub fn rss() -> (u64, u64) {
+    (status_bytes("VmRSS:"), status_bytes("VmHWM:"))
+}
+
+/// A `kB` field of /proc/self/status, in bytes (0 when unavailable).
+fn status_bytes(name: &str) -> u64 {
     let Ok(s) = std::fs::read_to_string("/proc/self/status") else {
-        return (0, 0);
+        return 0;
     };
-    let field = |name: &str| {
-        s.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<u64>().ok())
-            .map_or(0, |kb| kb * 1024)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
+    s.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
 }
 
 /// Returns freed heap memory to the operating system, whichever of glibc's
@@ -295,6 +314,11 @@ pub fn run_ann(data: BenchData, cfg: &AnnBenchConfig) -> Result<AnnReport> {
     let truth = coll.search_exact_batch(&data.queries, cfg.k)?;
     gt_bar.finish_and_clear();
     let ground_truth_seconds = t.elapsed().as_secs_f64();
+    // Exact search read every vector: reopen, so that the memory measured
+    // after the sweep is what searching alone keeps resident.
+    drop(coll);
+    release_free_memory();
+    let coll = Collection::open(&cfg.collection_dir, cfg.options.clone(), &|_, _, _| {})?;
 
     let queries: Vec<&[f32]> = data.queries.chunks_exact(dim).collect();
     // Warm-up.
@@ -357,7 +381,8 @@ pub fn run_ann(data: BenchData, cfg: &AnnBenchConfig) -> Result<AnnReport> {
         sweep_bar.inc(1);
     }
     sweep_bar.finish_and_clear();
-    let (_, peak) = rss();
+    let (search_rss_bytes, peak) = rss();
+    let search_rss_file_bytes = status_bytes("RssFile:");
     Ok(AnnReport {
         dataset: data.name,
         n_base,
@@ -368,6 +393,7 @@ pub fn run_ann(data: BenchData, cfg: &AnnBenchConfig) -> Result<AnnReport> {
         m: cfg.params.m,
         ef_construction: cfg.params.ef_construction,
         builder: cfg.params.builder.as_str().to_string(),
+        quantization: cfg.params.quantization.as_str().to_string(),
         threads: rayon::current_num_threads(),
         kernel: imgsim_index::distance::kernel_name().to_string(),
         build_seconds,
@@ -377,6 +403,9 @@ pub fn run_ann(data: BenchData, cfg: &AnnBenchConfig) -> Result<AnnReport> {
         disk_bytes_per_vector: stats.disk_bytes as f64 / n_base as f64,
         rss_bytes,
         index_memory_bytes: stats.memory_bytes as u64,
+        mapped_bytes: stats.mapped_bytes,
+        search_rss_bytes,
+        search_rss_file_bytes,
         peak_rss_bytes: peak,
         runs,
     })

@@ -412,6 +412,20 @@ pub(crate) fn prefetch_vector(v: &[f32]) {
     }
 }
 
+/// Prefetches the first two cache lines at `p` (no-op off x86-64).
+#[inline(always)]
+pub(crate) fn prefetch_bytes(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        x86::prefetch(p as *const f32);
+        x86::prefetch(p.wrapping_add(64) as *const f32);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = p;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

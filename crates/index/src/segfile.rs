@@ -20,10 +20,18 @@
 //! `"IMGSEG01"`, rows `u64`, dim `u64`, graph length `u64`, then the ids
 //! (`rows` × u64), the vectors (`rows × dim` × f32), the encoded graph, and
 //! finally a CRC-32 of everything before it.
+//!
+//! # Quantized segments
+//!
+//! A quantized collection's segment has the same file. On open its vectors
+//! are checked while streaming through the file (checksum, finiteness) but
+//! not kept: the index memory-maps them instead (offset `32 + 8 × rows`,
+//! 4-aligned), and keeps only its codes in heap memory.
 
 use std::fs::File;
 use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use imgsim_common::storage::{is_temp, is_temp_of};
 use imgsim_common::Storage;
@@ -31,7 +39,8 @@ use imgsim_common::Storage;
 use crate::distance::Metric;
 use crate::error::{IndexError, Result};
 use crate::hnsw::{AnnIndex, HnswParams};
-use crate::vectors::VectorSet;
+use crate::quant::Quantization;
+use crate::vectors::{MappedRows, VectorSet};
 
 #[cfg(target_endian = "big")]
 compile_error!("segment files are written in the host's byte order, which must be little-endian");
@@ -80,8 +89,14 @@ fn io_at(path: &Path) -> impl Fn(std::io::Error) -> IndexError + '_ {
 
 /// Writes `idx` to `dir/<file_name(id)>` through `storage` (temporary
 /// name, fsync, rename, folder fsync: the final name only ever holds a
-/// complete file), creating `dir` if it is missing.
-pub(crate) fn write(storage: &dyn Storage, dir: &Path, id: u64, idx: &AnnIndex) -> Result<Written> {
+/// complete file), creating `dir` if it is missing. A quantized index then
+/// trades its heap copy of the vectors for a map of the file.
+pub(crate) fn write(
+    storage: &dyn Storage,
+    dir: &Path,
+    id: u64,
+    idx: &mut AnnIndex,
+) -> Result<Written> {
     storage.create_dir_all(dir)?;
     let path = dir.join(file_name(id));
     let mut written = None;
@@ -89,11 +104,34 @@ pub(crate) fn write(storage: &dyn Storage, dir: &Path, id: u64, idx: &AnnIndex) 
         written = Some(write_to(w, idx)?);
         Ok(())
     })?;
-    written.ok_or_else(|| {
+    let written = written.ok_or_else(|| {
         IndexError::Io(std::io::Error::other(format!(
             "{}: the storage did not write the segment",
             path.display()
         )))
+    })?;
+    if idx.params().quantization != Quantization::None && !idx.is_empty() {
+        idx.map_vectors(map_vectors(&path, idx.len(), idx.dim())?);
+    }
+    Ok(written)
+}
+
+/// Memory-maps the vectors of the segment file at `path` (`rows` × `dim`),
+/// advising the kernel that reads will be random (rescoring reads a few
+/// rows per query: read-ahead would only fill memory).
+fn map_vectors(path: &Path, rows: usize, dim: usize) -> Result<MappedRows> {
+    let file = File::open(path).map_err(io_at(path))?;
+    // SAFETY: segment files are immutable: written once under a temporary
+    // name, renamed, never modified or truncated afterwards (a replaced
+    // segment's file is unlinked, which leaves existing maps intact).
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io_at(path))?;
+    // Only advice: a kernel that ignores it is still correct.
+    let _ = map.advise(memmap2::Advice::Random);
+    MappedRows::new(Arc::new(map), HEADER + rows * 8, rows * dim).ok_or_else(|| {
+        IndexError::Corrupt(format!(
+            "segment file {}: too short to hold {rows} × {dim} vectors",
+            path.display()
+        ))
     })
 }
 
@@ -179,8 +217,28 @@ pub(crate) fn read(
     }
     let mut ids = vec![0u64; rows];
     read_exact(bytemuck::cast_slice_mut(&mut ids))?;
-    let mut data = vec![0f32; rows * dim];
-    read_exact(bytemuck::cast_slice_mut(&mut data))?;
+    let non_finite = || corrupt("non-finite vector component".into());
+    let data = if params.quantization == Quantization::None {
+        let mut data = vec![0f32; rows * dim];
+        read_exact(bytemuck::cast_slice_mut(&mut data))?;
+        if data.iter().any(|x| !x.is_finite()) {
+            return Err(non_finite());
+        }
+        Some(data)
+    } else {
+        // Checked in 1 MiB pieces and not kept: the index maps them.
+        let mut piece = vec![0f32; (rows * dim).clamp(1, 1 << 18)];
+        let mut left = rows * dim;
+        while left > 0 {
+            let n = left.min(piece.len());
+            read_exact(bytemuck::cast_slice_mut(&mut piece[..n]))?;
+            if piece[..n].iter().any(|x| !x.is_finite()) {
+                return Err(non_finite());
+            }
+            left -= n;
+        }
+        None
+    };
     let mut graph = vec![0u8; graph_len];
     read_exact(&mut graph)?;
     let computed = crc.finalize();
@@ -194,10 +252,10 @@ pub(crate) fn read(
             expect.crc32
         )));
     }
-    if data.iter().any(|x| !x.is_finite()) {
-        return Err(corrupt("non-finite vector component".into()));
-    }
-    let set = VectorSet::from_prepared(dim, ids, data);
+    let set = match data {
+        Some(data) => VectorSet::from_prepared(dim, ids, data),
+        None => VectorSet::from_mapped(dim, ids, map_vectors(path, rows, dim)?),
+    };
     AnnIndex::from_parts(metric, params, set, &graph)
 }
 

@@ -1,5 +1,7 @@
 //! A dense, row-major set of vectors with their item ids.
 
+use std::sync::Arc;
+
 use crate::distance::Metric;
 use crate::error::{IndexError, Result};
 
@@ -34,12 +36,61 @@ impl<F: Fn(u64) -> bool + Sync> IdFilter for F {
 /// Rows of `dim` floats stored contiguously, each with an item id.
 ///
 /// Vectors are stored *prepared* (see [`Metric::prepare`]): finite, and unit
-/// length for cosine.
+/// length for cosine. The floats are either owned or a read-only memory map
+/// of a segment file (a quantized segment's full vectors, paged in by the
+/// kernel only where rescoring or exact search reads them).
 #[derive(Debug, Clone, Default)]
 pub struct VectorSet {
     dim: usize,
     ids: Vec<u64>,
-    data: Vec<f32>,
+    data: Rows,
+}
+
+/// Where a set's floats live.
+#[derive(Debug, Clone)]
+enum Rows {
+    Owned(Vec<f32>),
+    Mapped(MappedRows),
+}
+
+impl Default for Rows {
+    fn default() -> Self {
+        Rows::Owned(Vec::new())
+    }
+}
+
+/// `len` floats at byte `offset` of a shared read-only map.
+#[derive(Debug, Clone)]
+pub(crate) struct MappedRows {
+    map: Arc<memmap2::Mmap>,
+    offset: usize,
+    len: usize,
+}
+
+impl MappedRows {
+    /// `len` floats at byte `offset` of `map`; `None` when they do not fit
+    /// or are not aligned for f32.
+    pub(crate) fn new(map: Arc<memmap2::Mmap>, offset: usize, len: usize) -> Option<Self> {
+        let end = len.checked_mul(4)?.checked_add(offset)?;
+        let aligned = (map.as_ptr() as usize + offset).is_multiple_of(std::mem::align_of::<f32>());
+        (end <= map.len() && aligned).then_some(MappedRows { map, offset, len })
+    }
+
+    /// Drops the pages of the map from this process's resident memory (the
+    /// kernel reads them again from the file when next touched).
+    pub(crate) fn release(&self) {
+        // SAFETY: a read-only map of an immutable file: after MADV_DONTNEED
+        // the next read sees the same bytes, read again from the file.
+        // Only advice: failure leaves the pages resident, nothing else.
+        let _ = unsafe {
+            self.map
+                .unchecked_advise(memmap2::UncheckedAdvice::DontNeed)
+        };
+    }
+
+    fn floats(&self) -> &[f32] {
+        bytemuck::cast_slice(&self.map[self.offset..self.offset + 4 * self.len])
+    }
 }
 
 impl VectorSet {
@@ -48,7 +99,7 @@ impl VectorSet {
         VectorSet {
             dim,
             ids: Vec::new(),
-            data: Vec::new(),
+            data: Rows::Owned(Vec::new()),
         }
     }
 
@@ -57,7 +108,7 @@ impl VectorSet {
         VectorSet {
             dim,
             ids: Vec::with_capacity(rows),
-            data: Vec::with_capacity(rows * dim),
+            data: Rows::Owned(Vec::with_capacity(rows * dim)),
         }
     }
 
@@ -91,33 +142,81 @@ impl VectorSet {
         for (i, row) in data.chunks_exact_mut(dim).enumerate() {
             metric.prepare(row, i)?;
         }
-        Ok(VectorSet { dim, ids, data })
+        Ok(VectorSet {
+            dim,
+            ids,
+            data: Rows::Owned(data),
+        })
     }
 
     /// Wraps already prepared data without checking it (used when loading
     /// from the store, which only ever holds prepared vectors).
     pub(crate) fn from_prepared(dim: usize, ids: Vec<u64>, data: Vec<f32>) -> Self {
         debug_assert_eq!(ids.len() * dim, data.len());
-        VectorSet { dim, ids, data }
+        VectorSet {
+            dim,
+            ids,
+            data: Rows::Owned(data),
+        }
+    }
+
+    /// Wraps already prepared, memory-mapped data (a segment file's vectors).
+    pub(crate) fn from_mapped(dim: usize, ids: Vec<u64>, data: MappedRows) -> Self {
+        debug_assert_eq!(ids.len() * dim, data.len);
+        VectorSet {
+            dim,
+            ids,
+            data: Rows::Mapped(data),
+        }
+    }
+
+    /// The item ids, dropping the vectors.
+    pub(crate) fn into_ids(self) -> Vec<u64> {
+        self.ids
+    }
+
+    /// Drops a mapped set's pages from resident memory (no-op when owned).
+    pub(crate) fn release_pages(&self) {
+        if let Rows::Mapped(m) = &self.data {
+            m.release();
+        }
+    }
+
+    /// True when the floats are a memory map rather than heap memory.
+    pub fn is_mapped(&self) -> bool {
+        matches!(self.data, Rows::Mapped(_))
+    }
+
+    /// The floats as an owned, growable buffer (copying a mapped set once).
+    fn owned(&mut self) -> &mut Vec<f32> {
+        if let Rows::Mapped(m) = &self.data {
+            self.data = Rows::Owned(m.floats().to_vec());
+        }
+        match &mut self.data {
+            Rows::Owned(v) => v,
+            Rows::Mapped(_) => unreachable!("converted just above"),
+        }
     }
 
     /// Appends one already prepared vector.
     pub fn push_prepared(&mut self, id: u64, v: &[f32]) {
         debug_assert_eq!(v.len(), self.dim);
         self.ids.push(id);
-        self.data.extend_from_slice(v);
+        self.owned().extend_from_slice(v);
     }
 
     /// Removes row `row` by moving the last row into its place; returns the id
     /// of the row that moved there, if any.
     pub fn swap_remove(&mut self, row: usize) -> Option<u64> {
         let last = self.ids.len() - 1;
+        let dim = self.dim;
+        let data = self.owned();
         if row != last {
-            let (head, tail) = self.data.split_at_mut(last * self.dim);
-            head[row * self.dim..(row + 1) * self.dim].copy_from_slice(&tail[..self.dim]);
+            let (head, tail) = data.split_at_mut(last * dim);
+            head[row * dim..(row + 1) * dim].copy_from_slice(&tail[..dim]);
         }
+        data.truncate(last * dim);
         self.ids.swap_remove(row);
-        self.data.truncate(last * self.dim);
         (row != last).then(|| self.ids[row])
     }
 
@@ -139,7 +238,7 @@ impl VectorSet {
     /// The vector in row `row`.
     #[inline]
     pub fn row(&self, row: usize) -> &[f32] {
-        &self.data[row * self.dim..(row + 1) * self.dim]
+        &self.data()[row * self.dim..(row + 1) * self.dim]
     }
 
     /// The item id of row `row`.
@@ -154,13 +253,22 @@ impl VectorSet {
     }
 
     /// All vector data, row-major.
+    #[inline]
     pub fn data(&self) -> &[f32] {
-        &self.data
+        match &self.data {
+            Rows::Owned(v) => v,
+            Rows::Mapped(m) => m.floats(),
+        }
     }
 
-    /// Bytes of heap memory used by ids and vectors.
+    /// Bytes of heap memory used by ids and vectors (a mapped set's vectors
+    /// are not heap memory: they count 0).
     pub fn heap_bytes(&self) -> usize {
-        self.ids.capacity() * 8 + self.data.capacity() * 4
+        let data = match &self.data {
+            Rows::Owned(v) => v.capacity() * 4,
+            Rows::Mapped(_) => 0,
+        };
+        self.ids.capacity() * 8 + data
     }
 }
 

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use imgsim_index::{
     recall_at_k, Collection, CollectionSpec, HnswParams, IndexError, ItemMeta, Metric, NewItem,
-    OpenOptions, FORMAT_VERSION,
+    OpenOptions, Quantization, FORMAT_VERSION,
 };
 
 /// Seeded vectors with low intrinsic dimension (like real embeddings).
@@ -131,6 +131,100 @@ fn persistence_round_trip_reopens_without_rebuild_and_accepts_inserts() {
     assert_eq!(c.len(), 3015);
     let hit = c.search(&v, 1, None, None).unwrap();
     assert_eq!(hit[0].id, 3012);
+}
+
+#[test]
+fn quantized_collections_map_their_vectors_and_answer_alike_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let dim = 32;
+    let base = data(3000, dim, 11);
+    let queries = data(40, dim, 12);
+    let f32_memory = {
+        let c = Collection::create(
+            &dir.path().join("f32"),
+            spec(dim, Metric::L2),
+            OpenOptions::default(),
+        )
+        .unwrap();
+        c.bulk_insert(
+            base.clone(),
+            &|i| ItemMeta::new(i.to_string(), "bulk"),
+            &|_, _, _| {},
+        )
+        .unwrap();
+        c.insert(items(&data(7, dim, 13), dim)).unwrap();
+        assert_eq!(c.stats().mapped_bytes, 0);
+        c.stats().memory_bytes
+    };
+    for quantization in [Quantization::Sq8, Quantization::Binary] {
+        let p = dir.path().join(quantization.as_str());
+        let mut s = spec(dim, Metric::L2);
+        s.params.quantization = quantization;
+        let ef = 128;
+        let before;
+        let heap_before;
+        {
+            let c = Collection::create(&p, s.clone(), OpenOptions::default()).unwrap();
+            c.bulk_insert(
+                base.clone(),
+                &|i| ItemMeta::new(i.to_string(), "bulk"),
+                &|_, _, _| {},
+            )
+            .unwrap();
+            c.insert(items(&data(7, dim, 13), dim)).unwrap();
+            let st = c.stats();
+            assert_eq!(st.params.quantization, quantization);
+            assert_eq!(
+                st.mapped_bytes,
+                3000 * dim as u64 * 4,
+                "sealed rows are mapped"
+            );
+            heap_before = st.memory_bytes;
+            before = queries
+                .chunks_exact(dim)
+                .map(|q| c.search(q, 10, Some(ef), None).unwrap())
+                .collect::<Vec<_>>();
+            let recall = mean_recall(&c, &queries, dim, 10, ef);
+            assert!(recall >= 0.9, "{quantization}: recall {recall}");
+        }
+        let c = open(&p, OpenOptions::default()).unwrap();
+        let st = c.stats();
+        assert_eq!(
+            st.params.quantization, quantization,
+            "recorded in the manifest"
+        );
+        assert_eq!(st.memory_bytes, heap_before);
+        // The f32 rows left the heap; their codes came in.
+        let saved = 3000 * (dim * 4 - quantization.code_bytes(dim));
+        assert!(
+            st.memory_bytes + saved <= f32_memory + 1024,
+            "{quantization}: {} bytes vs {f32_memory} unquantized",
+            st.memory_bytes
+        );
+        assert!(st.memory_bytes_per_vector > 0.0);
+        let after = queries
+            .chunks_exact(dim)
+            .map(|q| c.search(q, 10, Some(ef), None).unwrap())
+            .collect::<Vec<_>>();
+        assert_eq!(
+            before, after,
+            "{quantization}: reopened answers are the same"
+        );
+        // Exact search and stored vectors read the mapped file.
+        let v = c.vector(17).unwrap();
+        assert_eq!(v, base[17 * dim..18 * dim].to_vec());
+        assert_eq!(c.search_exact(&v, 1, None).unwrap()[0].id, 17);
+        assert_eq!(c.search(&v, 1, Some(ef), None).unwrap()[0].id, 17);
+        // Deleting and compacting rebuilds a quantized segment.
+        assert_eq!(c.delete(&(0..1000).collect::<Vec<_>>()).unwrap(), 1000);
+        c.compact(&|_, _, _| {}).unwrap();
+        assert_eq!(c.len(), 2007);
+        let hit = c
+            .search(&c.vector(2500).unwrap(), 1, Some(ef), None)
+            .unwrap();
+        assert_eq!(hit[0].id, 2500);
+        assert!(c.stats().mapped_bytes > 0);
+    }
 }
 
 #[test]

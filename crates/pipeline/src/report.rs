@@ -41,8 +41,14 @@ pub struct CollectionInfo {
     pub tombstones: usize,
     /// Bytes on disk.
     pub disk_bytes: u64,
-    /// Heap bytes held by vectors and graphs.
+    /// Heap bytes held by vectors, codes and graphs.
     pub memory_bytes: usize,
+    /// `memory_bytes` per stored vector.
+    #[serde(default)]
+    pub memory_bytes_per_vector: f64,
+    /// Bytes of f32 vectors memory-mapped rather than held (quantized).
+    #[serde(default)]
+    pub mapped_bytes: u64,
     /// Format version.
     pub format_version: u32,
     /// When it was created, ms since the Unix epoch.
@@ -73,6 +79,8 @@ impl CollectionInfo {
             tombstones: stats.tombstones,
             disk_bytes: stats.disk_bytes,
             memory_bytes: stats.memory_bytes,
+            memory_bytes_per_vector: stats.memory_bytes_per_vector,
+            mapped_bytes: stats.mapped_bytes,
             format_version: stats.format_version,
             created_unix_ms: collection.manifest().created_unix_ms,
             text_search,

@@ -420,6 +420,14 @@ pub struct Stats {
     pub tombstones: usize,
     /// Bytes on disk.
     pub disk_bytes: u64,
+    /// Heap bytes held by vectors, codes and graphs.
+    pub memory_bytes: u64,
+    /// `memory_bytes` per stored vector: with `index.quantization` sq8 or
+    /// binary, the codes, graph links and ids, not the f32 vectors.
+    pub memory_bytes_per_vector: f64,
+    /// Bytes of f32 vectors memory-mapped from segment files (quantized
+    /// collections), paged in by the kernel for rescoring.
+    pub mapped_bytes: u64,
     /// Vectors not yet in a graph (searched exactly until the next seal).
     pub appendable: usize,
     /// The background maintenance (seals and compactions).

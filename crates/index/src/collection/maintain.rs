@@ -159,13 +159,13 @@ impl Collection {
         let spec = self.spec();
         let rows = snapshot.set.len();
         let started = std::time::Instant::now();
-        let idx = AnnIndex::build(spec.metric, spec.params, snapshot.set, &|d| {
+        let mut idx = AnnIndex::build(spec.metric, spec.params, snapshot.set, &|d| {
             progress(Phase::Building, d, rows)
         })?;
         // Stable: only a maintenance (or a bulk insert, which also holds
         // the maintenance lock) takes segment numbers.
         let seg_id = self.read_state().manifest.next_segment;
-        let written = segfile::write(&*self.storage, &self.seg_dir, seg_id, &idx)?;
+        let written = segfile::write(&*self.storage, &self.seg_dir, seg_id, &mut idx)?;
         let built_s = started.elapsed().as_secs_f64();
         let seg = SegmentRef {
             id: seg_id,

@@ -318,6 +318,15 @@ impl Collection {
     /// Figures about the collection.
     pub fn stats(&self) -> Stats {
         let st = self.read_state();
+        let memory_bytes =
+            st.segments.iter().map(|s| s.heap_bytes()).sum::<usize>() + st.fresh.heap_bytes();
+        let rows = st.segments.iter().map(|s| s.len()).sum::<usize>() + st.fresh.len();
+        let mapped_bytes = st
+            .segments
+            .iter()
+            .filter(|s| s.vectors().is_mapped())
+            .map(|s| (s.len() * s.dim() * 4) as u64)
+            .sum();
         Stats {
             count: st.live(),
             dim: st.manifest.spec.dim,
@@ -328,8 +337,13 @@ impl Collection {
             appendable_rows: st.fresh.len(),
             tombstones: st.tombstones.len(),
             disk_bytes: dir_size(&self.path),
-            memory_bytes: st.segments.iter().map(|s| s.heap_bytes()).sum::<usize>()
-                + st.fresh.heap_bytes(),
+            memory_bytes,
+            memory_bytes_per_vector: if rows == 0 {
+                0.0
+            } else {
+                memory_bytes as f64 / rows as f64
+            },
+            mapped_bytes,
             format_version: st.manifest.format_version,
         }
     }

@@ -193,8 +193,15 @@ pub struct Stats {
     pub tombstones: usize,
     /// Bytes of the collection directory on disk.
     pub disk_bytes: u64,
-    /// Heap bytes held by vectors and graphs.
+    /// Heap bytes held by vectors, codes and graphs.
     pub memory_bytes: usize,
+    /// `memory_bytes` per stored vector (sealed and appendable, deleted
+    /// ones included until compaction); 0 when empty.
+    pub memory_bytes_per_vector: f64,
+    /// Bytes of full-precision vectors memory-mapped from segment files
+    /// rather than held in memory (quantized collections): the kernel pages
+    /// them in for rescoring and exact search, and may drop them again.
+    pub mapped_bytes: u64,
     /// Format version.
     pub format_version: u32,
 }

@@ -264,9 +264,9 @@ impl Collection {
     /// Commit protocol steps 1 and 2 for a bulk insert's new sealed
     /// segment: writes `idx`'s file, then switches to `manifest` plus the
     /// segment. Updates the in-memory state to match.
-    fn commit_segment(&self, idx: AnnIndex, mut manifest: Manifest) -> Result<()> {
+    fn commit_segment(&self, mut idx: AnnIndex, mut manifest: Manifest) -> Result<()> {
         let seg_id = manifest.next_segment;
-        let written = segfile::write(&*self.storage, &self.seg_dir, seg_id, &idx)?;
+        let written = segfile::write(&*self.storage, &self.seg_dir, seg_id, &mut idx)?;
         manifest.next_segment += 1;
         manifest.segments.push(SegmentRef {
             id: seg_id,

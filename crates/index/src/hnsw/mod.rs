@@ -36,7 +36,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::distance::{prefetch_vector, DistFn, Metric};
 use crate::error::{IndexError, Result};
-use crate::vectors::{prepare_query, Cand, IdFilter, Neighbor, VectorSet};
+use crate::quant::{Codes, Quantization};
+use crate::vectors::{prepare_query, Cand, IdFilter, MappedRows, Neighbor, VectorSet};
 
 mod build_hnsw_rs;
 mod build_native;
@@ -74,6 +75,9 @@ pub struct HnswParams {
     pub ef_search: usize,
     /// Which code builds the graph; both write the same frozen graph.
     pub builder: GraphBuilder,
+    /// What the graph is searched on: full f32 vectors, or sq8 / binary
+    /// codes whose best `ef` candidates are rescored with f32.
+    pub quantization: Quantization,
 }
 
 /// The code that builds a graph (`[index] builder`).
@@ -117,6 +121,7 @@ impl Default for HnswParams {
             ef_construction: 200,
             ef_search: 64,
             builder: GraphBuilder::Native,
+            quantization: Quantization::None,
         }
     }
 }
@@ -192,6 +197,8 @@ pub struct AnnIndex {
     vectors: VectorSet,
     graph: Graph,
     kernel: DistFn,
+    /// The codes the graph is walked on, when quantized.
+    codes: Option<Codes>,
 }
 
 impl std::fmt::Debug for AnnIndex {
@@ -236,12 +243,14 @@ impl AnnIndex {
                 GraphBuilder::HnswRs => build_hnsw_rs::build(&vectors, params, kernel, progress),
             }
         };
+        let codes = encode(params.quantization, metric, &vectors);
         Ok(AnnIndex {
             metric,
             params,
             vectors,
             graph,
             kernel,
+            codes,
         })
     }
 
@@ -280,9 +289,26 @@ impl AnnIndex {
         self.vectors
     }
 
-    /// Heap memory held by vectors and graph.
+    /// The quantization the graph is searched with.
+    pub fn quantization(&self) -> Quantization {
+        self.codes.as_ref().map_or(Quantization::None, Codes::kind)
+    }
+
+    /// Heap memory held by vectors, codes and graph (memory-mapped vectors
+    /// are not counted: the kernel pages them in and out).
     pub fn heap_bytes(&self) -> usize {
-        self.vectors.heap_bytes() + self.graph.heap_bytes()
+        self.vectors.heap_bytes()
+            + self.graph.heap_bytes()
+            + self.codes.as_ref().map_or(0, Codes::heap_bytes)
+    }
+
+    /// Replaces the vectors by the same rows memory-mapped from the segment
+    /// file they were written to, freeing their heap copy (quantized
+    /// segments search their codes and only rescore with the full vectors).
+    pub(crate) fn map_vectors(&mut self, rows: MappedRows) {
+        let dim = self.vectors.dim();
+        let ids = std::mem::take(&mut self.vectors).into_ids();
+        self.vectors = VectorSet::from_mapped(dim, ids, rows);
     }
 
     /// Rows that a search cannot reach: not connected to the entry point
@@ -338,6 +364,10 @@ impl AnnIndex {
     }
 
     /// Search with a query that is already checked and prepared.
+    ///
+    /// Unquantized, the graph is walked on the f32 vectors. Quantized, it is
+    /// walked on the codes and the `ef` best candidates are rescored with the
+    /// f32 vectors (memory-mapped), so answers carry exact distances.
     pub(crate) fn search_prepared(
         &self,
         q: &[f32],
@@ -345,13 +375,54 @@ impl AnnIndex {
         ef: usize,
         filter: Option<&dyn IdFilter>,
     ) -> Vec<Neighbor> {
-        let n = self.len();
-        if n == 0 {
+        if self.is_empty() {
             return Vec::new();
         }
         let ef = ef.max(k);
+        let mut found = match &self.codes {
+            None => self.walk(
+                |row| (self.kernel)(q, self.vectors.row(row as usize)),
+                |row| prefetch_vector(self.vectors.row(row as usize)),
+                ef,
+                filter,
+            ),
+            Some(codes) => {
+                let qc = codes.prepare(q);
+                let mut found = self.walk(
+                    |row| codes.distance(&qc, row),
+                    |row| codes.prefetch(row),
+                    ef,
+                    filter,
+                );
+                for c in &mut found {
+                    c.dist = (self.kernel)(q, self.vectors.row(c.row as usize));
+                }
+                found.sort_unstable();
+                found
+            }
+        };
+        found.truncate(k);
+        found
+            .into_iter()
+            .map(|c| Neighbor {
+                id: self.vectors.id(c.row as usize),
+                distance: self.metric.to_user(c.dist),
+            })
+            .collect()
+    }
+
+    /// The HNSW walk: greedy descent through the upper layers, then a beam
+    /// search of width `ef` in layer 0. Returns up to `ef` allowed rows,
+    /// nearest first, ranked by `dist`; `prefetch` hints a row's data.
+    fn walk(
+        &self,
+        dist: impl Fn(u32) -> f32,
+        prefetch: impl Fn(u32),
+        ef: usize,
+        filter: Option<&dyn IdFilter>,
+    ) -> Vec<Cand> {
+        let n = self.len();
         let g = &self.graph;
-        let dist = |row: u32| (self.kernel)(q, self.vectors.row(row as usize));
 
         // Greedy descent through the upper layers.
         let mut cur = g.entry;
@@ -405,11 +476,11 @@ impl AnnIndex {
                 }
                 let links = g.links0(c.row);
                 if let Some(&first) = links.first() {
-                    prefetch_vector(self.vectors.row(first as usize));
+                    prefetch(first);
                 }
                 for (i, &nb) in links.iter().enumerate() {
                     if let Some(&next) = links.get(i + 1) {
-                        prefetch_vector(self.vectors.row(next as usize));
+                        prefetch(next);
                     }
                     let v = &mut visited[nb as usize];
                     if *v == epoch {
@@ -433,13 +504,7 @@ impl AnnIndex {
             }
             let mut out: Vec<Cand> = results.drain().collect();
             out.sort_unstable();
-            out.truncate(k);
-            out.into_iter()
-                .map(|c| Neighbor {
-                    id: self.vectors.id(c.row as usize),
-                    distance: self.metric.to_user(c.dist),
-                })
-                .collect()
+            out
         })
     }
 
@@ -464,14 +529,25 @@ impl AnnIndex {
                 graph.m, params.m
             )));
         }
+        let codes = encode(params.quantization, metric, &vectors);
         Ok(AnnIndex {
             metric,
             params,
             vectors,
             graph,
             kernel: metric.kernel(),
+            codes,
         })
     }
+}
+
+/// The codes of `vectors` for `kind` (none for [`Quantization::None`]).
+fn encode(kind: Quantization, metric: Metric, vectors: &VectorSet) -> Option<Codes> {
+    let dim = vectors.dim();
+    let codes = Codes::encode(kind, metric, dim, vectors.data());
+    // Coding read every mapped page; searching needs only the codes.
+    vectors.release_pages();
+    codes
 }
 
 #[cfg(test)]
@@ -526,12 +602,14 @@ mod tests {
                 ef_construction: 1,
                 ef_search: 1,
                 builder: GraphBuilder::HnswRs,
+                quantization: Quantization::Binary,
             },
             HnswParams {
                 m: MAX_M,
                 ef_construction: MAX_EF_CONSTRUCTION,
                 ef_search: 100_000,
                 builder: GraphBuilder::Native,
+                quantization: Quantization::Sq8,
             },
         ] {
             ok.validate().unwrap();
@@ -598,6 +676,47 @@ mod tests {
             }
             let recall = total / 200.0;
             assert!(recall >= 0.95, "{builder:?}: recall {recall}");
+        }
+    }
+
+    #[test]
+    fn quantized_searches_rescore_to_exact_distances_and_keep_recall() {
+        for (metric, dim) in [(Metric::L2, 48), (Metric::Cosine, 256)] {
+            let n = 4000;
+            let ids: Vec<u64> = (0..n as u64).collect();
+            let set = VectorSet::from_parts(dim, ids, clustered(n, dim, 4), metric).unwrap();
+            let exact = ExactIndex::new(metric, set.clone());
+            let queries = clustered(150, dim, 9);
+            for (quantization, ef, floor) in [
+                (Quantization::Sq8, 64, 0.95),
+                (Quantization::Binary, 200, 0.9),
+            ] {
+                let params = HnswParams {
+                    quantization,
+                    ..HnswParams::default()
+                };
+                let idx = AnnIndex::build(metric, params, set.clone(), &|_| {}).unwrap();
+                assert_eq!(idx.quantization(), quantization);
+                let mut total = 0.0;
+                for q in queries.chunks_exact(dim) {
+                    let a = idx.search(q, 10, ef).unwrap();
+                    let e = exact.search(q, 10, None).unwrap();
+                    total += recall_at_k(&a, &e, 10);
+                    let mut pq = q.to_vec();
+                    metric.prepare(&mut pq, 0).unwrap();
+                    for h in &a {
+                        let row = h.id as usize;
+                        let d = metric.to_user((metric.kernel())(&pq, set.row(row)));
+                        assert_eq!(h.distance, d, "answers carry the f32 distance");
+                    }
+                    assert!(a.windows(2).all(|w| w[0].distance <= w[1].distance));
+                }
+                let recall = total / 150.0;
+                assert!(
+                    recall >= floor,
+                    "{metric:?} {quantization:?} ef {ef}: recall {recall}"
+                );
+            }
         }
     }
 

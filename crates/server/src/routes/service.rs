@@ -77,6 +77,9 @@ pub async fn stats(
             segments: figures.segments,
             tombstones: figures.tombstones,
             disk_bytes: figures.disk_bytes,
+            memory_bytes: figures.memory_bytes as u64,
+            memory_bytes_per_vector: figures.memory_bytes_per_vector,
+            mapped_bytes: figures.mapped_bytes,
             appendable: figures.appendable_rows,
             maintenance: served.maintainer.status(),
             watch: st
