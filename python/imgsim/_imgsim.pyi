@@ -98,6 +98,7 @@ class Collection:
         ef_construction: Optional[int] = None,
         ef_search: Optional[int] = None,
         builder: Optional[str] = None,
+        quantization: Optional[str] = None,
         cache_bytes: Optional[int] = None,
         seal_threshold: Optional[int] = None,
         compact_tombstone_share: Optional[float] = None,

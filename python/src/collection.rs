@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 
 use imgsim_index::{
     recall_at_k, recall_at_k_by_distance, Collection as Inner, CollectionSpec, GraphBuilder,
-    HnswParams, ItemMeta, Metric, Neighbor, NewItem, OpenOptions,
+    HnswParams, ItemMeta, Metric, Neighbor, NewItem, OpenOptions, Quantization,
 };
 use imgsim_pipeline::search::RECALL_EPSILON;
 use imgsim_pipeline::EmbedderRecord;
@@ -198,12 +198,14 @@ impl Collection {
     /// Creates an empty collection of ``dim``-dimensional vectors in folder
     /// ``path`` compared by ``metric`` (``"cosine"`` or ``"l2"``), with the
     /// HNSW parameters given (``None``: the library's defaults, M 16,
-    /// ef_construction 200, ef_search 64, builder ``"native"``).
+    /// ef_construction 200, ef_search 64, builder ``"native"``,
+    /// quantization ``"none"``; ``"sq8"`` or ``"binary"`` walk the graph on
+    /// codes and rescore with the full vectors, memory-mapped).
     ///
     /// Raises :class:`imgsim.ConflictError` when a collection is already
     /// there, :class:`imgsim.InvalidError` for a parameter out of range.
     #[staticmethod]
-    #[pyo3(signature = (path, dim, metric="cosine", *, m=None, ef_construction=None, ef_search=None, builder=None, cache_bytes=None, seal_threshold=None, compact_tombstone_share=None, max_segments=None))]
+    #[pyo3(signature = (path, dim, metric="cosine", *, m=None, ef_construction=None, ef_search=None, builder=None, quantization=None, cache_bytes=None, seal_threshold=None, compact_tombstone_share=None, max_segments=None))]
     #[allow(clippy::too_many_arguments)]
     fn create(
         py: Python<'_>,
@@ -214,6 +216,7 @@ impl Collection {
         ef_construction: Option<usize>,
         ef_search: Option<usize>,
         builder: Option<&str>,
+        quantization: Option<&str>,
         cache_bytes: Option<u64>,
         seal_threshold: Option<usize>,
         compact_tombstone_share: Option<f64>,
@@ -230,6 +233,10 @@ impl Collection {
                 builder: match builder {
                     Some(b) => GraphBuilder::parse(b).py_err()?,
                     None => d.builder,
+                },
+                quantization: match quantization {
+                    Some(q) => Quantization::parse(q).py_err()?,
+                    None => d.quantization,
                 },
             },
         };
@@ -322,7 +329,7 @@ impl Collection {
     /// Figures about the collection (as ``imgsim info`` reports them): a
     /// dict with count, dim, metric, params, segments, sealed_rows,
     /// appendable_rows, tombstones, disk_bytes, memory_bytes,
-    /// format_version.
+    /// memory_bytes_per_vector, mapped_bytes, format_version.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let c = self.get()?;
         let stats = py.detach(|| c.stats());

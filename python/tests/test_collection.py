@@ -147,3 +147,32 @@ def test_a_python_collection_is_one_the_cli_reads(tmp_path, rng, imgsim_bin):
     np.testing.assert_array_equal(
         np.array([r["score"] for r in answer["results"]], np.float32), want_dist[0, 1:]
     )
+
+
+@pytest.mark.parametrize("quantization", ["sq8", "binary"])
+def test_quantized_collections_search_and_rescore(tmp_path, rng, quantization):
+    c = imgsim.Collection.create(
+        tmp_path / "q", dim=32, metric="cosine", quantization=quantization,
+        seal_threshold=512,
+    )
+    base = rng.standard_normal((2000, 32)).astype(np.float32)
+    c.add(base)
+    c.seal()
+    st = c.stats()
+    assert st["params"]["quantization"] == quantization
+    assert st["appendable_rows"] == 0 and st["mapped_bytes"] > 0
+    queries = rng.standard_normal((50, 32)).astype(np.float32)
+    want_ids, want_dist = brute_force(base, queries, 10, "cosine")
+    ids, dist = c.search(queries, k=10, ef=200)
+    # Rescored with the full vectors: each hit's distance is its exact one.
+    hits = 0
+    for row in range(len(queries)):
+        exact = dict(zip(want_ids[row].tolist(), want_dist[row].tolist()))
+        for i, d in zip(ids[row].tolist(), dist[row].tolist()):
+            if i in exact:
+                hits += 1
+                assert d == pytest.approx(exact[i], abs=1e-5)
+    # Binary codes of 32 dimensions are coarse: the walk finds less.
+    assert hits / want_ids.size >= {"sq8": 0.9, "binary": 0.6}[quantization]
+    exact_ids, _ = c.search(queries, k=10, exact=True)
+    np.testing.assert_array_equal(exact_ids, want_ids)

@@ -82,6 +82,8 @@ def test_missing_existing_and_bad_parameters(tmp_path, coll):
     assert str(e.value) == "invalid parameter seal_threshold: must be at least 1, not 0"
     with pytest.raises(imgsim.InvalidError, match="must be at least 1, not 0"):
         imgsim.Collection.create(tmp_path / "d", dim=0)
+    with pytest.raises(imgsim.InvalidError, match="quantization"):
+        imgsim.Collection.create(tmp_path / "d", dim=8, quantization="pq")
 
 
 def test_a_collection_open_elsewhere_is_locked_with_the_cli_message(tmp_path, coll, imgsim_bin):
