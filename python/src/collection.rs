@@ -11,7 +11,7 @@ use imgsim_index::{
     HnswParams, ItemMeta, Metric, Neighbor, NewItem, OpenOptions, Quantization,
 };
 use imgsim_pipeline::search::RECALL_EPSILON;
-use imgsim_pipeline::EmbedderRecord;
+use imgsim_pipeline::{EmbedderRecord, MAX_EF, MAX_K};
 use numpy::{PyArray1, PyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
@@ -65,6 +65,20 @@ fn open_options(
     };
     o.validate().py_err()?;
     Ok(o)
+}
+
+/// The limits of k and ef that the CLI and the service apply
+/// (`imgsim_pipeline::MAX_K`, `MAX_EF`), with the service's words.
+fn check_k_ef(k: usize, ef: Option<usize>) -> PyResult<()> {
+    if k == 0 || k > MAX_K {
+        return Err(invalid(format!("k must be between 1 and {MAX_K}, not {k}")));
+    }
+    if let Some(ef) = ef.filter(|&ef| ef == 0 || ef > MAX_EF) {
+        return Err(invalid(format!(
+            "ef must be between 1 and {MAX_EF}, not {ef}"
+        )));
+    }
+    Ok(())
 }
 
 /// The rows of `hits` as `k` columns, padded with [`NO_ID`] and `inf`.
@@ -399,7 +413,8 @@ impl Collection {
     ///
     /// ``ef`` is the HNSW candidate list size (default: the collection's
     /// ``ef_search``; raised to ``k`` when smaller); ``exact=True`` searches
-    /// by brute force instead. Queries run in parallel, without the GIL.
+    /// by brute force instead. ``k`` is 1 to 1000 and ``ef`` 1 to 100,000,
+    /// as for ``imgsim query`` and the service. Queries run in parallel, without the GIL.
     #[pyo3(signature = (vectors, k=10, ef=None, exact=false))]
     fn search<'py>(
         &self,
@@ -409,6 +424,7 @@ impl Collection {
         ef: Option<usize>,
         exact: bool,
     ) -> PyResult<Found<'py>> {
+        check_k_ef(k, ef)?;
         let c = self.get()?;
         let rows = rows_f32(vectors, "vectors")?;
         let (n, width) = (rows.shape()[0], rows.shape()[1]);
@@ -441,6 +457,7 @@ impl Collection {
         ef: Option<usize>,
         ties: bool,
     ) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        check_k_ef(k, ef)?;
         let c = self.get()?;
         let rows = rows_f32(vectors, "vectors")?;
         let (n, width) = (rows.shape()[0], rows.shape()[1]);

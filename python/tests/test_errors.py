@@ -51,9 +51,14 @@ def test_nan_zero_and_k_name_the_row(coll):
     with pytest.raises(imgsim.InvalidError) as e:
         coll.search(z)
     assert str(e.value) == "vector 1 is all zeros and cannot be used with the cosine metric"
-    with pytest.raises(imgsim.InvalidError) as e:
-        coll.search(np.ones((1, 8), np.float32), k=0)
-    assert str(e.value) == "k must be at least 1"
+    for k in (0, 1001):
+        with pytest.raises(imgsim.InvalidError) as e:
+            coll.search(np.ones((1, 8), np.float32), k=k)
+        assert str(e.value) == f"k must be between 1 and 1000, not {k}"
+    for ef in (0, 100001):
+        with pytest.raises(imgsim.InvalidError) as e:
+            coll.recall(np.ones((1, 8), np.float32), ef=ef)
+        assert str(e.value) == f"ef must be between 1 and 100000, not {ef}"
     with pytest.raises(imgsim.InvalidError, match="2-D array"):
         coll.search(np.ones((1, 1, 8), np.float32))
     with pytest.raises(imgsim.InvalidError, match="3 external ids given for 2 vectors"):
