@@ -91,3 +91,39 @@ def test_trained_checkpoint_vectors_equal_the_cli_bit_for_bit(
         v = e.embed_files(photos, batch_size=3)
         np.testing.assert_array_equal(v, cli)
     assert v.shape == (len(photos), head["dim"])
+
+
+def test_a_cli_indexed_collection_is_queried_as_imgsim_query_does(tmp_path, imgsim_bin, photos):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for p in photos:
+        (folder / pathlib.Path(p).name).symlink_to(p)
+    data = tmp_path / "data"
+    subprocess.run(
+        [imgsim_bin, "index", str(folder), "--backbone", "mobilenetv4-small",
+         "--weights", WEIGHTS, "--data-dir", str(data), "-c", "photos", "--quiet"],
+        capture_output=True, text=True, check=True,
+    )
+    query = str(folder / pathlib.Path(photos[2]).name)
+    out = subprocess.run(
+        [imgsim_bin, "query", query, "-k", "4", "--json", "--quiet",
+         "--data-dir", str(data), "-c", "photos"],
+        capture_output=True, text=True, check=True,
+    )
+    answer = json.loads(out.stdout)
+    with imgsim.Collection.open(data / "photos") as c:
+        e = c.embedder()
+        assert (e.name, e.dim, len(c)) == ("mobilenetv4-small", 1280, len(photos))
+        ids, dist = c.search(e.embed_files([query]), k=4)
+        assert [r["id"] for r in answer["results"]] == ids[0].tolist()
+        # Cosine collections show similarity: 1 - distance.
+        np.testing.assert_allclose(
+            [r["score"] for r in answer["results"]], 1.0 - dist[0], atol=1e-6
+        )
+        assert c.item(int(ids[0, 0]))["external_id"] == query
+
+
+def test_a_vector_collection_has_no_embedder(tmp_path):
+    c = imgsim.Collection.create(tmp_path / "v", dim=4)
+    with pytest.raises(imgsim.Error, match="records no image embedder"):
+        c.embedder()
