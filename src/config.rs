@@ -245,6 +245,19 @@ impl Default for Settings {
 /// built-in defaults.
 type Origins = BTreeMap<String, String>;
 
+/// The key (and where it was set) whose text value a deserialisation error
+/// quotes, e.g. an unknown variant such as `quantization = "pq"`: serde's
+/// message names the value but not the key.
+fn culprit(value: &toml::Value, origins: &Origins, message: &str) -> Option<(String, String)> {
+    origins.iter().find_map(|(key, origin)| {
+        let leaf = key.split('.').try_fold(value, |v, part| v.get(part))?;
+        let text = leaf.as_str()?;
+        message
+            .contains(&format!("`{text}`"))
+            .then(|| (key.clone(), origin.clone()))
+    })
+}
+
 /// Overlays `over` onto `base`, key by key, recording `origin` for each
 /// leaf. `base` holds every known key (the defaults), so a key it lacks is
 /// not a setting: refused, naming it.
@@ -393,13 +406,20 @@ impl Settings {
             )?;
         }
         apply_env(&mut value, ENV_PREFIX, "", env, &mut origins)?;
-        let settings: Settings =
-            value
-                .try_into()
-                .map_err(|e: toml::de::Error| ConfigError::Parse {
+        let settings: Settings = value.clone().try_into().map_err(|e: toml::de::Error| {
+            let message = e.message().to_string();
+            match culprit(&value, &origins, &message) {
+                Some((key, origin)) => ConfigError::Invalid {
+                    key,
+                    origin,
+                    message,
+                },
+                None => ConfigError::Parse {
                     path: file_name.unwrap_or_else(|| "settings (from the environment)".into()),
-                    message: e.message().to_string(),
-                })?;
+                    message,
+                },
+            }
+        })?;
         settings.validate(&origins)?;
         Ok(settings)
     }

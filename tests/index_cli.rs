@@ -813,3 +813,66 @@ fn thumbnails_exist_right_after_indexing() {
     assert_eq!(after.len(), 3, "{after:?}");
     assert_ne!(before, after);
 }
+
+#[test]
+fn a_quantized_collection_is_chosen_by_config_and_answers_with_exact_scores() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    let photos = photo_folder(cwd);
+    let data = cwd.join("data");
+    let data = data.to_str().unwrap();
+    let mut args = data_args(data, &["index", photos.to_str().unwrap(), "--json"]);
+    args.extend_from_slice(&BACKBONE);
+    // A tiny seal threshold so that the photos land in a sealed (quantized) segment.
+    let o = command(&args, cwd)
+        .env("IMGSIM_INDEX_QUANTIZATION", "sq8")
+        .env("IMGSIM_STORAGE_SEAL_THRESHOLD", "2")
+        .output()
+        .unwrap();
+    // The broken files of the folder are reported (and make the exit code say so).
+    assert_eq!(json(&o)["indexed"], 6, "{}", text(&o));
+    // The choice is the collection's own: later runs need no setting.
+    let i = json(&run(&data_args(data, &["info", "--json"]), cwd));
+    assert_eq!(i["index"]["quantization"], "sq8", "{i}");
+    assert!(i["mapped_bytes"].as_u64().unwrap() > 0, "{i}");
+    assert!(i["memory_bytes_per_vector"].as_f64().unwrap() > 0.0, "{i}");
+    let o = run(&data_args(data, &["info"]), cwd);
+    assert!(text(&o).contains("quantization=sq8"), "{}", text(&o));
+    assert!(
+        text(&o).contains("memory-mapped for rescoring"),
+        "{}",
+        text(&o)
+    );
+    let p4 = photos.join("sub/p4.jpg");
+    let q = json(&run(
+        &data_args(
+            data,
+            &[
+                "query",
+                p4.to_str().unwrap(),
+                "-k",
+                "3",
+                "--exact",
+                "--json",
+            ],
+        ),
+        cwd,
+    ));
+    let results = q["results"].as_array().unwrap();
+    assert!(
+        results[0]["path"].as_str().unwrap().ends_with("sub/p4.jpg"),
+        "{q}"
+    );
+    assert!(
+        (results[0]["score"].as_f64().unwrap() - 1.0).abs() < 1e-4,
+        "{q}"
+    );
+    assert_eq!(q["recall_at_k"], 1.0, "{q}");
+    // A wrong spelling is refused before any work, naming the setting.
+    let o = command(&data_args(data, &["info"]), cwd)
+        .env("IMGSIM_INDEX_QUANTIZATION", "pq")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("quantization"), "{}", text(&o));
+}
