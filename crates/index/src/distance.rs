@@ -203,7 +203,7 @@ fn cosine_portable(a: &[f32], b: &[f32]) -> f32 {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod x86 {
+pub(crate) mod x86 {
     //! x86-64 kernels. Each safe wrapper is only ever handed out by
     //! `kernels()` after the CPU features it needs were detected.
     use std::arch::x86_64::*;
@@ -231,8 +231,9 @@ mod x86 {
         1.0 - dot_avx512(a, b)
     }
 
+    /// Sum of the eight lanes (shared with the quantized kernels).
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn hsum256(v: __m256) -> f32 {
+    pub(crate) unsafe fn hsum256(v: __m256) -> f32 {
         let hi = _mm256_extractf128_ps(v, 1);
         let lo = _mm256_castps256_ps128(v);
         let s = _mm_add_ps(hi, lo);

@@ -113,6 +113,7 @@ pub(super) fn hamming_portable(a: &[u64], b: &[u64]) -> u32 {
 mod x86 {
     //! x86-64 kernels. Each safe wrapper is only ever handed out by
     //! `kernels()` after the CPU features it needs were detected.
+    use crate::distance::x86::hsum256;
     use std::arch::x86_64::*;
 
     pub(super) fn sq8_l2_avx512(a: &[f32], s: &[f32], c: &[u8]) -> f32 {
@@ -235,17 +236,6 @@ mod x86 {
         // SAFETY: the caller guarantees 8 readable bytes at `p`.
         let b = unsafe { _mm_loadl_epi64(p as *const __m128i) };
         _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(b))
-    }
-
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn hsum256(v: __m256) -> f32 {
-        let hi = _mm256_extractf128_ps(v, 1);
-        let lo = _mm256_castps256_ps128(v);
-        let s = _mm_add_ps(hi, lo);
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 0x55));
-        _mm_cvtss_f32(s)
     }
 
     #[target_feature(enable = "avx2,fma")]

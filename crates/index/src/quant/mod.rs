@@ -199,8 +199,9 @@ impl Codes {
                     }));
             }
             Coder::Binary { mean } => {
-                let words = binarize(r, mean);
-                self.words.extend_from_slice(&words);
+                let start = self.words.len();
+                self.words.resize(start + r.len().div_ceil(64), 0);
+                binarize_into(r, mean, &mut self.words[start..]);
             }
         }
     }
@@ -224,9 +225,11 @@ impl Codes {
                 w: q.iter().zip(scale).map(|(x, s)| x * s).collect(),
                 offset: q.iter().zip(min).map(|(x, lo)| x * lo).sum(),
             },
-            (Coder::Binary { mean }, _) => QueryCode::Binary {
-                bits: binarize(q, mean),
-            },
+            (Coder::Binary { mean }, _) => {
+                let mut bits = vec![0u64; q.len().div_ceil(64)];
+                binarize_into(q, mean, &mut bits);
+                QueryCode::Binary { bits }
+            }
         }
     }
 
@@ -245,10 +248,9 @@ impl Codes {
     /// Hints the CPU to fetch the code of `row`.
     #[inline(always)]
     pub(crate) fn prefetch(&self, row: u32) {
-        let p = if self.bytes.is_empty() {
-            self.binary_row(row).as_ptr() as *const u8
-        } else {
-            self.sq8_row(row).as_ptr()
+        let p = match self.coder {
+            Coder::Sq8 { .. } => self.sq8_row(row).as_ptr(),
+            Coder::Binary { .. } => self.binary_row(row).as_ptr() as *const u8,
         };
         crate::distance::prefetch_bytes(p);
     }
@@ -275,15 +277,14 @@ impl Codes {
     }
 }
 
-/// One bit per dimension: set when the component is above the threshold.
-fn binarize(v: &[f32], threshold: &[f32]) -> Vec<u64> {
-    let mut words = vec![0u64; v.len().div_ceil(64)];
+/// One bit per dimension into zeroed `words`: set when the component is
+/// above the threshold.
+fn binarize_into(v: &[f32], threshold: &[f32], words: &mut [u64]) {
     for (d, (&x, &t)) in v.iter().zip(threshold).enumerate() {
         if x > t {
             words[d / 64] |= 1 << (d % 64);
         }
     }
-    words
 }
 
 #[cfg(test)]
