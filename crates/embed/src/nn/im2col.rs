@@ -167,10 +167,13 @@ pub(crate) fn conv2d_im2col(
         .contiguous()
 }
 
-/// Caffe-style im2col of one `(C, H, W)` image into `(C·k·k, OH·OW)`.
+/// Caffe-style im2col of `g` consecutive images (`x` is `(g, C, H, W)`)
+/// into one `(C·k·k, g·OH·OW)` matrix: row `r` holds image 0's `OH·OW`
+/// values for kernel tap `r`, then image 1's, and so on, so that one matrix
+/// product convolves the whole group.
 pub(super) fn im2col_rows(
     x: &[f32],
-    (h, w): (usize, usize),
+    (g, c, h, w): (usize, usize, usize, usize),
     k: usize,
     s: usize,
     p: usize,
@@ -179,28 +182,34 @@ pub(super) fn im2col_rows(
 ) {
     use rayon::prelude::*;
     let n = oh * ow;
-    cols.par_chunks_mut(n).enumerate().for_each(|(r, dst)| {
-        let (ci, ky, kx) = (r / (k * k), (r / k) % k, r % k);
-        let plane = &x[ci * h * w..(ci + 1) * h * w];
-        let (lo, hi) = valid_cols(kx, p, s, w, ow);
-        for oy in 0..oh {
-            let drow = &mut dst[oy * ow..(oy + 1) * ow];
-            let iy = (oy * s + ky) as isize - p as isize;
-            if iy < 0 || iy >= h as isize || lo >= hi {
-                drow.fill(0.0);
-                continue;
-            }
-            let srow = &plane[iy as usize * w..(iy as usize + 1) * w];
-            drow[..lo].fill(0.0);
-            drow[hi..].fill(0.0);
-            if s == 1 {
-                let off = lo + kx - p;
-                drow[lo..hi].copy_from_slice(&srow[off..off + (hi - lo)]);
-            } else {
-                for (ox, d) in drow[lo..hi].iter_mut().enumerate() {
-                    *d = srow[(ox + lo) * s + kx - p];
+    debug_assert!(x.len() >= g * c * h * w && cols.len() >= c * k * k * g * n);
+    cols.par_chunks_mut(g * n)
+        .take(c * k * k)
+        .enumerate()
+        .for_each(|(r, row)| {
+            let (ci, ky, kx) = (r / (k * k), (r / k) % k, r % k);
+            let (lo, hi) = valid_cols(kx, p, s, w, ow);
+            for (gi, dst) in row.chunks_mut(n).enumerate() {
+                let plane = &x[(gi * c + ci) * h * w..(gi * c + ci + 1) * h * w];
+                for oy in 0..oh {
+                    let drow = &mut dst[oy * ow..(oy + 1) * ow];
+                    let iy = (oy * s + ky) as isize - p as isize;
+                    if iy < 0 || iy >= h as isize || lo >= hi {
+                        drow.fill(0.0);
+                        continue;
+                    }
+                    let srow = &plane[iy as usize * w..(iy as usize + 1) * w];
+                    drow[..lo].fill(0.0);
+                    drow[hi..].fill(0.0);
+                    if s == 1 {
+                        let off = lo + kx - p;
+                        drow[lo..hi].copy_from_slice(&srow[off..off + (hi - lo)]);
+                    } else {
+                        for (ox, d) in drow[lo..hi].iter_mut().enumerate() {
+                            *d = srow[(ox + lo) * s + kx - p];
+                        }
+                    }
                 }
             }
-        }
-    });
+        });
 }
