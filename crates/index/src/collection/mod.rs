@@ -77,6 +77,7 @@
 //! | `search.rs` | approximate and exact search, live filters              |
 //! | `verify.rs` | the consistency check                                   |
 
+mod idmap;
 mod keys;
 mod labels;
 mod maintain;
@@ -86,7 +87,7 @@ mod types;
 mod verify;
 mod write;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard};
@@ -98,6 +99,7 @@ use crate::error::{IndexError, Result};
 use crate::hnsw::AnnIndex;
 use crate::vectors::VectorSet;
 
+use idmap::IdMap;
 use keys::{id_of, key, ITEM};
 pub use labels::{check_label, Label, LABELS_ATTR};
 pub use types::{
@@ -125,7 +127,7 @@ struct State {
     manifest: Manifest,
     segments: Vec<AnnIndex>,
     fresh: VectorSet,
-    locations: HashMap<u64, Loc>,
+    locations: IdMap,
     tombstones: HashSet<u64>,
 }
 
@@ -309,7 +311,6 @@ impl Collection {
             .locations
             .keys()
             .filter(|id| !st.tombstones.contains(id))
-            .copied()
             .collect();
         v.sort_unstable();
         v
@@ -318,8 +319,9 @@ impl Collection {
     /// Figures about the collection.
     pub fn stats(&self) -> Stats {
         let st = self.read_state();
-        let memory_bytes =
-            st.segments.iter().map(|s| s.heap_bytes()).sum::<usize>() + st.fresh.heap_bytes();
+        let memory_bytes = st.segments.iter().map(|s| s.heap_bytes()).sum::<usize>()
+            + st.fresh.heap_bytes()
+            + st.locations.heap_bytes();
         let rows = st.segments.iter().map(|s| s.len()).sum::<usize>() + st.fresh.len();
         let mapped_bytes = st
             .segments

@@ -1,7 +1,7 @@
 //! Creating and opening a collection, and clearing away what an
 //! interrupted write left behind (the recovery half of the commit protocol).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, RwLock};
@@ -13,6 +13,7 @@ use crate::hnsw::AnnIndex;
 use crate::segfile;
 use crate::vectors::VectorSet;
 
+use super::idmap::IdMap;
 use super::keys::{id_of, manifest_bytes, ITEM, MANIFEST_KEY, TOMBSTONE, VECTOR};
 use super::types::now_ms;
 use super::{
@@ -122,7 +123,7 @@ impl Collection {
                 manifest,
                 segments: Vec::new(),
                 fresh: VectorSet::new(spec.dim),
-                locations: HashMap::new(),
+                locations: IdMap::default(),
                 tombstones: HashSet::new(),
             }),
             writer: Mutex::new(()),
@@ -291,7 +292,7 @@ impl Collection {
         seg_dir: &Path,
         manifest: &Manifest,
         progress: Progress,
-    ) -> Result<(Vec<AnnIndex>, HashMap<u64, Loc>)> {
+    ) -> Result<(Vec<AnnIndex>, IdMap)> {
         let total = manifest
             .segments
             .iter()
@@ -300,7 +301,7 @@ impl Collection {
         let mut loaded = 0;
         let mut segments = Vec::with_capacity(manifest.segments.len());
         // Sized from the manifest, but capped: it is checked against the files below.
-        let mut locations = HashMap::with_capacity(total.min(1 << 24));
+        let mut locations = IdMap::with_capacity(total.min(1 << 24));
         for (si, seg) in manifest.segments.iter().enumerate() {
             let idx = Self::load_segment(seg_dir, &manifest.spec, seg)?;
             for (row, &id) in idx.vectors().ids().iter().enumerate() {
@@ -345,11 +346,7 @@ impl Collection {
     /// Reads the appendable segment and the tombstones, adding the
     /// appendable ids to `locations`, and collects the keys the manifest
     /// does not vouch for.
-    fn scan_records(
-        db: &sled::Db,
-        manifest: &Manifest,
-        locations: &mut HashMap<u64, Loc>,
-    ) -> Result<Records> {
+    fn scan_records(db: &sled::Db, manifest: &Manifest, locations: &mut IdMap) -> Result<Records> {
         let dim = manifest.spec.dim;
         let mut garbage: Vec<sled::IVec> = Vec::new();
         let mut fresh = VectorSet::new(dim);

@@ -193,7 +193,8 @@ pub struct Stats {
     pub tombstones: usize,
     /// Bytes of the collection directory on disk.
     pub disk_bytes: u64,
-    /// Heap bytes held by vectors, codes and graphs.
+    /// Heap bytes held by vectors, codes, graphs and the table of where
+    /// each id's vector is.
     pub memory_bytes: usize,
     /// `memory_bytes` per stored vector (sealed and appendable, deleted
     /// ones included until compaction); 0 when empty.

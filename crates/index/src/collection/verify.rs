@@ -28,11 +28,10 @@ impl Collection {
                 .locations
                 .keys()
                 .filter(|id| !st.tombstones.contains(id))
-                .copied()
                 .collect();
             live.sort_unstable();
             for &id in &live {
-                let v = match st.locations[&id] {
+                let v = match st.locations.get(&id).copied().expect("listed by keys()") {
                     Loc::Sealed { seg, row } => st.segments[seg].vectors().row(row as usize),
                     Loc::Fresh { row } => st.fresh.row(row as usize),
                 };
