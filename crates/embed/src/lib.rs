@@ -51,7 +51,7 @@ pub mod resample;
 pub mod synthetic;
 pub mod text;
 pub mod transform;
-pub(crate) mod turbo;
+pub mod turbo;
 pub mod weights;
 
 pub use autoencoder::contrastive::ContrastiveEmbedder;
