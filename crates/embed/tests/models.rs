@@ -411,6 +411,31 @@ fn weights_sources_parse_and_describe() {
         .contains("resnet18"));
 }
 
+/// An image's vector is bit for bit the same whatever batch it is embedded
+/// in: the convolutions multiply groups of images at once, and a query
+/// embedded alone must find its stored vector at distance 0. Five images
+/// make full and partial groups in every layer.
+#[test]
+fn every_image_gets_the_same_vector_in_any_batch() {
+    let images: Vec<Vec<f32>> = (0..5)
+        .map(|i| imgsim_embed::synthetic::values(20 + i, "img", 3 * 224 * 224, -1.0, 1.0))
+        .collect();
+    for backbone in [Backbone::Resnet18, Backbone::Mobilenetv4Small] {
+        let e = PretrainedEmbedder::load(backbone, Some(&WeightsSource::Synthetic { seed: 2 }))
+            .unwrap();
+        let together = e.embed_batch(&images).unwrap();
+        for (i, img) in images.iter().enumerate() {
+            let alone = e.embed_batch(std::slice::from_ref(img)).unwrap();
+            assert_eq!(
+                alone[0], together[i],
+                "{backbone:?}: image {i} alone differs"
+            );
+        }
+        let pair = e.embed_batch(&images[3..5]).unwrap();
+        assert_eq!(pair, together[3..5], "{backbone:?}: the last two as a pair");
+    }
+}
+
 /// Regression (found by the service's crash test): embeddings run
 /// concurrently on one rayon pool panicked with "RefCell already borrowed"
 /// when a thread waiting inside a matrix product stole another request's

@@ -293,8 +293,13 @@ impl GemmConv<'_> {
         // keep its kernel busy: the deep layers have few output pixels (49
         // in ResNet's last stage), and one product per image would repack
         // the weights for every image and run mostly edge tiles.
-        let g = GROUP_COLUMNS.div_ceil(n).clamp(1, b.max(1));
-        let direct = g == 1 && k == 1 && stride == 1 && p == 0;
+        let in_place = k == 1 && stride == 1 && p == 0;
+        let g = if groupable(c_out, n, kk, in_place) {
+            GROUP_COLUMNS.div_ceil(n).clamp(1, b.max(1))
+        } else {
+            1
+        };
+        let direct = g == 1 && in_place;
         let mut out: Vec<f32> = Vec::with_capacity(b * c_out * n);
         // The scratch is taken out of the thread-local, not borrowed: the
         // matrix product runs on rayon, and a thread waiting inside it may
@@ -425,6 +430,22 @@ impl GemmConv<'_> {
 /// 1 (one product per image), 512, 1024, 4096, 8192 and 16384 (+10–18%
 /// over one per image; docs/BENCHMARKS.md).
 const GROUP_COLUMNS: usize = 4096;
+
+/// Whether an image's `(m × k) · (k × n)` product gives bit for bit the
+/// same result inside a wider grouped product, so that a photo's vector
+/// does not depend on the batch it was embedded in (a query embedded alone
+/// must find its own stored vector at distance 0). The `gemm` crate sums
+/// each output over `k` in blocks whose size depends on `k` alone, except
+/// on two paths: a single column (`n = 1`, matrix-vector) and small
+/// products (`m, n <= 64`), which cut `k > 512` into blocks of 512 where
+/// the general path balances them. A 1×1 stride-1 convolution of one image
+/// multiplies its input in place, and that product differed in the last
+/// bit from the same columns of a grouped one (MobileNetV4), so those are
+/// not grouped either. `every_image_gets_the_same_vector_in_any_batch`
+/// (tests/models.rs) holds all this to account.
+fn groupable(m: usize, n: usize, k: usize, in_place: bool) -> bool {
+    !in_place && n >= 2 && k > 2 && (k <= 512 || m > 64 || n > 64)
+}
 
 /// A raw pointer into the output that rayon tasks may share; each task
 /// writes a disjoint range.
