@@ -9,7 +9,7 @@
 # The environment is $CARGO_TARGET_DIR/ray-venv (default target/ray-venv).
 # The extension is installed editable (maturin develop --release), so the
 # Python sources under python/imgsim, imgsim.ray included, are used in
-# place; it is rebuilt only when missing or when IMGSIM_RAY_REBUILD=1.
+# place; cargo rebuilds the extension when the Rust sources changed.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -30,11 +30,11 @@ if ! "$VENV/bin/python" -c "import ray, ray.data, ray.serve, blake3, multipart, 
     "$VENV/bin/pip" install --quiet "ray[data,serve]==$RAY_VERSION" "numpy>=1.21" \
         "blake3>=0.4" "python-multipart>=0.0.9" "requests>=2.31" "pytest>=7" "mypy>=1.10" "maturin>=1.9.4,<2"
 fi
-if [ "${IMGSIM_RAY_REBUILD:-0}" = 1 ] || ! "$VENV/bin/python" -c "import imgsim._imgsim" 2>/dev/null; then
-    profile=(--release)
-    [ "${IMGSIM_RAY_PROFILE:-release}" = dev ] && profile=()
-    echo "== ray: building the imgsim extension (${IMGSIM_RAY_PROFILE:-release}) into $VENV"
-    (cd python && VIRTUAL_ENV="$VENV" PATH="$VENV/bin:$PATH" maturin develop --quiet "${profile[@]}")
-fi
+# Always through maturin: cargo rebuilds the extension only when the Rust
+# sources changed, so the environment never runs a stale one.
+profile=(--release)
+[ "${IMGSIM_RAY_PROFILE:-release}" = dev ] && profile=()
+echo "== ray: building the imgsim extension (${IMGSIM_RAY_PROFILE:-release}) into $VENV"
+(cd python && VIRTUAL_ENV="$VENV" PATH="$VENV/bin:$PATH" maturin develop --quiet "${profile[@]}")
 "$VENV/bin/python" -c "import imgsim, ray; print('imgsim', imgsim.__version__, 'ray', ray.__version__)"
 echo "$VENV"

@@ -8,8 +8,8 @@
 #
 # Needs root (network namespace). Makes the environment with
 # tools/ray/setup.sh. IMGSIM_BIN: the imgsim command the job is compared
-# with and creates shards with (default target/release/imgsim, else
-# target/debug/imgsim, built if missing). IMGSIM_RAY_PHOTOS: a folder of
+# with and creates shards with (default: built here, release, or debug for
+# --short, matching the extension's build). IMGSIM_RAY_PHOTOS: a folder of
 # JPEG photos (default /tmp/imgsim-photo-crops; made with the photo_folder
 # example from /usr/share/backgrounds when it holds too few).
 set -euo pipefail
@@ -31,11 +31,14 @@ bash tools/ray/setup.sh >/dev/null
 VENV="$CARGO_TARGET_DIR/ray-venv"
 
 if [ -z "${IMGSIM_BIN:-}" ]; then
-    if [ -x "$CARGO_TARGET_DIR/release/imgsim" ]; then
-        IMGSIM_BIN="$CARGO_TARGET_DIR/release/imgsim"
-    else
+    # Built from these sources in the extension's profile (a no-op when
+    # fresh), so that a stale binary never stands in for the reference.
+    if [ "${IMGSIM_RAY_PROFILE:-release}" = dev ]; then
+        cargo build --quiet --bin imgsim
         IMGSIM_BIN="$CARGO_TARGET_DIR/debug/imgsim"
-        [ -x "$IMGSIM_BIN" ] || cargo build --quiet --bin imgsim
+    else
+        cargo build --quiet --release --bin imgsim
+        IMGSIM_BIN="$CARGO_TARGET_DIR/release/imgsim"
     fi
 fi
 # A copy: a build running meanwhile may replace the file.
