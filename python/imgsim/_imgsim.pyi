@@ -153,7 +153,7 @@ class Collection:
         ties: bool = True,
     ) -> npt.NDArray[np.float64]:
         """Recall@k of :meth:`search` against exact search, per query."""
-    def delete(self, ids: Iterable[int]) -> int:
+    def delete(self, ids: Sequence[int]) -> int:
         """Deletes items; returns how many existed."""
     def compact(self) -> None:
         """Rebuilds every live item into one graph."""
