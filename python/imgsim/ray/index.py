@@ -199,13 +199,9 @@ class EmbedActor:
             normalise.close()
 
     def _embed(self, images: List[bytes]) -> npt.NDArray[np.float32]:
-        # One model call for the whole batch. A call of a single image is
-        # made as a pair: mobilenetv4-small gives a lone image a vector 1e-7
-        # away from the one it gets in any larger batch (what imgsim index
-        # computes), so a lone image would not match it bit for bit.
-        padded = images if len(images) > 1 else images * 2
-        v = self.embedder.embed_bytes(padded, batch_size=len(padded), exact_decode=self.exact_decode)
-        return v[: len(images)]
+        # One model call for the whole batch (an image's vector does not
+        # depend on the batch it is in).
+        return self.embedder.embed_bytes(images, batch_size=len(images), exact_decode=self.exact_decode)
 
     def __call__(self, batch: Batch) -> Batch:
         n = len(batch["path"])

@@ -380,26 +380,16 @@ impl GemmConv<'_> {
 
     /// `dst = act(src + bias[o] + residual)` for one output plane.
     fn epilogue(&self, src: &[f32], dst: &mut [f32], o: usize, residual: Option<&[f32]>) {
-        let bv = self.bias[o];
-        match (residual, self.relu) {
-            (Some(r), true) => {
+        let (bv, relu) = (self.bias[o], self.relu);
+        match residual {
+            Some(r) => {
                 for ((d, s), r) in dst.iter_mut().zip(src).zip(r) {
-                    *d = (s + bv + r).max(0.0);
+                    *d = activate(s + bv + r, relu);
                 }
             }
-            (Some(r), false) => {
-                for ((d, s), r) in dst.iter_mut().zip(src).zip(r) {
-                    *d = s + bv + r;
-                }
-            }
-            (None, true) => {
+            None => {
                 for (d, s) in dst.iter_mut().zip(src) {
-                    *d = (s + bv).max(0.0);
-                }
-            }
-            (None, false) => {
-                for (d, s) in dst.iter_mut().zip(src) {
-                    *d = s + bv;
+                    *d = activate(s + bv, relu);
                 }
             }
         }
@@ -409,18 +399,28 @@ impl GemmConv<'_> {
     fn epilogue_in_place(&self, block: &mut [f32], residual: Option<&[f32]>) {
         use rayon::prelude::*;
         let n = block.len() / self.spec.c_out;
+        let relu = self.relu;
         block.par_chunks_mut(n).enumerate().for_each(|(o, plane)| {
             let bv = self.bias[o];
-            match (residual.map(|r| &r[o * n..(o + 1) * n]), self.relu) {
-                (Some(r), true) => plane
-                    .iter_mut()
-                    .zip(r)
-                    .for_each(|(v, r)| *v = (*v + bv + r).max(0.0)),
-                (Some(r), false) => plane.iter_mut().zip(r).for_each(|(v, r)| *v += bv + r),
-                (None, true) => plane.iter_mut().for_each(|v| *v = (*v + bv).max(0.0)),
-                (None, false) => plane.iter_mut().for_each(|v| *v += bv),
+            match residual.map(|r| &r[o * n..(o + 1) * n]) {
+                Some(r) => {
+                    for (v, r) in plane.iter_mut().zip(r) {
+                        *v = activate(*v + bv + r, relu);
+                    }
+                }
+                None => plane.iter_mut().for_each(|v| *v = activate(*v + bv, relu)),
             }
         });
+    }
+}
+
+/// The layer's activation: ReLU or none.
+#[inline(always)]
+fn activate(v: f32, relu: bool) -> f32 {
+    if relu {
+        v.max(0.0)
+    } else {
+        v
     }
 }
 
@@ -456,10 +456,10 @@ unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
 impl SendPtr {
-    /// The pointer `i` elements further on.
+    /// The pointer `i` elements further on (dereferenced only by callers
+    /// that stay within the allocation's capacity).
     fn at(self, i: usize) -> *mut f32 {
-        // SAFETY: callers stay within the allocation's capacity.
-        unsafe { self.0.add(i) }
+        self.0.wrapping_add(i)
     }
 }
 
