@@ -53,7 +53,9 @@ else
     COUNT=400; N=20000; QUERIES=300; RATIO=0.8; FANOUT=2,4,8; KILL_AFTER=64
 fi
 PHOTOS="${IMGSIM_RAY_PHOTOS:-/tmp/imgsim-photo-crops}"
-have="$(find "$PHOTOS" -maxdepth 1 -name '*.jpg' 2>/dev/null | wc -l)"
+have=0
+# (find fails on a missing folder, which pipefail would make fatal.)
+[ -d "$PHOTOS" ] && have="$(find "$PHOTOS" -maxdepth 1 -name '*.jpg' | wc -l)"
 if [ "$have" -lt "$COUNT" ]; then
     [ -d /usr/share/backgrounds/gnome ] || bash tools/ci/install-deps.sh --photos
     echo "== ray: making $COUNT photos in $PHOTOS"
