@@ -25,12 +25,16 @@ class Embedder:
     trained by ``imgsim train autoencoder``. Vectors are bit for bit those
     of ``imgsim embed`` with the same arguments."""
 
-    def __init__(self, backbone: str = "dinov2-small", weights: Optional[str] = None) -> None:
+    def __init__(
+        self, backbone: str = "dinov2-small", weights: Optional[str] = None, *, exact_decode: bool = False
+    ) -> None:
         """Loads ``backbone`` (see :meth:`backbones`) with ``weights``: a
         ``.safetensors`` file, ``"hf:OWNER/REPO[:FILE]"``, or
-        ``"synthetic:SEED"``; None: the backbone's weights on the Hub."""
+        ``"synthetic:SEED"``; None: the backbone's weights on the Hub.
+        ``exact_decode``: decode JPEGs at full size unless a call says
+        otherwise (``imgsim index --exact-decode``)."""
     @staticmethod
-    def autoencoder(path: _Path) -> "Embedder":
+    def autoencoder(path: _Path, *, exact_decode: bool = False) -> "Embedder":
         """Loads a checkpoint of ``imgsim train autoencoder`` (its folder
         or its ``.safetensors``)."""
     @staticmethod
@@ -91,9 +95,10 @@ class Collection:
     @staticmethod
     def create(
         path: _Path,
-        dim: int,
-        metric: str = "cosine",
+        dim: Optional[int] = None,
+        metric: Optional[str] = None,
         *,
+        embedder: Optional[Embedder] = None,
         m: Optional[int] = None,
         ef_construction: Optional[int] = None,
         ef_search: Optional[int] = None,
@@ -104,7 +109,9 @@ class Collection:
         compact_tombstone_share: Optional[float] = None,
         max_segments: Optional[int] = None,
     ) -> "Collection":
-        """Creates an empty collection of ``dim``-dimensional vectors."""
+        """Creates an empty collection of ``dim``-dimensional vectors
+        (``metric`` cosine by default), or, with ``embedder``, one for that
+        embedder's vectors that records it as ``imgsim index`` does."""
     def close(self) -> None:
         """Releases the collection (files and lock)."""
     @property
@@ -166,4 +173,6 @@ class Collection:
     def item(self, id: int) -> Dict[str, Any]:
         """The metadata of item ``id``."""
     def embedder(self) -> Embedder:
-        """The embedder that indexed this collection (``imgsim index``)."""
+        """The embedder the collection records (``imgsim index``, or
+        :meth:`create` with ``embedder``); raises :class:`Error` when it
+        records none."""

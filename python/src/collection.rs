@@ -11,7 +11,7 @@ use imgsim_index::{
     HnswParams, ItemMeta, Metric, Neighbor, NewItem, OpenOptions, Quantization,
 };
 use imgsim_pipeline::search::RECALL_EPSILON;
-use imgsim_pipeline::{EmbedderRecord, MAX_EF, MAX_K};
+use imgsim_pipeline::{create_for_embedder, CreateSettings, EmbedderRecord, MAX_EF, MAX_K};
 use numpy::{PyArray1, PyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
@@ -210,22 +210,30 @@ impl Collection {
     }
 
     /// Creates an empty collection of ``dim``-dimensional vectors in folder
-    /// ``path`` compared by ``metric`` (``"cosine"`` or ``"l2"``), with the
-    /// HNSW parameters given (``None``: the library's defaults, M 16,
-    /// ef_construction 200, ef_search 64, builder ``"native"``,
-    /// quantization ``"none"``; ``"sq8"`` or ``"binary"`` walk the graph on
-    /// codes and rescore with the full vectors, memory-mapped).
+    /// ``path`` compared by ``metric`` (``"cosine"``, the default, or
+    /// ``"l2"``), with the HNSW parameters given (``None``: the library's
+    /// defaults, M 16, ef_construction 200, ef_search 64, builder
+    /// ``"native"``, quantization ``"none"``; ``"sq8"`` or ``"binary"`` walk
+    /// the graph on codes and rescore with the full vectors, memory-mapped).
+    ///
+    /// With ``embedder``, the collection is made for that :class:`Embedder`
+    /// (its dim and metric; ``dim`` and ``metric`` may be left out) and
+    /// records it, as ``imgsim index`` does: ``imgsim query --image``,
+    /// ``imgsim serve``, ``imgsim index`` and :meth:`embedder` then embed
+    /// for it. A checkpoint is copied into the collection.
     ///
     /// Raises :class:`imgsim.ConflictError` when a collection is already
-    /// there, :class:`imgsim.InvalidError` for a parameter out of range.
+    /// there, :class:`imgsim.InvalidError` for a parameter out of range or
+    /// a ``dim`` or ``metric`` that is not the embedder's.
     #[staticmethod]
-    #[pyo3(signature = (path, dim, metric="cosine", *, m=None, ef_construction=None, ef_search=None, builder=None, quantization=None, cache_bytes=None, seal_threshold=None, compact_tombstone_share=None, max_segments=None))]
+    #[pyo3(signature = (path, dim=None, metric=None, *, embedder=None, m=None, ef_construction=None, ef_search=None, builder=None, quantization=None, cache_bytes=None, seal_threshold=None, compact_tombstone_share=None, max_segments=None))]
     #[allow(clippy::too_many_arguments)]
     fn create(
         py: Python<'_>,
         path: PathBuf,
-        dim: usize,
-        metric: &str,
+        dim: Option<usize>,
+        metric: Option<&str>,
+        embedder: Option<Bound<'_, Embedder>>,
         m: Option<usize>,
         ef_construction: Option<usize>,
         ef_search: Option<usize>,
@@ -237,23 +245,20 @@ impl Collection {
         max_segments: Option<usize>,
     ) -> PyResult<Collection> {
         let d = HnswParams::default();
-        let spec = CollectionSpec {
-            dim,
-            metric: Metric::parse(metric).py_err()?,
-            params: HnswParams {
-                m: m.unwrap_or(d.m),
-                ef_construction: ef_construction.unwrap_or(d.ef_construction),
-                ef_search: ef_search.unwrap_or(d.ef_search),
-                builder: match builder {
-                    Some(b) => GraphBuilder::parse(b).py_err()?,
-                    None => d.builder,
-                },
-                quantization: match quantization {
-                    Some(q) => Quantization::parse(q).py_err()?,
-                    None => d.quantization,
-                },
+        let params = HnswParams {
+            m: m.unwrap_or(d.m),
+            ef_construction: ef_construction.unwrap_or(d.ef_construction),
+            ef_search: ef_search.unwrap_or(d.ef_search),
+            builder: match builder {
+                Some(b) => GraphBuilder::parse(b).py_err()?,
+                None => d.builder,
+            },
+            quantization: match quantization {
+                Some(q) => Quantization::parse(q).py_err()?,
+                None => d.quantization,
             },
         };
+        let metric = metric.map(Metric::parse).transpose().py_err()?;
         let options = open_options(
             cache_bytes,
             seal_threshold,
@@ -261,7 +266,37 @@ impl Collection {
             max_segments,
         )?;
         let o = options.clone();
-        let inner = py.detach(|| Inner::create(&path, spec, o)).py_err()?;
+        let inner = match embedder {
+            Some(e) => {
+                let e = e.get();
+                let (e_dim, e_metric) = e.dim_metric();
+                if dim.is_some_and(|d| d != e_dim) || metric.is_some_and(|m| m != e_metric) {
+                    return Err(invalid(format!(
+                        "the embedder makes {e_dim}-d vectors compared by {e_metric}; \
+                         leave dim and metric out, or give those"
+                    )));
+                }
+                let settings = CreateSettings {
+                    params,
+                    options: o,
+                    exact_decode: e.decodes_exactly(),
+                    train: Default::default(),
+                };
+                let choice = e.choice().clone();
+                py.detach(|| create_for_embedder(&path, &choice, &settings))
+                    .py_err()?
+                    .collection
+            }
+            None => {
+                let dim = dim.ok_or_else(|| invalid("create needs dim, or an embedder"))?;
+                let spec = CollectionSpec {
+                    dim,
+                    metric: metric.unwrap_or(Metric::Cosine),
+                    params,
+                };
+                py.detach(|| Inner::create(&path, spec, o)).py_err()?
+            }
+        };
         Ok(Collection::new(inner, options))
     }
 
@@ -540,18 +575,20 @@ impl Collection {
     /// and checked against the one recorded, set to decode images as they
     /// were: query images embedded by it are comparable with the stored
     /// vectors. Raises :class:`imgsim.Error` when the collection records
-    /// none (vectors added from Python or by ``imgsim bench``).
+    /// none (made by :meth:`create` without ``embedder``, or by ``imgsim
+    /// bench``).
     fn embedder(&self, py: Python<'_>) -> PyResult<Embedder> {
         let c = self.get()?;
         let dir = c.path().to_path_buf();
-        let (e, exact_decode) = py
+        let (e, choice, exact_decode) = py
             .detach(|| -> imgsim_pipeline::Result<_> {
                 let record = EmbedderRecord::read(&c)?
                     .ok_or_else(|| imgsim_pipeline::PipelineError::NoEmbedder(dir.clone()))?;
-                Ok((record.load(&dir)?, record.exact_decode))
+                let choice = record.spec.to_choice(&dir)?;
+                Ok((record.load(&dir)?, choice, record.exact_decode))
             })
             .py_err()?;
-        Ok(Embedder::from_loaded(e, exact_decode))
+        Ok(Embedder::from_loaded(e, choice, exact_decode))
     }
 }
 

@@ -9,6 +9,7 @@ use imgsim_embed::{
     decode_rgb, decode_rgb_reduced, load_embedder, load_rgb, load_rgb_reduced, Backbone,
     Embedder as EmbedderTrait, ImageLimits, PretrainedEmbedder, WeightsSource,
 };
+use imgsim_pipeline::EmbedderChoice;
 use numpy::PyArray2;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
@@ -32,25 +33,86 @@ const DEFAULT_BATCH: usize = 16;
 /// them) with ``weights``: a local ``.safetensors`` file,
 /// ``"hf:OWNER/REPO[:FILE]"`` (the Hugging Face Hub, cached), or
 /// ``"synthetic:SEED"`` (deterministic random weights, for tests); None:
-/// the backbone's weights on the Hub. Vectors are bit for bit those of
-/// ``imgsim embed`` with the same arguments.
+/// the backbone's weights on the Hub. ``exact_decode`` decodes JPEGs at
+/// full size unless a call says otherwise (``imgsim index
+/// --exact-decode``). Vectors are bit for bit those of ``imgsim embed``
+/// with the same arguments.
 #[pyclass(module = "imgsim", frozen)]
 pub struct Embedder {
     inner: Arc<dyn EmbedderTrait>,
     /// Decode JPEGs at full size by default (a collection indexed so).
     exact_decode: bool,
     limits: ImageLimits,
+    /// How it was loaded: what a collection created for it records.
+    choice: EmbedderChoice,
 }
 
 impl Embedder {
-    /// Wraps a loaded embedder.
-    pub fn from_loaded(e: Box<dyn EmbedderTrait>, exact_decode: bool) -> Embedder {
+    /// Wraps a loaded embedder; `choice` says how it was loaded.
+    pub fn from_loaded(
+        e: Box<dyn EmbedderTrait>,
+        choice: EmbedderChoice,
+        exact_decode: bool,
+    ) -> Embedder {
         Embedder {
             inner: Arc::from(e),
             exact_decode,
             limits: ImageLimits::default(),
+            choice,
         }
     }
+
+    /// How it was loaded.
+    pub fn choice(&self) -> &EmbedderChoice {
+        &self.choice
+    }
+
+    /// Its dimension and metric, as a collection names them.
+    pub fn dim_metric(&self) -> (usize, imgsim_index::Metric) {
+        let metric = match self.inner.metric() {
+            imgsim_embed::Metric::Cosine => imgsim_index::Metric::Cosine,
+            imgsim_embed::Metric::L2 => imgsim_index::Metric::L2,
+        };
+        (self.inner.dim(), metric)
+    }
+
+    /// Whether JPEGs are decoded at full size by default.
+    pub fn decodes_exactly(&self) -> bool {
+        self.exact_decode
+    }
+
+    /// Embeds `n` images, `batch_size` at a time, with the GIL released:
+    /// `load(i, how)` decodes image `i` as `how` says.
+    fn embed_each<'py>(
+        &self,
+        py: Python<'py>,
+        n: usize,
+        batch_size: usize,
+        exact_decode: Option<bool>,
+        load: &(dyn Fn(usize, &Decode) -> imgsim_embed::Result<image::RgbImage> + Sync),
+    ) -> PyResult<Bound<'py, PyArray2<f32>>> {
+        let batch = check_batch(batch_size)?;
+        let e = &*self.inner;
+        let how = Decode {
+            exact: exact_decode.unwrap_or(self.exact_decode),
+            limits: &self.limits,
+            shorter: e.preprocessing().resize_shorter,
+        };
+        let data = py
+            .detach(|| embed_all(e, n, batch, &|i| load(i, &how)))
+            .py_err()?;
+        matrix(py, data, n, e.dim())
+    }
+}
+
+/// How an image is decoded for the model.
+struct Decode<'a> {
+    /// At full size (otherwise JPEGs at a reduced scale that still covers
+    /// the model's input).
+    exact: bool,
+    limits: &'a ImageLimits,
+    /// The model's resize target (its shorter side).
+    shorter: u32,
 }
 
 /// Embeds `n` images, `batch` at a time: `load(i)` reads, decodes and
@@ -81,22 +143,33 @@ fn embed_all(
 #[pymethods]
 impl Embedder {
     #[new]
-    #[pyo3(signature = (backbone=DEFAULT_BACKBONE, weights=None))]
-    fn new(py: Python<'_>, backbone: &str, weights: Option<&str>) -> PyResult<Embedder> {
+    #[pyo3(signature = (backbone=DEFAULT_BACKBONE, weights=None, *, exact_decode=false))]
+    fn new(
+        py: Python<'_>,
+        backbone: &str,
+        weights: Option<&str>,
+        exact_decode: bool,
+    ) -> PyResult<Embedder> {
         let b = Backbone::parse(backbone).py_err()?;
         let source = weights.map(WeightsSource::parse).transpose().py_err()?;
         let e = py
             .detach(|| PretrainedEmbedder::load(b, source.as_ref()))
             .py_err()?;
-        Ok(Embedder::from_loaded(Box::new(e), false))
+        let choice = EmbedderChoice::Backbone {
+            backbone: b,
+            weights: source,
+        };
+        Ok(Embedder::from_loaded(Box::new(e), choice, exact_decode))
     }
 
     /// Loads a checkpoint made by ``imgsim train autoencoder`` (its folder
     /// or its ``.safetensors``; contrastive or reconstruction).
     #[staticmethod]
-    fn autoencoder(py: Python<'_>, path: PathBuf) -> PyResult<Embedder> {
+    #[pyo3(signature = (path, *, exact_decode=false))]
+    fn autoencoder(py: Python<'_>, path: PathBuf, exact_decode: bool) -> PyResult<Embedder> {
         let e = py.detach(|| load_embedder(&path)).py_err()?;
-        Ok(Embedder::from_loaded(e, false))
+        let choice = EmbedderChoice::Autoencoder(path);
+        Ok(Embedder::from_loaded(e, choice, exact_decode))
     }
 
     /// The names of the backbones ``Embedder(backbone=...)`` accepts.
@@ -115,10 +188,7 @@ impl Embedder {
     /// collection of them should be created with).
     #[getter]
     fn metric(&self) -> &'static str {
-        match self.inner.metric() {
-            imgsim_embed::Metric::Cosine => "cosine",
-            imgsim_embed::Metric::L2 => "l2",
-        }
+        self.dim_metric().1.as_str()
     }
 
     /// The architecture's name (``resnet50``, ``contrastive-cnn``, ...).
@@ -169,22 +239,13 @@ impl Embedder {
         batch_size: usize,
         exact_decode: Option<bool>,
     ) -> PyResult<Bound<'py, PyArray2<f32>>> {
-        let batch = check_batch(batch_size)?;
-        let exact = exact_decode.unwrap_or(self.exact_decode);
-        let (e, limits) = (&*self.inner, &self.limits);
-        let shorter = e.preprocessing().resize_shorter;
-        let data = py
-            .detach(|| {
-                embed_all(e, paths.len(), batch, &|i| {
-                    if exact {
-                        load_rgb(&paths[i], limits)
-                    } else {
-                        load_rgb_reduced(&paths[i], limits, shorter)
-                    }
-                })
-            })
-            .py_err()?;
-        matrix(py, data, paths.len(), e.dim())
+        self.embed_each(py, paths.len(), batch_size, exact_decode, &|i, d| {
+            if d.exact {
+                load_rgb(&paths[i], d.limits)
+            } else {
+                load_rgb_reduced(&paths[i], d.limits, d.shorter)
+            }
+        })
     }
 
     /// Embeds encoded images (the bytes of JPEG, PNG, WebP... files) as
@@ -199,24 +260,15 @@ impl Embedder {
         batch_size: usize,
         exact_decode: Option<bool>,
     ) -> PyResult<Bound<'py, PyArray2<f32>>> {
-        let batch = check_batch(batch_size)?;
-        let exact = exact_decode.unwrap_or(self.exact_decode);
-        let (e, limits) = (&*self.inner, &self.limits);
-        let shorter = e.preprocessing().resize_shorter;
-        let data = py
-            .detach(|| {
-                embed_all(e, images.len(), batch, &|i| {
-                    let name = format!("bytes[{i}]");
-                    let bytes: &[u8] = &images[i];
-                    if exact {
-                        decode_rgb(bytes, Path::new(&name), limits)
-                    } else {
-                        decode_rgb_reduced(bytes, Path::new(&name), limits, shorter)
-                    }
-                })
-            })
-            .py_err()?;
-        matrix(py, data, images.len(), e.dim())
+        self.embed_each(py, images.len(), batch_size, exact_decode, &|i, d| {
+            let name = format!("bytes[{i}]");
+            let bytes: &[u8] = &images[i];
+            if d.exact {
+                decode_rgb(bytes, Path::new(&name), d.limits)
+            } else {
+                decode_rgb_reduced(bytes, Path::new(&name), d.limits, d.shorter)
+            }
+        })
     }
 
     /// Embeds texts into the image space (CLIP's text tower: needs

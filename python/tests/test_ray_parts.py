@@ -1,4 +1,4 @@
-"""Tests of imgsim.ray's parts that need no Ray cluster: the shard hash and global ids, file listing and sniffing, the sharded service's merge, recall and request parsing."""
+"""Tests of imgsim.ray's parts that need no Ray cluster: the shard hash and global ids, file listing and sniffing, shard creation, the writer, the sharded service's merge, recall and request parsing."""
 
 import pathlib
 
@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 
 import imgsim
+from imgsim.ray.index import ShardWriter, open_shards
 from imgsim.ray.serve import ApiError, merge, recall_at_k, search_from_json
 from imgsim.ray.shards import (
     SHARD_ID_BITS,
+    EmbedderSpec,
     global_id,
     list_inputs,
     shard_name,
@@ -109,3 +111,36 @@ def test_search_json_is_checked_as_imgsim_serve_checks_it():
         with pytest.raises(ApiError, match=words) as e:
             search_from_json(body, {}, 2)
         assert e.value.status == 400
+
+
+def test_shards_are_created_for_the_embedder_and_refuse_another(tmp_path: pathlib.Path):
+    spec = EmbedderSpec(backbone="mobilenetv4-small", weights="synthetic:1")
+    colls = open_shards(tmp_path, 3, spec)
+    try:
+        assert [c.path.name for c in colls] == ["shard-00", "shard-01", "shard-02"]
+        assert all(c.embedder().identity == colls[0].embedder().identity for c in colls)
+    finally:
+        for c in colls:
+            c.close()
+    with pytest.raises(ValueError, match="holds 3 shards"):
+        open_shards(tmp_path, 2, spec)
+    with pytest.raises(imgsim.ConflictError, match="resnet18"):
+        open_shards(tmp_path, 3, EmbedderSpec(backbone="resnet18", weights="synthetic:1"))
+
+
+def test_a_vector_the_shard_refuses_fails_its_file_alone(tmp_path: pathlib.Path):
+    coll = imgsim.Collection.create(tmp_path / "s", dim=4)
+    try:
+        writer = ShardWriter([coll], [{}], commit_size=10)
+        meta = {"size": 1, "mtime_ns": 1, "blake3": "x", "format": "jpeg"}
+        writer.add("/a.jpg", np.array([1, 0, 0, 0], np.float32), meta)
+        writer.add("/zero.jpg", np.zeros(4, np.float32), meta)
+        writer.add("/nan.jpg", np.array([1, np.nan, 0, 0], np.float32), meta)
+        writer.add("/b.jpg", np.array([0, 2, 0, 0], np.float32), meta)
+        writer.flush()
+        assert writer.indexed == 2
+        assert [f["path"] for f in writer.failures] == ["/zero.jpg", "/nan.jpg"]
+        assert all(f["error"].startswith("unusable embedding: ") for f in writer.failures)
+        assert sorted(coll.item(int(i))["external_id"] for i in coll.ids()) == ["/a.jpg", "/b.jpg"]
+    finally:
+        coll.close()

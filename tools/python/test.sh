@@ -38,8 +38,10 @@ if [ "${IMGSIM_PY_RELEASE:-0}" = 1 ]; then profile=(--release); fi
     maturin develop --quiet "${profile[@]}")
 
 if [ -z "${IMGSIM_BIN:-}" ]; then
+    # Built from these sources (a no-op when fresh): a stale binary would
+    # make the parity tests compare against other code.
+    cargo build --quiet --bin imgsim
     IMGSIM_BIN="$CARGO_TARGET_DIR/debug/imgsim"
-    [ -x "$IMGSIM_BIN" ] || cargo build --quiet --bin imgsim
 fi
 export IMGSIM_BIN
 

@@ -69,15 +69,31 @@ impl Metric {
     pub fn prepare(self, v: &mut [f32], index: usize) -> Result<()> {
         check_finite(v, index)?;
         if self == Metric::Cosine {
-            let norm = dot(v, v).sqrt();
-            if norm == 0.0 || !norm.is_finite() {
-                return Err(IndexError::ZeroVector { index });
-            }
-            let inv = 1.0 / norm;
+            let inv = 1.0 / cosine_norm(v, index)?;
             v.iter_mut().for_each(|x| *x *= inv);
         }
         Ok(())
     }
+
+    /// Whether [`Metric::prepare`] would accept `v`, without changing it:
+    /// for a caller that hands the vector on to an insert (which prepares
+    /// it), since preparing it twice can change its last bits.
+    pub fn check(self, v: &[f32], index: usize) -> Result<()> {
+        check_finite(v, index)?;
+        if self == Metric::Cosine {
+            cosine_norm(v, index)?;
+        }
+        Ok(())
+    }
+}
+
+/// The length of a finite vector that cosine can normalise.
+fn cosine_norm(v: &[f32], index: usize) -> Result<f32> {
+    let norm = dot(v, v).sqrt();
+    if norm == 0.0 || !norm.is_finite() {
+        return Err(IndexError::ZeroVector { index });
+    }
+    Ok(norm)
 }
 
 impl std::fmt::Display for Metric {
@@ -451,6 +467,26 @@ mod tests {
             assert!((l2_sq_portable(&a, &b) - l2).abs() <= 1e-4 * (1.0 + l2));
             assert!((dot_portable(&a, &b) - d).abs() <= 1e-4 * (1.0 + d.abs()));
         }
+    }
+
+    #[test]
+    fn check_accepts_what_prepare_accepts_and_leaves_the_vector() {
+        let v = vec![3.0, 4.0];
+        Metric::Cosine.check(&v, 0).unwrap();
+        assert_eq!(v, [3.0, 4.0]);
+        assert!(matches!(
+            Metric::Cosine.check(&[0.0; 3], 2),
+            Err(IndexError::ZeroVector { index: 2 })
+        ));
+        Metric::L2.check(&[0.0; 3], 2).unwrap();
+        assert!(matches!(
+            Metric::L2.check(&[1.0, f32::INFINITY], 5),
+            Err(IndexError::NonFinite {
+                index: 5,
+                component: 1,
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -697,7 +697,7 @@ fn embed_stage(
             // A vector the collection would refuse fails this file, not the batch.
             let v = v
                 .map_err(|e| reason_without_path(&e, &o.work.file.path))
-                .and_then(|mut v| {
+                .and_then(|v| {
                     if v.len() != spec.dim {
                         return Err(format!(
                             "the model gave a {}-d vector; the collection holds {}-d",
@@ -705,8 +705,11 @@ fn embed_stage(
                             spec.dim
                         ));
                     }
+                    // Checked, not normalised: the insert normalises, and
+                    // normalising twice would store other last bits than
+                    // `Collection::add` of the same vector (Python, Ray) does.
                     spec.metric
-                        .prepare(&mut v, 0)
+                        .check(&v, 0)
                         .map_err(|e| format!("unusable embedding: {e}"))?;
                     Ok(v)
                 });

@@ -33,7 +33,10 @@ pub use indexer::{index_files, Catalog, IndexOptions, IndexProgress, Summary};
 pub use labelled::{embed_labelled, LabelledImage, LabelledSet, LabelledVectors};
 pub use model::{EmbedderChoice, EmbedderRecord, EmbedderSpec};
 pub use search::{Answer, DupGroup, Hit};
-pub use store::{collection_dir, open, open_for_query, ready_for_indexing, CreateSettings, Ready};
+pub use store::{
+    collection_dir, create_for_embedder, open, open_for_query, ready_for_indexing, CreateSettings,
+    Ready,
+};
 
 /// Largest k a search may ask for (the CLI and the API both refuse more).
 pub const MAX_K: usize = 1000;

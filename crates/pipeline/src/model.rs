@@ -66,6 +66,25 @@ impl EmbedderSpec {
         })
     }
 
+    /// The choice that makes a new collection with this embedder: what
+    /// the spec names, with paths inside the collection at `collection_dir`
+    /// made absolute (they are copied into the new one).
+    pub fn to_choice(&self, collection_dir: &Path) -> Result<EmbedderChoice> {
+        Ok(match self {
+            EmbedderSpec::Backbone { backbone, weights } => EmbedderChoice::Backbone {
+                backbone: Backbone::parse(backbone)?,
+                weights: Some(weights.clone()),
+            },
+            EmbedderSpec::Autoencoder { checkpoint } => {
+                EmbedderChoice::Autoencoder(collection_dir.join(checkpoint))
+            }
+            EmbedderSpec::Head { base, head } => EmbedderChoice::WithHead {
+                base: Box::new(base.to_choice(collection_dir)?),
+                head: collection_dir.join(head),
+            },
+        })
+    }
+
     /// In words, for messages.
     pub fn describe(&self) -> String {
         match self {

@@ -296,6 +296,32 @@ fn create_or_continue(
     finish_create(dir, embedder, spec, settings)
 }
 
+/// Creates a new, empty collection at `dir` for the model `choice` names
+/// and records it as `imgsim index` records a new collection's embedder
+/// (a checkpoint or head is copied in), so that `imgsim query --image`,
+/// `imgsim serve` and later `imgsim index` runs embed for it. Refuses a
+/// folder that holds a collection, and a choice that names no model yet
+/// ("auto", "train one").
+pub fn create_for_embedder(
+    dir: &Path,
+    choice: &EmbedderChoice,
+    settings: &CreateSettings,
+) -> Result<Ready> {
+    if let EmbedderChoice::Auto { .. } | EmbedderChoice::TrainAutoencoder = choice {
+        return Err(PipelineError::Invalid(
+            "a collection created for an embedder needs a model: a backbone with its weights, or a checkpoint".into(),
+        ));
+    }
+    if Collection::exists(dir) {
+        return Err(imgsim_index::IndexError::AlreadyExists { path: dir.into() }.into());
+    }
+    LocalFs.create_dir_all(dir).map_err(crate::error::io(dir))?;
+    match resolve(choice, dir)? {
+        Resolved::Ready(e, spec) => finish_create(dir, e, spec, settings),
+        Resolved::Train { reason } => Err(PipelineError::Invalid(reason)),
+    }
+}
+
 /// What training with `objective` makes, in words.
 fn objective_words(objective: imgsim_embed::Objective) -> &'static str {
     match objective {

@@ -50,7 +50,6 @@ def _parser() -> argparse.ArgumentParser:
     ix.add_argument("--read-cpus", type=float, default=0.25, help="Ray CPUs each read task reserves (default 0.25)")
     ix.add_argument("--commit-size", type=int, default=256, help="rows per shard commit (default 256)")
     ix.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="leave out matching paths; repeatable")
-    ix.add_argument("--imgsim-bin", help="the imgsim command, to create shards (default $IMGSIM_BIN, or imgsim on PATH)")
     ix.add_argument("--errors", type=Path, metavar="FILE", help="write the files that failed, with the reason, as JSON")
     ix.add_argument("--json", action="store_true", help="print the summary as JSON")
 
@@ -88,7 +87,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             opts = IndexOptions(
                 batch_size=args.batch_size, actors=args.actors, cpus_per_actor=args.cpus_per_actor,
                 threads_per_actor=args.threads_per_actor, read_cpus=args.read_cpus,
-                commit_size=args.commit_size, exclude=args.exclude, imgsim_bin=args.imgsim_bin,
+                commit_size=args.commit_size, exclude=args.exclude,
             )
             summary = run_index(args.input, args.collections, args.shards, spec, opts)
             if args.errors is not None:

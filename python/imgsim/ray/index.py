@@ -16,7 +16,9 @@ Ray Data's back-pressure:
    changed files replace.
 
 The vectors are bit for bit those ``imgsim index`` stores for the same
-files, embedder and batch size (``tools/ray/check_index.py`` checks it).
+files and embedder (``tools/ray/check_index.py`` checks it): the actors
+hand on the model's vectors, and the shard's insert normalises them, as
+it does for ``imgsim index``.
 """
 
 from __future__ import annotations
@@ -24,8 +26,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -43,7 +43,6 @@ from .shards import (
     Known,
     catalog,
     create_shard,
-    find_imgsim_bin,
     shard_dirs,
     shard_name,
     shard_of,
@@ -67,7 +66,6 @@ class IndexOptions:
     read_cpus: float = 0.25
     commit_size: int = 256
     exclude: Sequence[str] = ()
-    imgsim_bin: Optional[str] = None
 
 
 @dataclasses.dataclass
@@ -146,41 +144,10 @@ def read_files(batch: Batch) -> Batch:
 # ---------------------------------------------------------------- embed stage
 
 
-class RustNormaliser:
-    """Unit-normalises vectors with the collection's own kernel, as ``imgsim
-    index`` does before it inserts them (the insert normalises again): a
-    scratch collection, written and read back. Without it, vectors added
-    from Python differ from ``imgsim index``'s in the last bit (the Python
-    API has no normalise call)."""
-
-    def __init__(self, dim: int, parent: Optional[str] = None) -> None:
-        if parent is not None:
-            os.makedirs(parent, exist_ok=True)
-        self._dir = tempfile.mkdtemp(prefix="imgsim-ray-norm-", dir=parent)
-        self._coll = imgsim.Collection.create(
-            os.path.join(self._dir, "c"), dim=dim, metric="cosine", seal_threshold=1 << 30
-        )
-        self._added = 0
-
-    def __call__(self, vectors: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        ids = self._coll.add(vectors)
-        out = np.stack([self._coll.vector(int(i)) for i in ids])
-        self._coll.delete([int(i) for i in ids])
-        self._added += len(ids)
-        if self._added >= 1 << 16:
-            self._coll.compact()
-            self._added = 0
-        return out
-
-    def close(self) -> None:
-        self._coll.close()
-        shutil.rmtree(self._dir, ignore_errors=True)
-
-
 class EmbedActor:
     """Ray Data actor: loads the embedder once, embeds batches of image bytes."""
 
-    def __init__(self, spec: EmbedderSpec, threads: int, scratch: Optional[str] = None) -> None:
+    def __init__(self, spec: EmbedderSpec, threads: int) -> None:
         # imgsim's thread pool starts on first use, which is below: this
         # actor's process gets `threads` of them (a runtime_env would start
         # a fresh worker process per actor, seconds later).
@@ -189,14 +156,6 @@ class EmbedActor:
         self.embedder = spec.load()
         self.load_seconds = time.perf_counter() - started
         self.exact_decode = spec.exact_decode
-        # Under `scratch`, which the driver removes at the end: Ray ends the
-        # actors without running their clean-up.
-        self.normalise = RustNormaliser(self.embedder.dim, scratch) if self.embedder.metric == "cosine" else None
-
-    def __del__(self) -> None:
-        normalise = getattr(self, "normalise", None)
-        if normalise is not None:
-            normalise.close()
 
     def _embed(self, images: List[bytes]) -> npt.NDArray[np.float32]:
         # One model call for the whole batch (an image's vector does not
@@ -220,16 +179,6 @@ class EmbedActor:
                         vectors[i] = self._embed([img])[0]
                     except imgsim.Error as e:
                         error[i], kind[i] = str(e).replace("bytes[0]", "the image"), FAILED
-            good = [i for i in todo if kind[i] == OK]
-            if good and self.normalise is not None:
-                try:
-                    vectors[good] = self.normalise(vectors[good])
-                except imgsim.Error:
-                    for i in good:
-                        try:
-                            vectors[i] = self.normalise(vectors[i : i + 1])[0]
-                        except imgsim.Error as e:
-                            error[i], kind[i] = f"unusable embedding: {e}", FAILED
         return {
             "path": batch["path"],
             "vector": vectors,
@@ -250,9 +199,7 @@ def _same_embedder(a: Dict[str, Any], b: Dict[str, Any]) -> bool:
     return all(a.get(k) == b.get(k) for k in keys)
 
 
-def open_shards(
-    out: Path, shards: int, spec: EmbedderSpec, imgsim_bin: Optional[str]
-) -> List[imgsim.Collection]:
+def open_shards(out: Path, shards: int, spec: EmbedderSpec) -> List[imgsim.Collection]:
     """Opens the ``shards`` shard collections of ``out``, creating those that
     do not exist; refuses shards made with another embedder, and a folder
     holding another number of shards."""
@@ -266,10 +213,12 @@ def open_shards(
                 "(a sharded collection keeps its number of shards: index into a new folder)"
             )
     missing = [i for i in range(shards) if not (out / shard_name(i)).exists()]
+    embedder: Optional[imgsim.Embedder] = None
     if missing:
-        binary = find_imgsim_bin(imgsim_bin)
+        embedder = spec.load()
+        made = embedder
         with ThreadPoolExecutor(max_workers=min(8, len(missing))) as pool:
-            list(pool.map(lambda i: create_shard(out, i, spec, binary), missing))
+            list(pool.map(lambda i: create_shard(out, i, made), missing))
     wanted: Optional[Dict[str, Any]] = None
     colls: List[imgsim.Collection] = []
     try:
@@ -282,7 +231,7 @@ def open_shards(
             colls.append(c)
             recorded = c.embedder()
             if wanted is None:
-                wanted = spec.load().identity
+                wanted = (embedder or spec.load()).identity
             if not _same_embedder(recorded.identity, wanted) or recorded.exact_decode != spec.exact_decode:
                 raise imgsim.ConflictError(
                     f"{path} was indexed with {recorded.identity.get('architecture')} "
@@ -310,6 +259,8 @@ class ShardWriter:
         self.indexed = 0
         self.replaced = 0
         self.repeated = 0
+        #: Rows the shard refused (a NaN or zero vector): path and reason.
+        self.failures: List[Dict[str, str]] = []
 
     def add(self, path: str, vector: npt.NDArray[np.float32], meta: Dict[str, Any]) -> None:
         if path in self.written:
@@ -326,8 +277,20 @@ class ShardWriter:
         rows, self.pending[s] = self.pending[s], []
         if not rows:
             return
-        vectors = np.stack([r[1] for r in rows])
-        self.colls[s].add(vectors, external_ids=[r[0] for r in rows], metadata=[r[2] for r in rows], source=SOURCE_FILE)
+        coll = self.colls[s]
+        try:
+            coll.add(np.stack([r[1] for r in rows]), external_ids=[r[0] for r in rows],
+                     metadata=[r[2] for r in rows], source=SOURCE_FILE)
+        except imgsim.InvalidError:
+            # A vector the shard refuses fails its file, not the commit.
+            kept = []
+            for r in rows:
+                try:
+                    coll.add(r[1][None, :], external_ids=[r[0]], metadata=[r[2]], source=SOURCE_FILE)
+                    kept.append(r)
+                except imgsim.InvalidError as e:
+                    self.failures.append({"path": r[0], "error": f"unusable embedding: {e}"})
+            rows = kept
         # The new entries are durable: now remove those they replace (a
         # crash in between leaves a stale entry the next run removes).
         old = [self.known[s][r[0]].id for r in rows if r[0] in self.known[s]]
@@ -355,10 +318,7 @@ def run_index(
     files, problems = list_inputs_checked(inputs, options.exclude)
     summary.files = len(files)
     summary.errors = [{"path": p, "error": e} for p, e in problems]
-    colls = open_shards(out, shards, spec, options.imgsim_bin)
-    # The actors' scratch space, removed at the end on this machine (on
-    # other nodes the actors make the same folder, and it stays there).
-    scratch = os.path.join(tempfile.gettempdir(), f"imgsim-ray-scratch-{os.getpid()}-{time.time_ns()}")
+    colls = open_shards(out, shards, spec)
     try:
         known: List[Dict[str, Known]] = []
         for c in colls:
@@ -388,7 +348,7 @@ def run_index(
             ds = ds.map_batches(read_files, batch_size=options.batch_size, num_cpus=options.read_cpus)
             ds = ds.map_batches(
                 EmbedActor,
-                fn_constructor_kwargs={"spec": spec, "threads": options.threads_per_actor, "scratch": scratch},
+                fn_constructor_kwargs={"spec": spec, "threads": options.threads_per_actor},
                 batch_size=options.batch_size,
                 compute=ray.data.ActorPoolStrategy(size=actors),
                 num_cpus=options.cpus_per_actor,
@@ -416,6 +376,7 @@ def run_index(
                     else:
                         summary.errors.append({"path": path, "error": str(batch["error"][i])})
             writer.flush()
+            summary.errors.extend(writer.failures)
             if first is not None and writer.indexed > first[1]:
                 # Once the first results arrived: Ray's start-up (worker
                 # processes, actors, model loads) left out.
@@ -427,7 +388,6 @@ def run_index(
     finally:
         for c in colls:
             c.close()
-        shutil.rmtree(scratch, ignore_errors=True)
     summary.seconds = time.perf_counter() - started
     summary.images_per_s = summary.indexed / summary.pipeline_seconds if summary.pipeline_seconds > 0 else 0.0
     return summary

@@ -14,11 +14,7 @@ import dataclasses
 import fnmatch
 import glob
 import hashlib
-import json
 import os
-import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -192,50 +188,19 @@ class EmbedderSpec:
     def load(self) -> imgsim.Embedder:
         """Loads it (one model load)."""
         if self.autoencoder is not None:
-            return imgsim.Embedder.autoencoder(self.autoencoder)
+            return imgsim.Embedder.autoencoder(self.autoencoder, exact_decode=self.exact_decode)
         assert self.backbone is not None
-        return imgsim.Embedder(self.backbone, self.weights)
-
-    def cli_args(self) -> List[str]:
-        """The ``imgsim index`` options that name it."""
-        if self.autoencoder is not None:
-            args = ["--autoencoder", self.autoencoder]
-        else:
-            assert self.backbone is not None
-            args = ["--backbone", self.backbone]
-            if self.weights is not None:
-                args += ["--weights", self.weights]
-        return args + (["--exact-decode"] if self.exact_decode else [])
+        return imgsim.Embedder(self.backbone, self.weights, exact_decode=self.exact_decode)
 
 
-def find_imgsim_bin(given: Optional[str]) -> str:
-    """The ``imgsim`` command: ``given``, else ``$IMGSIM_BIN``, else on PATH."""
-    candidate = given or os.environ.get("IMGSIM_BIN") or shutil.which("imgsim")
-    if not candidate or not os.access(candidate, os.X_OK):
-        raise FileNotFoundError(
-            "creating a shard needs the imgsim command, which records the collection's embedder "
-            "(the Python API cannot yet): pass --imgsim-bin PATH, set IMGSIM_BIN, or put imgsim on PATH"
-        )
-    return candidate
-
-
-def create_shard(out: Path, index: int, spec: EmbedderSpec, imgsim_bin: str) -> Path:
-    """Creates shard ``index`` in ``out`` as an empty collection that records
-    ``spec`` as its embedder, by running ``imgsim index`` on an empty folder
-    (what makes ``imgsim query --image`` and ``imgsim serve`` able to embed
+def create_shard(out: Path, index: int, embedder: imgsim.Embedder) -> Path:
+    """Creates shard ``index`` in ``out``: an empty collection that records
+    ``embedder`` as ``imgsim index`` records a collection's embedder (what
+    makes ``imgsim query --image`` and ``imgsim serve`` able to embed
     queries for it)."""
-    name = shard_name(index)
-    with tempfile.TemporaryDirectory(prefix="imgsim-empty-") as empty:
-        cmd = [imgsim_bin, "index", empty, "--data-dir", str(out), "--collection", name, "--quiet", "--json"]
-        env = dict(os.environ)
-        env.pop("IMGSIM_SERVER", None)
-        run = subprocess.run(cmd + spec.cli_args(), capture_output=True, text=True, env=env)
-    if run.returncode != 0:
-        raise RuntimeError(f"creating {name} with `{' '.join(cmd)}` failed: {run.stderr.strip() or run.stdout.strip()}")
-    made = Path(json.loads(run.stdout)["path"])
-    if made.resolve() != (out / name).resolve():
-        raise RuntimeError(f"imgsim index made {made}, not {out / name}")
-    return made
+    path = out / shard_name(index)
+    imgsim.Collection.create(path, embedder=embedder).close()
+    return path
 
 
 @dataclasses.dataclass
