@@ -1,6 +1,7 @@
 //! Every endpoint and every error of the service, through actix-web's test
 //! harness, on a small collection indexed by the test.
 
+#[macro_use]
 mod common;
 
 use std::path::PathBuf;
@@ -10,6 +11,8 @@ use actix_web::{test, web, App};
 use imgsim_embed::Backbone;
 use imgsim_server::{AppState, ServerOptions};
 use serde_json::{json, Value};
+
+use common::call;
 
 const KEY: &str = "test-key-123";
 
@@ -65,18 +68,6 @@ fn options() -> ServerOptions {
     }
 }
 
-macro_rules! app {
-    ($state:expr) => {
-        test::init_service(
-            App::new()
-                .app_data($state.clone())
-                .configure(imgsim_server::extractor_errors)
-                .configure(imgsim_server::configure),
-        )
-        .await
-    };
-}
-
 fn multipart(field: &str, bytes: &[u8]) -> (String, Vec<u8>) {
     let boundary = "XyZboundary42";
     let mut body = Vec::new();
@@ -89,21 +80,6 @@ fn multipart(field: &str, bytes: &[u8]) -> (String, Vec<u8>) {
     body.extend_from_slice(bytes);
     body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
     (format!("multipart/form-data; boundary={boundary}"), body)
-}
-
-async fn call(
-    app: &impl actix_web::dev::Service<
-        actix_http::Request,
-        Response = actix_web::dev::ServiceResponse,
-        Error = actix_web::Error,
-    >,
-    req: test::TestRequest,
-) -> (StatusCode, Value) {
-    let resp = test::call_service(app, req.to_request()).await;
-    let status = resp.status();
-    let body = test::read_body(resp).await;
-    let v = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    (status, v)
 }
 
 fn path_of(v: &Value) -> &str {

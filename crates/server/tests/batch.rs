@@ -2,11 +2,14 @@
 //! endpoint, against the JSON search they must agree with, on a vector-only
 //! collection made by the test; and the batch's turn-taking on the pool.
 
+#[macro_use]
+mod common;
+
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use actix_web::http::StatusCode;
-use actix_web::{test, web, App};
+use actix_web::{test, web};
 use imgsim_index::{
     Collection, CollectionSpec, HnswParams, ItemMeta, Metric, NewItem, OpenOptions,
 };
@@ -14,6 +17,8 @@ use imgsim_server::api::VECTORS_MEDIA_TYPE;
 use imgsim_server::offload::{offload_batch, BATCH_CHUNK};
 use imgsim_server::{ApiError, AppState, ServerOptions};
 use serde_json::{json, Value};
+
+use common::call;
 
 const DIM: usize = 16;
 const N: usize = 300;
@@ -68,33 +73,6 @@ fn options() -> ServerOptions {
 
 fn f32le(values: &[f32]) -> Vec<u8> {
     values.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
-macro_rules! app {
-    ($state:expr) => {
-        test::init_service(
-            App::new()
-                .app_data($state.clone())
-                .configure(imgsim_server::extractor_errors)
-                .configure(imgsim_server::configure),
-        )
-        .await
-    };
-}
-
-async fn call(
-    app: &impl actix_web::dev::Service<
-        actix_http::Request,
-        Response = actix_web::dev::ServiceResponse,
-        Error = actix_web::Error,
-    >,
-    req: test::TestRequest,
-) -> (StatusCode, Value) {
-    let resp = test::call_service(app, req.to_request()).await;
-    let status = resp.status();
-    let body = test::read_body(resp).await;
-    let v = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    (status, v)
 }
 
 /// A binary search request to `uri`.

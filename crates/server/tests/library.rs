@@ -3,12 +3,13 @@
 //! `library_roots` and streamed as NDJSON, and answers that read back into
 //! the library's types.
 
+#[macro_use]
 mod common;
 
 use std::path::{Path, PathBuf};
 
 use actix_web::http::StatusCode;
-use actix_web::{test, web, App};
+use actix_web::{test, web};
 use imgsim_embed::Backbone;
 use imgsim_pipeline::report::{CheckOutcome, CollectionInfo};
 use imgsim_server::{AppState, ServerOptions};
@@ -44,18 +45,6 @@ fn state(data: &Path, roots: Vec<PathBuf>) -> web::Data<AppState> {
         ..ServerOptions::default()
     };
     web::Data::new(AppState::open(data, "default", options).unwrap())
-}
-
-macro_rules! app {
-    ($state:expr) => {
-        test::init_service(
-            App::new()
-                .app_data($state.clone())
-                .configure(imgsim_server::extractor_errors)
-                .configure(imgsim_server::configure),
-        )
-        .await
-    };
 }
 
 #[actix_web::test]

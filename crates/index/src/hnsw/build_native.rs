@@ -40,6 +40,7 @@ use crate::distance::{prefetch_vector, DistFn};
 use crate::vectors::{Cand, VectorSet};
 
 use super::graph::Graph;
+use super::visited::Visited;
 use super::{HnswParams, BUILD_CHUNK, MAX_LAYERS};
 
 /// Most walks of layer 0 that look for unreached rows and relink them.
@@ -64,13 +65,13 @@ pub(crate) fn build(
     while done < n {
         let end = (done + BUILD_CHUNK).min(n);
         (done as u32..end as u32).into_par_iter().for_each_init(
-            || Pooled::take(&pool, n),
+            || Pooled::take(&pool),
             |scratch, row| b.insert(row, scratch),
         );
         done = end;
         progress(done);
     }
-    b.reconnect(&mut Pooled::take(&pool, n));
+    b.reconnect(&mut Pooled::take(&pool));
     b.into_graph()
 }
 
@@ -339,8 +340,8 @@ impl<'a> Builder<'a> {
     /// candidates; leaves them in `s.found`, nearest first.
     fn search_layer(&self, q: &[f32], entry: Cand, level: u32, s: &mut Scratch) {
         let ef = self.ef_construction;
-        let epoch = s.begin();
-        s.visited[entry.row as usize] = epoch;
+        s.begin(self.levels.len());
+        s.visited.first_visit(entry.row);
         s.candidates.push(Reverse(entry));
         s.results.push(entry);
         while let Some(Reverse(c)) = s.candidates.pop() {
@@ -357,11 +358,9 @@ impl<'a> Builder<'a> {
                 if let Some(&next) = s.links.get(i + 1) {
                     prefetch_vector(self.vector(next));
                 }
-                let seen = &mut s.visited[nb as usize];
-                if *seen == epoch {
+                if !s.visited.first_visit(nb) {
                     continue;
                 }
-                *seen = epoch;
                 let d = (self.kernel)(q, self.vector(nb));
                 let full = s.results.len() >= ef;
                 if !full || d < s.results.peek().map_or(f32::INFINITY, |w| w.dist) {
@@ -524,8 +523,7 @@ fn fill_with_pruned(sorted: &[Cand], cap: usize, kept: &mut Vec<Cand>) {
 /// Per-worker search state, reused across insertions.
 #[derive(Default)]
 struct Scratch {
-    visited: Vec<u32>,
-    epoch: u32,
+    visited: Visited,
     candidates: BinaryHeap<Reverse<Cand>>,
     results: BinaryHeap<Cand>,
     found: Vec<Cand>,
@@ -536,16 +534,11 @@ struct Scratch {
 }
 
 impl Scratch {
-    /// Starts a search; returns the epoch that marks "visited".
-    fn begin(&mut self) -> u32 {
-        self.epoch = self.epoch.wrapping_add(1);
-        if self.epoch == 0 {
-            self.visited.iter_mut().for_each(|v| *v = 0);
-            self.epoch = 1;
-        }
+    /// Starts a search over rows `0..n`.
+    fn begin(&mut self, n: usize) {
+        self.visited.begin(n);
         self.candidates.clear();
         self.results.clear();
-        self.epoch
     }
 }
 
@@ -557,11 +550,8 @@ struct Pooled<'p> {
 }
 
 impl<'p> Pooled<'p> {
-    fn take(pool: &'p Mutex<Vec<Scratch>>, n: usize) -> Pooled<'p> {
-        let scratch = lock(pool).pop().unwrap_or_else(|| Scratch {
-            visited: vec![0; n],
-            ..Scratch::default()
-        });
+    fn take(pool: &'p Mutex<Vec<Scratch>>) -> Pooled<'p> {
+        let scratch = lock(pool).pop().unwrap_or_default();
         Pooled {
             pool,
             scratch: Some(scratch),

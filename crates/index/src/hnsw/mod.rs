@@ -42,8 +42,10 @@ use crate::vectors::{prepare_query, Cand, IdFilter, MappedRows, Neighbor, Vector
 mod build_hnsw_rs;
 mod build_native;
 mod graph;
+mod visited;
 
 use graph::Graph;
+use visited::Visited;
 
 /// Most layers a graph may have.
 const MAX_LAYERS: usize = 16;
@@ -156,34 +158,24 @@ impl HnswParams {
 
 /// Reusable per-thread search state.
 struct Scratch {
-    visited: Vec<u32>,
-    epoch: u32,
+    visited: Visited,
     candidates: BinaryHeap<Reverse<Cand>>,
     results: BinaryHeap<Cand>,
 }
 
 impl Scratch {
-    /// Starts a new search over `n` rows; returns the epoch that marks "visited".
-    fn begin(&mut self, n: usize) -> u32 {
-        if self.visited.len() < n {
-            self.visited.resize(n, 0);
-        }
-        self.epoch = self.epoch.wrapping_add(1);
-        if self.epoch == 0 {
-            self.visited.iter_mut().for_each(|v| *v = 0);
-            self.epoch = 1;
-        }
+    /// Starts a new search over `n` rows.
+    fn begin(&mut self, n: usize) {
+        self.visited.begin(n);
         self.candidates.clear();
         self.results.clear();
-        self.epoch
     }
 }
 
 thread_local! {
     static SCRATCH: RefCell<Scratch> = const {
         RefCell::new(Scratch {
-            visited: Vec::new(),
-            epoch: 0,
+            visited: Visited::new(),
             candidates: BinaryHeap::new(),
             results: BinaryHeap::new(),
         })
@@ -446,15 +438,14 @@ impl AnnIndex {
 
         SCRATCH.with(|s| {
             let mut s = s.borrow_mut();
-            let epoch = s.begin(n);
+            s.begin(n);
             let Scratch {
                 visited,
                 candidates,
                 results,
-                ..
             } = &mut *s;
             let allowed = |row: u32| filter.is_none_or(|f| f.allows(self.vectors.id(row as usize)));
-            visited[cur as usize] = epoch;
+            visited.first_visit(cur);
             candidates.push(Reverse(Cand {
                 dist: cur_d,
                 row: cur,
@@ -482,11 +473,9 @@ impl AnnIndex {
                     if let Some(&next) = links.get(i + 1) {
                         prefetch(next);
                     }
-                    let v = &mut visited[nb as usize];
-                    if *v == epoch {
+                    if !visited.first_visit(nb) {
                         continue;
                     }
-                    *v = epoch;
                     let d = dist(nb);
                     if results.len() < ef || d < bound {
                         candidates.push(Reverse(Cand { dist: d, row: nb }));

@@ -1,12 +1,47 @@
-//! What the service's test files share: indexing a folder of pictures into
-//! a new collection with a real backbone and synthetic weights.
+//! What the service's test files share: the app under test, one call to
+//! it, and indexing a folder of pictures into a new collection with a real
+//! backbone and synthetic weights. (Each test file uses some of it.)
+#![allow(dead_code)]
 
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
+use actix_web::http::StatusCode;
+use actix_web::test;
 use imgsim_embed::{Backbone, WeightsSource};
 use imgsim_pipeline::model::EmbedderChoice;
 use imgsim_pipeline::store::CreateSettings;
+use serde_json::Value;
+
+/// The service (every route, the extractor error handlers) on `$state`.
+macro_rules! app {
+    ($state:expr) => {
+        actix_web::test::init_service(
+            actix_web::App::new()
+                .app_data($state.clone())
+                .configure(imgsim_server::extractor_errors)
+                .configure(imgsim_server::configure),
+        )
+        .await
+    };
+}
+
+/// Sends `req` to `app`: its status, and its body as JSON (`Null` when
+/// the body is not JSON).
+pub async fn call(
+    app: &impl actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse,
+        Error = actix_web::Error,
+    >,
+    req: test::TestRequest,
+) -> (StatusCode, Value) {
+    let resp = test::call_service(app, req.to_request()).await;
+    let status = resp.status();
+    let body = test::read_body(resp).await;
+    let v = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    (status, v)
+}
 
 /// Creates the collection at `collection_dir` with `backbone` (synthetic
 /// weights, seed 1) and indexes the images of `photos` into it.
