@@ -69,10 +69,7 @@ impl Embedder {
 
     /// Its dimension and metric, as a collection names them.
     pub fn dim_metric(&self) -> (usize, imgsim_index::Metric) {
-        let metric = match self.inner.metric() {
-            imgsim_embed::Metric::Cosine => imgsim_index::Metric::Cosine,
-            imgsim_embed::Metric::L2 => imgsim_index::Metric::L2,
-        };
+        let metric = imgsim_pipeline::store::metric_of(&*self.inner);
         (self.inner.dim(), metric)
     }
 

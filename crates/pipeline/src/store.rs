@@ -135,7 +135,8 @@ impl Ready {
     }
 }
 
-fn metric_of(e: &dyn Embedder) -> Metric {
+/// The collection metric that compares `e`'s vectors.
+pub fn metric_of(e: &dyn Embedder) -> Metric {
     match e.metric() {
         imgsim_embed::Metric::Cosine => Metric::Cosine,
         imgsim_embed::Metric::L2 => Metric::L2,
